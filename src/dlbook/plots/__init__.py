@@ -1,0 +1,1 @@
+"""Plotting recipes, one module per chapter."""
