@@ -1,0 +1,39 @@
+"""Shared fixtures: a throw-away cache, and tiny synthetic datasets made in the test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "face-mask"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache folder so cached arrays never leak between tests."""
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def synthetic_data(tmp_path):
+    from dlbook.data import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path / "face-mask", n_per_class=20, image_size=40, seed=1)
+
+
+def real_data_dir() -> Path | None:
+    """The real dataset, from $DLBOOK_DATA or ../shared beside the checkout, if present."""
+    candidate = Path(os.environ.get("DLBOOK_DATA") or SHARED_DATA)
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture
+def real_data():
+    folder = real_data_dir()
+    if folder is None:
+        pytest.skip("the real face-mask dataset is not available (set DLBOOK_DATA)")
+    return folder
