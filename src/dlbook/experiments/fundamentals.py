@@ -389,12 +389,21 @@ def digits_split(seed: int = 0, test_fraction: float = 0.25):
     return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
 
 
-def face_mask_split(data_dir=None, image_size: int = 32, color_mode: str = "grayscale", limit=None):
-    """The face-mask train and test splits (``dlbook.data``) as standardised float32 images."""
+def face_mask_split(
+    data_dir=None, image_size: int = 32, color_mode: str = "grayscale", limit=None, verify=True
+):
+    """The face-mask train and test splits (``dlbook.data``) as standardised float32 images
+    ``(x_train, y_train, x_test, y_test)``; ``verify=False`` skips the manifest check (for
+    synthetic data)."""
     from dlbook.data import load_face_mask
 
     data = load_face_mask(
-        data_dir, image_size=image_size, color_mode=color_mode, limit=limit, progress=False
+        data_dir,
+        image_size=image_size,
+        color_mode=color_mode,
+        limit=limit,
+        verify=verify,
+        progress=False,
     )
     train, test = data.where("train"), data.where("test")
     x_train, x_test = standardize(train.images, test.images)

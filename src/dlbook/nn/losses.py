@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def _check_batch(name: str, a: np.ndarray, b: np.ndarray) -> None:
-    if a.shape[0] != b.shape[0]:
+def _check_batch(name: str, a: np.ndarray, b: np.ndarray, same_size: bool = False) -> None:
+    if a.shape[0] != b.shape[0] or (same_size and a.size != b.size):
         raise ValueError(
             f"{name}: predictions of shape {tuple(a.shape)} and targets of shape "
-            f"{tuple(b.shape)} have different batch sizes"
+            f"{tuple(b.shape)} have different batch sizes or sizes"
         )
 
 
@@ -66,8 +66,9 @@ def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray):
     -------
     loss : float; dlogits : ndarray like ``logits``, ``(sigmoid(z) - t) / N``
     """
-    targets = np.asarray(targets, dtype=logits.dtype).reshape(logits.shape)
-    _check_batch("binary_cross_entropy", logits, targets)
+    targets = np.asarray(targets, dtype=logits.dtype)
+    _check_batch("binary_cross_entropy", logits, targets, same_size=True)
+    targets = targets.reshape(logits.shape)
     n = logits.shape[0]
     loss = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
     e = np.exp(-np.abs(logits))
@@ -82,8 +83,9 @@ def mse(predictions: np.ndarray, targets: np.ndarray):
     -------
     loss : float; dpredictions : ndarray like ``predictions``, ``2 (y_hat - y) / N``
     """
-    targets = np.asarray(targets, dtype=predictions.dtype).reshape(predictions.shape)
-    _check_batch("mse", predictions, targets)
+    targets = np.asarray(targets, dtype=predictions.dtype)
+    _check_batch("mse", predictions, targets, same_size=True)
+    targets = targets.reshape(predictions.shape)
     diff = predictions - targets
     n = predictions.shape[0]
     return float((diff**2).sum() / n), 2 * diff / n
