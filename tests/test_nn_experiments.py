@@ -32,6 +32,9 @@ def test_initialization_statistics_show_vanishing_and_stable_signals():
     summary = fx.initialization_summary(stats).set_index("initializer")
     assert summary.loc["normal", "activation_std_last_layer"] < 1e-6
     assert 0.3 < summary.loc["he_normal", "activation_std_last_layer"] < 3
+    # Backward: the gradient vanishes on its way down with the small normal, not with He.
+    assert summary.loc["normal", "gradient_std_ratio_first_to_last"] < 1e-3
+    assert 0.3 < summary.loc["he_normal", "gradient_std_ratio_first_to_last"] < 3
     assert len(stats) == 2 * 8
 
 

@@ -290,16 +290,17 @@ def initialization_statistics(
     batch: int = 512,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Standard deviation of activations (forward) and of weight gradients (backward), layer by
-    layer, through a ``depth``-layer MLP of ``width`` units, for each initialiser and activation.
+    """Standard deviation of activations (forward) and of the loss gradient with respect to them
+    (backward), layer by layer, through a ``depth``-layer MLP of ``width`` units, for each
+    initialiser and activation.
 
     Inputs are standard normal; the backward pass starts from the softmax cross-entropy of 10
     random classes on a final linear layer. float64 throughout.
 
     Returns
     -------
-    DataFrame with columns initializer, activation, layer (1..depth), activation_std,
-    gradient_std (std of dL/dW of that layer).
+    DataFrame with columns initializer, activation, layer (1..depth), activation_std (std of
+    the layer's output h), gradient_std (std of dL/dh).
     """
     if depth < 2 or width < 2:
         raise ValueError(f"depth={depth!r} and width={width!r} must be at least 2")
@@ -327,10 +328,10 @@ def initialization_statistics(
             dout, _ = L.dense_backward(dout, c_head)
             grad_stds = [0.0] * depth
             for i in range(depth - 1, -1, -1):
+                grad_stds[i] = float(dout.std())
                 c_dense, c_act = caches[i]
                 dout, _ = backward(dout, c_act)
-                dout, g = L.dense_backward(dout, c_dense)
-                grad_stds[i] = float(g["W"].std())
+                dout, _ = L.dense_backward(dout, c_dense)
             for i in range(depth):
                 rows.append(
                     {
@@ -345,9 +346,9 @@ def initialization_statistics(
 
 
 def initialization_summary(stats: pd.DataFrame) -> pd.DataFrame:
-    """Per initialiser and activation: activation std at the last layer and the ratio of the
-    first layer's weight-gradient std to the last layer's (1 is ideal; far from 1 means vanishing
-    or exploding gradients)."""
+    """Per initialiser and activation: activation std at the first and last layers, and the ratio
+    of the gradient std at the first layer to that at the last (1 is ideal; near 0 means the
+    gradient vanishes on its way back, far above 1 that it explodes)."""
     rows = []
     for (init_name, act), part in stats.groupby(["initializer", "activation"], sort=False):
         part = part.sort_values("layer")

@@ -22,14 +22,14 @@ def plot_gradient_checks(table: pd.DataFrame, threshold: float = 1e-7):
 
 
 def plot_initialization(stats: pd.DataFrame):
-    """Activation and weight-gradient spread per layer: one column per activation function,
+    """Activation and gradient spread per layer: one column per activation function,
     one line per initialiser, log scale (vanishing goes down, exploding goes up)."""
     activations = list(dict.fromkeys(stats["activation"]))
     fig, axes = plt.subplots(2, len(activations), figsize=(5 * len(activations), 7), squeeze=False)
     for col, act in enumerate(activations):
         part = stats[stats["activation"] == act]
         for row, (column, label) in enumerate(
-            (("activation_std", "std of activations"), ("gradient_std", "std of dL/dW"))
+            (("activation_std", "std of activations h"), ("gradient_std", "std of gradient dL/dh"))
         ):
             ax = axes[row, col]
             sns.lineplot(data=part, x="layer", y=column, hue="initializer", marker="o", ax=ax)
