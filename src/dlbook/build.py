@@ -177,8 +177,29 @@ def execute_chapter(
             log_output=False,
         )
     except Exception as error:  # noqa: BLE001 - every failure is recorded, none is fatal here
-        return "failed", time.perf_counter() - started, _describe_failure(error)
-    return "ok", time.perf_counter() - started, None
+        status, error_text = "failed", _describe_failure(error)
+    else:
+        status, error_text = "ok", None
+    if output.exists():
+        tidy_parameter_cells(output)
+    return status, time.perf_counter() - started, error_text
+
+
+def tidy_parameter_cells(notebook_path: Path) -> None:
+    """Drop the default parameters cell from the rendered page and fold the injected one.
+
+    The page then shows, behind a toggle, the parameters the chapter really ran with.
+    """
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    nbformat.write(notebook, notebook_path)
 
 
 # ---------------------------------------------------------------------------------------------
