@@ -166,3 +166,18 @@ def test_face_mask_features_line_up_with_the_images(synthetic_data, monkeypatch)
     )
     train_x, train_y = result.where("train")
     assert len(train_x) == len(train_y) == (result.split == "train").sum()
+
+
+@pytest.mark.slow
+def test_smoke_features_separate_the_real_classes(real_data):
+    """Pooled ImageNet features make the face-mask classes linearly separable (a linear probe)."""
+    from sklearn.linear_model import LogisticRegression
+
+    result = backbones.face_mask_features("smoke", data_dir=real_data, progress=False)
+    settings = profiles.get("smoke", "features")
+    assert result.features.shape == (settings["limit"], 1280)
+    assert result.backbone == settings["backbone"] and np.isfinite(result.features).all()
+    train_x, train_y = result.where("train")
+    test_x, test_y = result.where("test")
+    probe = LogisticRegression(max_iter=2000).fit(train_x, train_y)
+    assert probe.score(test_x, test_y) > 0.9
