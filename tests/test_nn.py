@@ -349,3 +349,19 @@ def test_sequential_validates_its_arguments():
         Sequential([Dense(2)]).fit(np.zeros((3, 2)), np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match="needs an rng"):
         Dropout(0.5).forward(np.zeros((2, 2)), training=True)
+
+
+@pytest.mark.parametrize(
+    "shape, pool_size, stride",
+    [((2, 7, 7, 2), 2, 2), ((2, 7, 8, 2), 3, 3), ((2, 9, 9, 1), 2, 3), ((1, 6, 6, 2), 3, 1)],
+)
+def test_maxpool_gradient_with_leftover_rows_gaps_and_overlaps(shape, pool_size, stride):
+    rng = np.random.default_rng(0)
+    errors = gradcheck.check_layer(
+        lambda x, _p: L.maxpool_forward(x, pool_size, stride),
+        L.maxpool_backward,
+        rng.standard_normal(shape),
+        {},
+        rng,
+    )
+    assert errors["x"] < 1e-7
