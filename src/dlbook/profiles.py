@@ -20,8 +20,8 @@ FEATURES = {
 
 # Chapter 1: NumPy networks from first principles. ANN vs CNN runs on the face-mask images at
 # ``image_size`` px (``limit`` images, None: all) and on scikit-learn's digits, ``seeds`` times;
-# ``init_*`` size the deep network of the initialisation study; ``benchmark_steps`` minibatches
-# are timed in the NumPy-vs-Keras speed comparison.
+# ``init_*`` size the deep network of the initialisation study; the NumPy-vs-Keras speed comparison
+# times ``benchmark_rounds`` rounds of ``benchmark_steps`` minibatches and keeps the best.
 FUNDAMENTALS = {
     "smoke": {
         "image_size": 32,
@@ -34,7 +34,8 @@ FUNDAMENTALS = {
         "init_depth": 10,
         "init_width": 128,
         "init_batch": 256,
-        "benchmark_steps": 10,
+        "benchmark_steps": 8,
+        "benchmark_rounds": 2,
     },
     "full": {
         "image_size": 32,
@@ -47,7 +48,8 @@ FUNDAMENTALS = {
         "init_depth": 15,
         "init_width": 256,
         "init_batch": 512,
-        "benchmark_steps": 40,
+        "benchmark_steps": 30,
+        "benchmark_rounds": 3,
     },
 }
 
