@@ -18,10 +18,39 @@ FEATURES = {
     "full": {"backbone": "efficientnet_lite0", "image_size": 224, "limit": None},
 }
 
-# Chapter 1: NumPy networks from first principles.
+# Chapter 1: NumPy networks from first principles. ANN vs CNN runs on the face-mask images at
+# ``image_size`` px (``limit`` images, None: all) and on scikit-learn's digits, ``seeds`` times;
+# ``init_*`` size the deep network of the initialisation study; the NumPy-vs-Keras speed comparison
+# times ``benchmark_rounds`` rounds of ``benchmark_steps`` minibatches and keeps the best.
 FUNDAMENTALS = {
-    "smoke": {},
-    "full": {},
+    "smoke": {
+        "image_size": 32,
+        "color_mode": "rgb",
+        "limit": 600,
+        "seeds": 2,
+        "face_mask_epochs": 2,
+        "digits_epochs": 4,
+        "batch_size": 64,
+        "init_depth": 10,
+        "init_width": 128,
+        "init_batch": 256,
+        "benchmark_steps": 8,
+        "benchmark_rounds": 2,
+    },
+    "full": {
+        "image_size": 32,
+        "color_mode": "rgb",
+        "limit": None,
+        "seeds": 5,
+        "face_mask_epochs": 8,
+        "digits_epochs": 20,
+        "batch_size": 64,
+        "init_depth": 15,
+        "init_width": 256,
+        "init_batch": 512,
+        "benchmark_steps": 30,
+        "benchmark_rounds": 3,
+    },
 }
 
 # Chapter 2: optimisers, learning rates, regularisation.
