@@ -84,3 +84,18 @@ def test_learning_rate_values_span_both_ends():
 
 def test_diverged_marks_non_finite_and_large_losses():
     assert ex.diverged([0.3, np.nan, np.inf, 5.0]).tolist() == [False, True, True, True]
+
+
+def test_best_learning_rate_passes_over_diverged_rates():
+    runs = pd.DataFrame(
+        {
+            "optimizer": ["adam"] * 4 + ["sgd"] * 2,
+            "lr": [0.01, 0.01, 0.6, 0.6, 0.01, 0.6],
+            "val_acc": [0.80, 0.82, 0.90, 0.90, 0.5, 0.6],
+            "diverged": [False, False, True, True, True, True],
+        }
+    )
+    best = ex.best_learning_rates(runs).set_index("optimizer")
+    assert best.loc["adam", "best_lr"] == 0.01
+    assert best.loc["adam", "val_acc"] == pytest.approx(0.81)
+    assert best.loc["sgd", "best_lr"] == 0.6  # every rate diverged: the best of them

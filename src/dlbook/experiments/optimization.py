@@ -498,11 +498,19 @@ def learning_rate_sweep(
 
 
 def best_learning_rates(runs: pd.DataFrame, by=("optimizer",)) -> pd.DataFrame:
-    """Per group, the learning rate with the highest mean final validation accuracy over seeds
-    (diverged runs count with their accuracy), with that mean and its 95% interval."""
+    """Per group, the learning rate with the highest mean final validation accuracy over seeds,
+    with that mean and its 95% interval. Rates at which half or more of the runs diverged are
+    passed over unless every rate did."""
     by = list(by)
-    means = runs.groupby([*by, "lr"])["val_acc"].agg(["mean", "count"]).reset_index()
-    best = means.loc[means.groupby(by)["mean"].idxmax()]
+    means = (
+        runs.groupby([*by, "lr"])
+        .agg(mean=("val_acc", "mean"), diverged=("diverged", "mean"))
+        .reset_index()
+    )
+    stable = means["diverged"] < 0.5
+    any_stable = stable.groupby([means[c] for c in by]).transform("any")
+    means["score"] = np.where(stable | ~any_stable, means["mean"], -np.inf)
+    best = means.loc[means.groupby(by)["score"].idxmax()]
     rows = []
     for _, row in best.iterrows():
         mask = np.ones(len(runs), dtype=bool)

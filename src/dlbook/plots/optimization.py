@@ -57,7 +57,8 @@ def plot_lr_sweep(runs: pd.DataFrame, curves: dict):
         (line,) = left.plot(part.index, part["val_acc"], marker="o", label=name)
         bad = part[part["diverged"] >= 0.5]
         left.plot(bad.index, bad["val_acc"], "x", color=line.get_color(), ms=11, mew=2)
-        best_lr = part["val_acc"].idxmax()
+        stable = part[part["diverged"] < 0.5]
+        best_lr = (stable if len(stable) else part)["val_acc"].idxmax()
         loss = curves[(name, best_lr)]["eval_loss"]
         epochs = np.arange(1, len(loss) + 1)
         right.plot(epochs, np.nanmean(loss, axis=1), color=line.get_color(),
@@ -65,7 +66,7 @@ def plot_lr_sweep(runs: pd.DataFrame, curves: dict):
     left.set(xscale="log", title="Final validation accuracy (x: diverged)",
              xlabel="learning rate", ylabel="validation accuracy")  # fmt: skip
     right.set(title="Validation loss at each optimiser's best rate", xlabel="epoch",
-              ylabel="cross-entropy")  # fmt: skip
+              ylabel="cross-entropy", yscale="log")  # fmt: skip
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     fig.tight_layout()
