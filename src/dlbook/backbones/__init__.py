@@ -52,7 +52,9 @@ __all__ = [
 ]
 
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
-FEATURE_CACHE_VERSION = 1
+# Bumped whenever the extractor's arithmetic changes (2: batch norm folded into the convolutions),
+# so features computed by an older extractor are never reused.
+FEATURE_CACHE_VERSION = 2
 
 
 class BackboneUnavailableError(RuntimeError):
