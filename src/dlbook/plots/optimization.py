@@ -133,7 +133,10 @@ def plot_high_lr(table: pd.DataFrame):
     frame.plot.bar(ax=ax, rot=0, width=0.85)
     ax.set(title="Schedules and clipping at the highest learning rates", xlabel="",
            ylabel="validation accuracy (mean)")  # fmt: skip
-    ax.set_ylim(max(0.0, float(np.nanmin(frame.values)) - 0.05), 1.0)
+    ax.set_ylim(
+        max(0.0, float(np.nanmin(frame.values)) - 0.05),
+        min(1.0, float(np.nanmax(frame.values)) + 0.04),
+    )
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     return fig
