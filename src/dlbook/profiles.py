@@ -55,9 +55,60 @@ FUNDAMENTALS = {
 
 # Chapter 2: optimisers, learning rates, regularisation.
 OPTIMIZATION = {
-    "smoke": {},
-    "full": {},
-}
+    "smoke": {
+        "image_size": 12,
+        "limit": 800,
+        "path_steps": 1000,
+        "sweep_optimizers": ("sgd", "momentum", "adam"),
+        "lr_min": 0.001,
+        "lr_max": 0.6,
+        "lr_count": 3,
+        "seeds": 2,
+        "initializers": ("he", "xavier"),
+        "epochs": 2,
+        "batch_size": 64,
+        "hidden": 16,
+        "batch_sizes": (32, 128),
+        "batch_base_lr": 0.05,
+        "reg_methods": ("none", "l2", "batchnorm"),
+        "reg_seeds": 3,
+        "reg_train_size": 120,
+        "reg_epochs": 8,
+        "reg_hidden": 64,
+        "high_lr_optimizers": ("sgd",),
+        "high_lr_count": 1,
+        "high_lr_variants": ("constant", "cosine", "clipnorm"),
+    },
+    "full": {
+        "image_size": 16,
+        "limit": None,
+        "path_steps": 1000,
+        "sweep_optimizers": ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"),
+        "lr_min": 0.001,
+        "lr_max": 0.6,
+        "lr_count": 8,
+        "seeds": 3,
+        "initializers": ("he", "xavier"),
+        "epochs": 5,
+        "batch_size": 64,
+        "hidden": 32,
+        "batch_sizes": (32, 64, 128, 256),
+        "batch_base_lr": 0.05,
+        "reg_methods": (
+            "none", "l1", "l2", "dropout", "batchnorm",
+            "l2+dropout", "batchnorm+dropout", "batchnorm+l2",
+        ),
+        "reg_seeds": 10,
+        "reg_train_size": 200,
+        "reg_epochs": 25,
+        "reg_hidden": 128,
+        "high_lr_optimizers": ("sgd", "adam"),
+        "high_lr_count": 2,
+        "high_lr_variants": (
+            "constant", "step", "cosine", "warmup_cosine", "one_cycle", "clipnorm", "clipvalue",
+        ),
+    },
+}  # fmt: skip
 
 # Chapter 3: architecture families and pretrained backbones.
 ARCHITECTURES = {
