@@ -221,3 +221,36 @@ def test_real_split_has_no_leaking_duplicates(real_data):
     assert len(ds) == 4094 and not ds.skipped
     for g in np.unique(ds.groups):
         assert len(set(ds.split[ds.groups == g])) == 1
+
+
+# --- downloading the pinned archive ------------------------------------------------------------
+
+
+def _archive_of(folder, zip_path, top="Face-Mask-Detection-abc"):
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr(f"{top}/README.md", "upstream readme")
+        for rel in data.list_image_files(folder):
+            archive.write(folder / rel, f"{top}/dataset/{rel}")
+    return zip_path
+
+
+def test_download_unpacks_and_verifies_the_archive(synthetic_data, tmp_path):
+    manifest = data.write_manifest(data.build_manifest(synthetic_data), tmp_path / "m.csv")
+    archive = _archive_of(synthetic_data, tmp_path / "upstream.zip")
+    dest = tmp_path / "downloaded" / "face-mask"
+    data.download_dataset(dest, url=archive.as_uri(), manifest_path=manifest)
+    assert data.list_image_files(dest) == data.list_image_files(synthetic_data)
+    assert data.verify_data(dest, manifest).ok
+
+
+def test_download_of_an_altered_archive_leaves_nothing_behind(synthetic_data, tmp_path):
+    manifest = data.write_manifest(data.build_manifest(synthetic_data), tmp_path / "m.csv")
+    victim = synthetic_data / "with_mask" / "with_mask_000.jpg"
+    victim.write_bytes(victim.read_bytes()[:-10])
+    archive = _archive_of(synthetic_data, tmp_path / "upstream.zip")
+    dest = tmp_path / "downloaded" / "face-mask"
+    with pytest.raises(data.DataVerificationError, match="with_mask_000.jpg"):
+        data.download_dataset(dest, url=archive.as_uri(), manifest_path=manifest)
+    assert not dest.exists()

@@ -113,7 +113,12 @@ def _how_to_point_at_data(default: Path) -> str:
     )
 
 
-def download_dataset(dest: str | os.PathLike, url: str = UPSTREAM_URL, timeout: float = 60) -> Path:
+def download_dataset(
+    dest: str | os.PathLike,
+    url: str = UPSTREAM_URL,
+    timeout: float = 60,
+    manifest_path: str | os.PathLike = MANIFEST_PATH,
+) -> Path:
     """Download the pinned upstream archive and unpack its ``dataset/`` folder into ``dest``.
 
     The unpacked files are verified against the manifest before ``dest`` is created, so an
@@ -126,7 +131,7 @@ def download_dataset(dest: str | os.PathLike, url: str = UPSTREAM_URL, timeout: 
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / "face-mask"
         _unpack_dataset_folder(payload, staging)
-        report = verify_files(staging, read_manifest())
+        report = verify_files(staging, read_manifest(manifest_path))
         # Upstream has one file the manifest leaves out (see the data README); drop extras.
         for rel in report.extra:
             (staging / rel).unlink()

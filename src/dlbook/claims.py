@@ -1,0 +1,286 @@
+"""The dissertation's claims, each checked against the book's measured results.
+
+Every verdict is computed from ``results/<profile>/<chapter>.json``; nothing here is typed by
+hand but the claims themselves, as the dissertation states them, and the rule that judges each.
+Verdicts: "holds", "partly", "fails", "not measured yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "fails", "not measured yet"
+VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    measured: str
+    verdict: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim as written, where the book tests it, and the rule that judges it."""
+
+    text: str
+    chapter: str
+    where: str
+    judge: Callable[[dict[str, dict]], Verdict]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _interval(results: dict, key: str) -> str:
+    low, high = results.get(f"{key}_ci_low"), results.get(f"{key}_ci_high")
+    return f" (95% CI {_pct(low)}-{_pct(high)})" if low is not None and high is not None else ""
+
+
+def _best_model_note(mask: dict) -> str:
+    best = mask.get("best_model")
+    if not best or f"{best}_accuracy" not in mask:
+        return ""
+    return (
+        f"Best model measured instead: {best}, accuracy {_pct(mask[f'{best}_accuracy'])}"
+        f"{_interval(mask, f'{best}_accuracy')}, precision {mask.get(f'{best}_precision', float('nan')):.3f},"
+        f" recall {mask.get(f'{best}_recall', float('nan')):.3f}."
+    )
+
+
+def judge_model_claim(
+    model: str, accuracy: float, precision: float, recall: float
+) -> Callable[[dict], Verdict]:
+    """Rule for "``model`` reaches ``accuracy`` with ``precision`` and ``recall``".
+
+    Holds when the measured accuracy's 95% interval reaches the claimed accuracy and precision
+    and recall are within 0.01 of the claim or above; partly when only the accuracy does; fails
+    when the interval lies below the claim.
+    """
+
+    def judge(results: dict[str, dict]) -> Verdict:
+        mask = results.get("mask_detection", {})
+        measured = mask.get(f"{model}_accuracy")
+        if measured is None:
+            reason = (
+                f"{model} was not trained"
+                + (
+                    " (its ImageNet weights are unavailable offline)"
+                    if mask.get(f"{model}_available") is False
+                    else ""
+                )
+                + ". "
+            )
+            return Verdict("-", NOT_MEASURED, (reason + _best_model_note(mask)).strip())
+        high = mask.get(f"{model}_accuracy_ci_high", measured)
+        p, r = mask.get(f"{model}_precision"), mask.get(f"{model}_recall")
+        text = f"accuracy {_pct(measured)}{_interval(mask, f'{model}_accuracy')}"
+        if p is not None and r is not None:
+            text += f", precision {p:.3f}, recall {r:.3f}"
+        if high < accuracy:
+            return Verdict(text, FAILS, f"the interval lies below the claimed {_pct(accuracy)}")
+        pr_ok = p is not None and r is not None and p >= precision - 0.01 and r >= recall - 0.01
+        if pr_ok:
+            return Verdict(text, HOLDS)
+        return Verdict(text, PARTLY, "accuracy reaches the claim; precision or recall does not")
+
+    return judge
+
+
+def judge_perfect_recall(results: dict[str, dict]) -> Verdict:
+    mask = results.get("mask_detection", {})
+    recall = mask.get("inception_v3_recall")
+    if recall is None:
+        return Verdict("-", NOT_MEASURED, _best_model_note(mask) or "InceptionV3 was not trained.")
+    verdict = HOLDS if recall >= 1.0 else FAILS
+    return Verdict(f"recall {recall:.4f}", verdict)
+
+
+def judge_cnn_beats_ann(results: dict[str, dict]) -> Verdict:
+    """Holds when the CNN-minus-ANN gap's 95% interval contains 9 points; partly when the CNN is
+    better but by a different margin; fails when it is not better."""
+    fundamentals = results.get("fundamentals", {})
+    gap = fundamentals.get("cnn_minus_ann_points")
+    if gap is None:
+        return Verdict("-", NOT_MEASURED)
+    low = fundamentals.get("cnn_minus_ann_points_ci_low", gap)
+    high = fundamentals.get("cnn_minus_ann_points_ci_high", gap)
+    text = f"CNN - ANN = {gap:+.1f} points (95% CI {low:+.1f} to {high:+.1f})"
+    digits = fundamentals.get("cnn_minus_ann_points_digits")
+    note = f"On scikit-learn's digits: {digits:+.1f} points." if digits is not None else ""
+    if low <= 9 <= high:
+        return Verdict(text, HOLDS, note)
+    if low > 0:
+        return Verdict(text, PARTLY, ("the CNN is better, by a different margin. " + note).strip())
+    return Verdict(text, FAILS, ("the CNN is not clearly better. " + note).strip())
+
+
+def judge_batchnorm(results: dict[str, dict]) -> Verdict:
+    optimization = results.get("optimization", {})
+    best = optimization.get("best_regularizer")
+    if best is None:
+        return Verdict("-", NOT_MEASURED)
+    means = {
+        key.removeprefix("reg_test_acc_"): value
+        for key, value in optimization.items()
+        if key.startswith("reg_test_acc_")
+        and not key.startswith("reg_test_acc_ci")
+        and value is not None
+    }
+    top = max(means, key=means.get) if means else None
+    text = f"best regulariser: {best}" + (
+        f"; highest mean: {top} ({_pct(means[top])})" if top else ""
+    )
+    if best == "batchnorm":
+        return Verdict(text, HOLDS)
+    if "batchnorm" in best.split("+") or (best == "none-clear" and top == "batchnorm"):
+        return Verdict(
+            text, PARTLY, "BatchNorm leads, but not alone or not separated by its interval"
+        )
+    return Verdict(text, FAILS)
+
+
+def judge_active_learning(results: dict[str, dict]) -> Verdict:
+    """Holds when the best strategy's saving reaches 30% (or its interval contains 30% and
+    excludes 0); partly when it saves labels but fewer; fails when no saving is shown."""
+    active = results.get("active_learning", {})
+    best = active.get("best_strategy")
+    saving = active.get(f"label_saving_vs_random_{best}") if best else None
+    if saving is None:
+        return Verdict("-", NOT_MEASURED)
+    low = active.get(f"label_saving_vs_random_ci_low_{best}", saving)
+    high = active.get(f"label_saving_vs_random_ci_high_{best}", saving)
+    text = f"{best}: {_pct(saving)} fewer labels than random (95% CI {_pct(low)} to {_pct(high)})"
+    if low > 0 and (saving >= 0.30 or high >= 0.30):
+        return Verdict(text, HOLDS)
+    if low > 0:
+        return Verdict(text, PARTLY, "saves labels, but fewer than 30%")
+    return Verdict(text, FAILS, "no saving over random sampling that the interval supports")
+
+
+def judge_conformal(results: dict[str, dict]) -> Verdict:
+    conformal = results.get("conformal", {})
+    holds = conformal.get("coverage_guarantee_holds")
+    if holds is None:
+        return Verdict("-", NOT_MEASURED)
+    gaps = [
+        (value - (1 - float(key.rsplit("_a", 1)[1])), key)
+        for key, value in conformal.items()
+        if key.startswith("coverage_")
+        and "_a" in key
+        and value is not None
+        and key.rsplit("_a", 1)[1].replace(".", "", 1).isdigit()
+    ]
+    text = f"over {conformal.get('resplits', '?')} re-splits"
+    if gaps:
+        worst, key = min(gaps)
+        text += f"; worst mean coverage minus target: {worst:+.4f} ({key})"
+    return Verdict(text, HOLDS if holds else FAILS)
+
+
+def judge_learning_rates(results: dict[str, dict]) -> Verdict:
+    optimization = results.get("optimization", {})
+    low, high, count = (optimization.get(k) for k in ("lr_min", "lr_max", "lr_values"))
+    if low is None or high is None:
+        return Verdict("-", NOT_MEASURED)
+    text = f"{count} learning rates from {low:g} to {high:g}"
+    if low <= 0.001 * 1.0001 and high >= 0.6 * 0.9999:
+        return Verdict(text, HOLDS, "the book sweeps the whole range")
+    return Verdict(text, PARTLY, "the book's sweep does not span the whole range")
+
+
+CLAIMS = (
+    Claim(
+        "Custom CNN: 96% accuracy, precision 0.95, recall 0.96",
+        "mask_detection",
+        "Chapter 4",
+        judge_model_claim("custom_cnn", 0.96, 0.95, 0.96),
+    ),
+    Claim(
+        "InceptionV3 transfer learning: 99.5% accuracy, precision 0.99, recall 1.00",
+        "mask_detection",
+        "Chapter 4",
+        judge_model_claim("inception_v3", 0.995, 0.99, 1.00),
+    ),
+    Claim('InceptionV3 has "perfect recall"', "mask_detection", "Chapter 4", judge_perfect_recall),
+    Claim(
+        "MobileNetV2 transfer learning: 99.1% accuracy, precision 0.99, recall 0.99",
+        "mask_detection",
+        "Chapter 4",
+        judge_model_claim("mobilenet_v2", 0.991, 0.99, 0.99),
+    ),
+    Claim("CNNs beat ANNs by 9 accuracy points", "fundamentals", "Chapter 1", judge_cnn_beats_ann),
+    Claim(
+        "BatchNorm was the most effective regulariser",
+        "optimization",
+        "Chapter 2",
+        judge_batchnorm,
+    ),
+    Claim(
+        "Learning rates from 0.001 to 0.6 were tested",
+        "optimization",
+        "Chapter 2",
+        judge_learning_rates,
+    ),
+    Claim(
+        "Active learning needs 30% fewer labelled samples",
+        "active_learning",
+        "Chapter 5",
+        judge_active_learning,
+    ),
+    Claim(
+        "Conformal prediction gives its coverage guarantee",
+        "conformal",
+        "Chapter 6",
+        judge_conformal,
+    ),
+)
+
+
+def evaluate(results: dict[str, dict], claims=CLAIMS) -> list[dict]:
+    """Judge every claim against ``results`` (``{chapter: {key: value}}``).
+
+    Returns
+    -------
+    One dict per claim with keys "claim", "where", "measured", "verdict", "note".
+    """
+    rows = []
+    for claim in claims:
+        verdict = claim.judge(results)
+        if verdict.verdict not in VERDICTS:
+            raise ValueError(f"claim {claim.text!r} gave verdict {verdict.verdict!r}")
+        rows.append(
+            {
+                "claim": claim.text,
+                "where": claim.where,
+                "measured": verdict.measured,
+                "verdict": verdict.verdict,
+                "note": verdict.note,
+            }
+        )
+    return rows
+
+
+def claims_table(results_dir):
+    """The claims page's table: a pandas DataFrame read from ``results_dir``."""
+    import pandas as pd
+
+    from dlbook import results
+
+    return pd.DataFrame(evaluate(results.load_all(results_dir)))
+
+
+VERDICT_COLOURS = {
+    HOLDS: "#d9f2d9",
+    PARTLY: "#fff2cc",
+    FAILS: "#f8d7da",
+    NOT_MEASURED: "#e9ecef",
+}
+
+
+def verdict_style(verdict: str) -> str:
+    """CSS for a verdict cell of the claims table."""
+    return f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}; font-weight: bold"

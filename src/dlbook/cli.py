@@ -1,0 +1,98 @@
+"""Command line: ``python -m dlbook build|manifest|verify ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dlbook import profiles
+
+
+def _build(args) -> int:
+    from dlbook import build, data
+
+    try:
+        build.build(
+            profile=args.profile,
+            only=args.only,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            verify=not args.no_verify,
+            allow_data_mismatch=args.allow_data_mismatch,
+            force=args.force,
+            render_book=not args.no_render,
+        )
+    except (build.BuildError, data.DataError, ValueError) as error:
+        print(f"build failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _manifest(args) -> int:
+    from dlbook import data
+
+    folder = data.resolve_data_dir(args.data_dir, download=False)
+    rows = data.build_manifest(folder)
+    path = data.write_manifest(rows, args.out)
+    print(f"wrote {len(rows)} rows for {folder} to {path}")
+    return 0
+
+
+def _verify(args) -> int:
+    from dlbook import data
+
+    try:
+        folder = data.resolve_data_dir(args.data_dir)
+        data.verify_data(folder)
+    except data.DataError as error:
+        print(f"verification failed: {error}", file=sys.stderr)
+        return 1
+    print(f"{folder}: all {len(data.read_manifest())} files match {data.MANIFEST_PATH.name}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from dlbook.build import CHAPTERS, PAGES
+
+    parser = argparse.ArgumentParser(prog="python -m dlbook", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="execute the chapters and render the book")
+    build.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
+    build.add_argument(
+        "--only",
+        nargs="+",
+        metavar="CHAPTER",
+        choices=[c.name for c in CHAPTERS + PAGES],
+        help="re-execute only these chapters (the others keep their last run)",
+    )
+    build.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--force", action="store_true", help="execute even unchanged chapters")
+    build.add_argument("--no-render", action="store_true", help="execute only, skip jupyter-book")
+    build.add_argument("--no-verify", action="store_true", help="skip the manifest check")
+    build.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="proceed when the data differs from the manifest (recorded in run.json)",
+    )
+    build.set_defaults(run=_build)
+
+    manifest = commands.add_parser("manifest", help="write the data manifest from a data folder")
+    manifest.add_argument("--data-dir")
+    manifest.add_argument("--out", default=None, help="default: data/face_mask_manifest.csv")
+    manifest.set_defaults(run=_manifest)
+
+    verify = commands.add_parser("verify", help="check the data folder against the manifest")
+    verify.add_argument("--data-dir")
+    verify.set_defaults(run=_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    if getattr(args, "out", "unset") is None:
+        from dlbook.data import MANIFEST_PATH
+
+        args.out = MANIFEST_PATH
+    return args.run(args)

@@ -1,0 +1,112 @@
+"""The build on a synthetic dataset: results, run.json, caching, failures that lose nothing."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from dlbook import build, paths
+
+PARAMETERS = 'profile = "smoke"\nseed = 0\ndata_dir = None\nresults_dir = None'
+
+
+def _notebook(path, title, body):
+    params = new_code_cell(PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[new_markdown_cell(f"# {title}"), params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+WRITES_RESULTS = """
+from dlbook import data, results
+ds = data.load_face_mask(data_dir, image_size=16, verify=False, progress=False)
+results.save(results_dir, "{name}", {{"images": len(ds), "profile": profile, "seed": seed}})
+print("saved")
+"""
+
+
+@pytest.fixture
+def book(tmp_path):
+    root = tmp_path / "book"
+    (root / "chapters").mkdir(parents=True)
+    shutil.copy(paths.REPO_ROOT / "_config.yml", root / "_config.yml")
+    (root / "intro.md").write_text("# A test book\n\nTwo chapters that write results.\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: chapters/alpha\n  - file: chapters/beta\n"
+    )
+    _notebook(root / "chapters" / "alpha.ipynb", "Alpha", WRITES_RESULTS.format(name="alpha"))
+    _notebook(root / "chapters" / "beta.ipynb", "Beta", WRITES_RESULTS.format(name="beta"))
+    return root
+
+
+CHAPTERS = (build.Chapter("alpha", "alpha.ipynb"), build.Chapter("beta", "beta.ipynb"))
+
+
+def _build(book, data_dir, **options):
+    options.setdefault("render_book", False)
+    return build.build(
+        profile="smoke",
+        data_dir=data_dir,
+        verify=False,
+        chapters=CHAPTERS,
+        source_dir=book,
+        log=lambda message: None,
+        **options,
+    )
+
+
+def test_build_writes_results_and_run_record(book, synthetic_data):
+    report = _build(book, synthetic_data)
+    assert report.failed == []
+    alpha = json.loads((book / "results" / "smoke" / "alpha.json").read_text())
+    assert alpha == {"images": 40, "profile": "smoke", "seed": 0}
+    run = json.loads((book / "results" / "smoke" / "run.json").read_text())
+    assert run["profile"] == "smoke" and run["cpu_count"] >= 1
+    assert {"numpy", "papermill", "python"} <= set(run["packages"])
+    assert len(run["data_manifest_sha256"]) == 64
+    for name in ("alpha", "beta"):
+        chapter = run["chapters"][name]
+        assert chapter["status"] == "ok" and chapter["error"] is None and chapter["seconds"] > 0
+    executed = nbformat.read(book / "_build" / "executed" / "smoke" / "chapters" / "alpha.ipynb", 4)
+    assert any("saved" in str(cell.get("outputs")) for cell in executed.cells)
+
+    # Nothing changed: both chapters are reused. A changed notebook is executed again.
+    again = _build(book, synthetic_data)
+    assert all(info["cached"] for info in again.chapters.values())
+    _notebook(book / "chapters" / "beta.ipynb", "Beta 2", WRITES_RESULTS.format(name="beta"))
+    third = _build(book, synthetic_data)
+    assert third.chapters["alpha"]["cached"] and not third.chapters["beta"]["cached"]
+
+
+def test_failing_chapter_fails_the_build_and_keeps_the_others(book, synthetic_data):
+    _notebook(book / "chapters" / "alpha.ipynb", "Alpha", "raise RuntimeError('planted failure')")
+    with pytest.raises(
+        build.BuildError, match=r"alpha \(cell \d+: RuntimeError: planted failure\)"
+    ):
+        _build(book, synthetic_data)
+    run = json.loads((book / "results" / "smoke" / "run.json").read_text())
+    assert run["chapters"]["alpha"]["status"] == "failed"
+    assert "planted failure" in run["chapters"]["alpha"]["error"]
+    assert run["chapters"]["beta"]["status"] == "ok"
+    assert (book / "results" / "smoke" / "beta.json").exists()
+    assert (book / "_build" / "executed" / "smoke" / "chapters" / "alpha.ipynb").exists()
+
+
+def test_unknown_chapter_in_only_is_rejected(book, synthetic_data):
+    with pytest.raises(ValueError, match="gamma"):
+        _build(book, synthetic_data, only=["gamma"])
+
+
+@pytest.mark.slow
+def test_build_renders_html(book, synthetic_data):
+    report = _build(book, synthetic_data, render_book=True)
+    assert report.rendered
+    page = (book / "_build" / "html" / "chapters" / "alpha.html").read_text()
+    assert "saved" in page
