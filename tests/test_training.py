@@ -107,3 +107,15 @@ def test_fit_validates_its_arguments():
         training.fit(_small_cnn, x, y, strategy="mirrored")
     with pytest.raises(ValueError, match="expected a keras.Model"):
         training.fit(lambda: "not a model", x, y)
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
+    x, y = _bright_vs_dark(n=32)
+    result = training.fit(
+        _small_cnn, x, y, epochs=2, batch_size=8, learning_rate=0.05, lr_schedule="cosine"
+    )
+    assert int(result.model.optimizer.iterations) == 8
+    # after the last of the 8 steps the rate has reached 0
+    assert float(result.model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="lr_schedule='step'"):
+        training.fit(_small_cnn, x, y, lr_schedule="step")

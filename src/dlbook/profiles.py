@@ -31,7 +31,17 @@ OPTIMIZATION = {
 }
 
 # Chapter 3: architecture families and pretrained backbones. Every family trains under the same
-# budget (image size, epochs, batch, optimiser, learning rate); one run per seed.
+# budget (image size, epochs, batch, optimiser, learning rate); one run per seed. The chapter reports
+# every registered backbone, available or not.
+_ARCHITECTURES_BACKBONES = (
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "resnet50",
+    "vgg16",
+    "inception_v3",
+    "mobilenet_v2",
+)
 ARCHITECTURES = {
     "smoke": {
         "families": ("ann", "cnn", "resnet", "inception", "mobilenet"),
@@ -41,10 +51,13 @@ ARCHITECTURES = {
         "epochs": 1,
         "batch_size": 32,
         "learning_rate": 1e-3,
+        "lr_schedule": "cosine",
         "latency_batch_sizes": (1, 32),
         "latency_max_seconds": 0.2,
         "reference_models": ("mobilenet_v2",),
         "reference_batch_sizes": (1,),
+        "backbones": _ARCHITECTURES_BACKBONES,
+        "backbone_benchmark_images": 16,
     },
     "full": {
         "families": ("ann", "cnn", "resnet", "inception", "mobilenet"),
@@ -54,6 +67,7 @@ ARCHITECTURES = {
         "epochs": 3,
         "batch_size": 32,
         "learning_rate": 1e-3,
+        "lr_schedule": "cosine",
         "latency_batch_sizes": (1, 32),
         "latency_max_seconds": 1.0,
         "reference_models": (
@@ -64,6 +78,8 @@ ARCHITECTURES = {
             "efficientnet_lite0",
         ),
         "reference_batch_sizes": (1, 32),
+        "backbones": _ARCHITECTURES_BACKBONES,
+        "backbone_benchmark_images": 64,
     },
 }
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+LR_SCHEDULES = ("constant", "cosine")
+
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
@@ -106,6 +108,7 @@ def fit(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     optimizer: str = "adam",
+    lr_schedule: str = "constant",
     seed: int = 0,
     strategy=None,
     callbacks: list | None = None,
@@ -124,6 +127,8 @@ def fit(
     batch_size : images per replica per step; the global batch is ``batch_size * replicas``.
     learning_rate : of the optimiser.
     optimizer : one of ``OPTIMIZERS``.
+    lr_schedule : "constant", or "cosine" (decay from ``learning_rate`` to 0 over all steps; a
+        short run then ends with small steps, and batch-norm statistics catch up with the weights).
     seed : seeds Python, NumPy and TensorFlow (initial weights, dropout, augmentation) and the
         shuffling order.
     strategy : a ``tf.distribute.Strategy``; None uses the default (one-device) strategy.
@@ -153,6 +158,8 @@ def fit(
         raise ValueError(f"learning_rate={learning_rate!r} must be a positive number")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {tuple(OPTIMIZERS)}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r} is unknown; use one of {LR_SCHEDULES}")
     if strategy is None:
         strategy = tf.distribute.get_strategy()
     elif not isinstance(strategy, tf.distribute.Strategy):
@@ -161,6 +168,10 @@ def fit(
     keras.utils.set_random_seed(seed)
     replicas = strategy.num_replicas_in_sync
     global_batch = batch_size * replicas
+    rate = learning_rate
+    if lr_schedule == "cosine":
+        steps = epochs * int(np.ceil(len(x_train) / global_batch))
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     start = time.perf_counter()
     with strategy.scope():
         model = model_fn()
@@ -168,7 +179,7 @@ def fit(
             raise ValueError(f"model_fn returned {type(model).__name__}; expected a keras.Model")
         binary = model.outputs[0].shape[-1] == 1
         model.compile(
-            optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
+            optimizer=OPTIMIZERS[optimizer](learning_rate=rate),
             loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
