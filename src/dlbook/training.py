@@ -196,6 +196,7 @@ def fit(
         validation_data=val,
         epochs=int(epochs),
         callbacks=[timer, *(callbacks or [])],
+        shuffle=False,  # the dataset is already shuffled, by seed
         verbose=verbose,
     )
     train_s = time.perf_counter() - start

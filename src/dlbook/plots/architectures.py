@@ -6,6 +6,15 @@ import numpy as np
 import pandas as pd
 
 
+def _plain_log_ticks(axis):
+    """Label a log axis with plain numbers (2, 5, 10, 20) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    formatter = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(formatter)
+
+
 def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
     """Test accuracy (mean over seeds, 95% interval) against MFLOPs per image, log scale.
 
@@ -53,6 +62,7 @@ def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
             fontsize=8,
         )
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("MFLOPs per image (log scale)")
     ax.set_ylabel("test accuracy")
     seeds = int(summary["seeds"].min())
