@@ -8,6 +8,8 @@ single-image latency on one CPU thread and accuracy.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 import warnings
@@ -58,7 +60,8 @@ def export_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    payload = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its signatures
+        payload = converter.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(payload)
