@@ -20,6 +20,73 @@ import numpy as np
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def _saved_model(model, folder: Path) -> Path:
+    """Export a Keras model as a TensorFlow SavedModel (what the TFLite converter reads)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # the export prints its signatures
+        model.export(str(folder), format="tf_saved_model", verbose=False)
+    return folder
+
+
+def _convert(saved_model: Path, precision: str, representative_images) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        images = np.asarray(representative_images, dtype=np.float32)
+
+        def representative():
+            for image in images:
+                yield [image[None]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return converter.convert()
+
+
+def _check_precisions(precisions, representative_images) -> None:
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is unknown; use one of {PRECISIONS}")
+    if "int8" in precisions and (representative_images is None or len(representative_images) == 0):
+        raise ValueError("precision='int8' needs representative_images (a few hundred images)")
+
+
+def export_tflite_all(
+    model,
+    folder: str | os.PathLike,
+    stem: str,
+    precisions=PRECISIONS,
+    representative_images: np.ndarray | None = None,
+) -> dict[str, Path]:
+    """Convert a Keras model to ``folder/<stem>_<precision>.tflite`` for each precision.
+
+    The model is exported to a SavedModel once and converted from it, see ``export_tflite``.
+
+    Returns
+    -------
+    ``{precision: path}``
+    """
+    import tempfile
+
+    _check_precisions(precisions, representative_images)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = _saved_model(model, Path(tmp) / "saved_model")
+        for precision in precisions:
+            path = folder / f"{stem}_{precision}.tflite"
+            path.write_bytes(_convert(saved, precision, representative_images))
+            written[precision] = path
+    return written
+
+
 def export_tflite(
     model,
     path: str | os.PathLike,
@@ -40,31 +107,14 @@ def export_tflite(
     -------
     The path written.
     """
-    import tensorflow as tf
+    import tempfile
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is unknown; use one of {PRECISIONS}")
-    if precision == "int8" and (representative_images is None or len(representative_images) == 0):
-        raise ValueError("precision='int8' needs representative_images (a few hundred images)")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        images = np.asarray(representative_images, dtype=np.float32)
-
-        def representative():
-            for image in images:
-                yield [image[None]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its signatures
-        payload = converter.convert()
+    _check_precisions((precision,), representative_images)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(payload)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = _saved_model(model, Path(tmp) / "saved_model")
+        path.write_bytes(_convert(saved, precision, representative_images))
     return path
 
 

@@ -277,7 +277,7 @@ def predict_files(
     -------
     (predictions, skipped): skipped lists (path, reason) of files that could not be decoded.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     predictions, skipped = [], []
     for path in tqdm(files, desc="predicting", disable=not progress, file=sys.stderr):

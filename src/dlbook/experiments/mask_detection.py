@@ -53,6 +53,16 @@ class ModelRun:
 # Data and audit
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's informational logging (retracing notes, export paths) out of the book."""
+    import logging
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def load_chapter_data(settings: dict, data_dir=None, seed: int = 0) -> ChapterData:
     """Load the images at ``settings["image_size"]`` and ``settings["cnn_image_size"]``."""
     folder = data.resolve_data_dir(data_dir)
@@ -524,15 +534,9 @@ def tflite_benchmark(
     representative = ds.images[rng.choice(train, settings["tflite_representative"], replace=False)]
     limit = settings["tflite_test_limit"] or len(ds)
     test = stratified_pick(ds.labels, ds.split == "test", limit, seed)
-    paths = {
-        precision: deploy.export_tflite(
-            model,
-            out_dir / "models" / f"mask_classifier_{precision}.tflite",
-            precision,
-            representative,
-        )
-        for precision in deploy.PRECISIONS
-    }
+    paths = deploy.export_tflite_all(
+        model, out_dir / "models", "mask_classifier", deploy.PRECISIONS, representative
+    )
     rows = deploy.benchmark_tflite(
         paths, ds.images[test], ds.labels[test], repeats=settings["latency_repeats"]
     )
