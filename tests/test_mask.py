@@ -140,3 +140,43 @@ def test_linear_head_picks_a_strength_and_separates_the_classes():
     model, strength = mask.fit_linear_head(x[:150], y[:150], x[150:], y[150:])
     assert strength in (0.01, 0.1, 1.0, 10.0)
     assert (model.predict(x[150:]) == y[150:]).mean() > 0.9
+
+
+def test_predict_with_detect_reports_images_without_faces(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(folder / "empty.png")
+    out, annotated = tmp_path / "faces.csv", tmp_path / "annotated"
+    status = cli.main(
+        [
+            "predict",
+            "--model",
+            str(tiny_model),
+            "--images",
+            str(folder),
+            "--out",
+            str(out),
+            "--detect",
+            "--annotated-dir",
+            str(annotated),
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 and rows[0]["label"] == "no_face" and rows[0]["prob_with_mask"] == ""
+    assert (annotated / "empty_annotated.png").is_file()
+
+
+def test_predictions_csv_has_box_columns_when_faces_were_found(tmp_path):
+    rows = [
+        mask.Prediction("a.jpg", "with_mask", 0.9, (1, 2, 30, 40)),
+        mask.Prediction("b.jpg", "no_face", None),
+    ]
+    lines = mask.write_predictions_csv(rows, tmp_path / "p.csv").read_text().splitlines()
+    assert lines == [
+        "path,label,prob_with_mask,x,y,width,height",
+        "a.jpg,with_mask,0.900000,1,2,30,40",
+        "b.jpg,no_face,,,,,",
+    ]

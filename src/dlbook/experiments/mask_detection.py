@@ -260,6 +260,8 @@ def fine_tune(
     epochs = settings["fine_tune_epochs"]
     if epochs < 1:
         return None
+    if run.kind != "head":
+        raise ValueError(f"run.kind={run.kind!r}: fine-tuning starts from a frozen-backbone run")
     keras.utils.set_random_seed(seed)
     ds = chapter.images
     backbone = backbones.load(run.backbone)
@@ -502,15 +504,28 @@ def robustness(
     return pd.DataFrame(rows)
 
 
-def feature_classifier(run: ModelRun):
-    """P(with_mask) of images through ``run``'s backbone (features cached) and linear head."""
+def classifier(run: ModelRun, image_size: int | None = None):
+    """A function (N, S, S, 3) uint8 -> (N,) P(with_mask) for ``run``, uncalibrated.
+
+    Frozen-backbone runs go through ``backbones.features`` (cached on disk, so repeated
+    corruptions of the same images cost nothing the second time); the others through Keras.
+    """
     from dlbook import backbones
 
-    def classify(images):
-        feats = backbones.features(run.backbone, images, progress=False)
-        return mask.sigmoid(feats @ run.head[0] + run.head[1])
+    if run.kind == "head":
 
-    return classify
+        def classify(images):
+            feats = backbones.features(run.backbone, images, progress=False)
+            return mask.sigmoid(feats @ run.head[0] + run.head[1])
+
+        return classify
+    if run.kind == "finetuned":
+        if image_size is None:
+            raise ValueError("image_size is needed for a fine-tuned run")
+        model = mask.build_shipped_model(run.keras_model, run.head[0], run.head[1], 1.0, image_size)
+    else:
+        model = run.keras_model
+    return lambda images: mask.predict_images(model, images, batch_size=64)
 
 
 def stratified_pick(labels: np.ndarray, chosen: np.ndarray, limit: int, seed: int) -> np.ndarray:
