@@ -98,10 +98,10 @@ def run_audit(chapter: ChapterData, out_dir: Path, seed: int = 0) -> dict:
         gray_images, ds.labels, ds.split, chapter.data_dir, ds.paths
     )
     audit.write_splits_csv(out_dir / "splits.csv", ds.paths, ds.labels, ds.split, ds.groups)
-    # The split's own definition of near-duplicates: the data module's groups.
-    same_group = ds.groups[:, None] == ds.groups[None, :]
-    in_group_pairs = np.argwhere(np.triu(same_group, k=1))
-    leakage = len(audit.cross_split_pairs(in_group_pairs, ds.split))
+    # The split's definition of near-duplicates (byte-identical or dHash-close, mirrors
+    # included), recomputed here from the hashes rather than read from the loader's groups.
+    split_pairs = np.unique(np.concatenate([pairs["exact"], pairs["dhash"]]), axis=0)
+    leakage = len(audit.cross_split_pairs(split_pairs, ds.split))
     crossing = audit.cross_split_pairs(pairs["any"], ds.split)
     leaked = np.zeros(len(ds), dtype=bool)
     leaked[crossing.ravel()] = True
@@ -110,7 +110,7 @@ def run_audit(chapter: ChapterData, out_dir: Path, seed: int = 0) -> dict:
     shortcut = shortcut_experiment(chapter, seed)
     free = audit.shortcut_free_mask(chapter.meta, ds.labels)
     values = {
-        "duplicate_pairs": int(duplicates.loc["dhash", "pairs"] + duplicates.loc["exact", "pairs"]),
+        "duplicate_pairs": int(len(split_pairs)),
         "duplicate_groups": int(len(np.unique(ds.groups)) - (np.bincount(ds.groups) == 1).sum()),
         "duplicate_pairs_any_hash": int(duplicates.loc["any", "pairs"]),
         "phash_pairs": int(duplicates.loc["phash", "pairs"]),
