@@ -57,7 +57,7 @@ def metadata_by_class(meta: pd.DataFrame, labels: np.ndarray):
     )
     left.legend()
     kinds = (meta["format"] + " " + meta["mode"]).to_numpy()
-    table = pd.crosstab(kinds, names)
+    table = pd.crosstab(kinds, names).rename_axis(columns="class")
     table.plot.barh(ax=right, logx=True)
     right.set(xlabel="images (log scale)", ylabel="format and mode", title="File format by class")
     fig.tight_layout()
@@ -167,7 +167,7 @@ def test_errors(ds: data.ImageSet, probs: np.ndarray, model_name: str, max_image
 
 
 def saliency(ds: data.ImageSet, result: dict, model_name: str):
-    """Images with their occlusion-sensitivity maps overlaid (red: the model relies on it)."""
+    """Images with their occlusion-sensitivity maps overlaid (the redder, the more the model relies on it)."""
     count = len(result["index"])
     fig, axes = plt.subplots(1, max(1, count), figsize=(2.2 * max(1, count), 2.8), squeeze=False)
     scale = np.abs(result["maps"]).max() or 1.0
@@ -185,7 +185,10 @@ def saliency(ds: data.ImageSet, result: dict, model_name: str):
         upsampled = np.asarray(
             Image.fromarray(heat.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
         )
-        ax.imshow(upsampled, cmap="bwr", vmin=-scale, vmax=scale, alpha=0.45)
+        overlay = np.zeros((size, size, 4))
+        overlay[..., 0] = 1.0
+        overlay[..., 3] = 0.7 * np.clip(upsampled / scale, 0, 1)
+        ax.imshow(overlay)
         ax.set_title(f"{kind}\nlower half {share:.0%}", fontsize=7)
         ax.axis("off")
     fig.suptitle(f"Occlusion sensitivity of {model_name}")
