@@ -7,6 +7,7 @@ The notebook calls them in order; they take the chapter's settings and return ta
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,8 +229,17 @@ def train_custom_cnn(chapter: ChapterData, settings: dict, seed: int = 0) -> Mod
     return ModelRun("custom_cnn", probs, "cnn", keras_model=fitted.model, info=info)
 
 
-def _top_block_layers(backbone, blocks: int) -> list:
-    """The layers of the last ``blocks`` blocks and the head convolution of an EfficientNet-Lite."""
+def split_backbone(backbone, blocks: int):
+    """Split an EfficientNet-Lite feature extractor before its last ``blocks`` blocks.
+
+    Returns
+    -------
+    (bottom, top, boundary): ``bottom`` maps images to the feature maps entering the first
+    of those blocks, ``top`` maps those to the pooled features; they share the backbone's
+    layers, so training ``top`` updates ``backbone``. ``boundary`` names the first top layer.
+    """
+    import keras
+
     numbers = sorted(
         {
             int(layer.name.split("_")[0][5:])
@@ -237,21 +247,50 @@ def _top_block_layers(backbone, blocks: int) -> list:
             if layer.name.startswith("block") and layer.name.split("_")[0][5:].isdigit()
         }
     )
-    chosen = {f"block{n}" for n in numbers[-blocks:]}
-    return [
-        layer
-        for layer in backbone.layers
-        if layer.name.split("_")[0] in chosen or layer.name.startswith("head_")
-    ]
+    if not 1 <= blocks < len(numbers):
+        raise ValueError(f"blocks={blocks!r} must be between 1 and {len(numbers) - 1}")
+    prefix = f"block{numbers[-blocks]}_"
+    first = next(layer for layer in backbone.layers if layer.name.startswith(prefix))
+    bottom = keras.Model(backbone.input, first.input, name="bottom")
+    top = keras.Model(first.input, backbone.output, name="top")
+    return bottom, top, first.name
+
+
+def boundary_maps(name: str, bottom, boundary: str, images: np.ndarray) -> np.ndarray:
+    """The bottom part's feature maps of ``images``, float16, cached on disk like features."""
+    import hashlib
+
+    from dlbook import backbones, paths
+
+    key = hashlib.sha256(
+        f"{name}|{backbones.weights_sha256(name)}|{boundary}|{backbones.array_sha256(images)}".encode()
+    ).hexdigest()[:24]
+    cache_file = paths.cache_dir() / "boundary_maps" / f"{name}-{boundary}-{key}.npy"
+    if cache_file.exists():
+        return np.load(cache_file)
+    maps = np.concatenate(
+        [
+            np.asarray(bottom.predict_on_batch(images[i : i + 64].astype(np.float32)), np.float16)
+            for i in range(0, len(images), 64)
+        ]
+    )
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, maps)
+    tmp.replace(cache_file)
+    return maps
 
 
 def fine_tune(
     chapter: ChapterData, run: ModelRun, settings: dict, seed: int = 0
 ) -> ModelRun | None:
-    """Fine-tune the top blocks of ``run``'s backbone with its head, at a low learning rate.
+    """Fine-tune the last blocks of ``run``'s backbone with its head, at a low learning rate.
 
-    Batch-norm statistics stay frozen (the backbone runs in inference mode); training stops
-    early on validation loss and keeps the best epoch. Returns None when no epochs are asked.
+    The frozen lower part runs once (its feature maps are cached on disk) and only the top
+    blocks and the head are trained on them, so an epoch costs a fraction of a full pass.
+    Batch-norm statistics stay frozen (the backbone runs in inference mode); there is no
+    augmentation; training stops early on validation loss and keeps the best epoch. Returns
+    None when no epochs are asked.
     """
     import keras
 
@@ -265,17 +304,15 @@ def fine_tune(
     keras.utils.set_random_seed(seed)
     ds = chapter.images
     backbone = backbones.load(run.backbone)
-    backbone.trainable = True
-    top = {id(layer) for layer in _top_block_layers(backbone, settings["fine_tune_blocks"])}
-    for layer in backbone.layers:
-        layer.trainable = id(layer) in top and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
-    size = ds.images.shape[1]
-    inputs = keras.Input((size, size, 3))
-    features = backbone(inputs, training=False)
+    bottom, top, boundary = split_backbone(backbone, settings["fine_tune_blocks"])
+    start = time.perf_counter()
+    maps = boundary_maps(run.backbone, bottom, boundary, ds.images)
+    maps_s = time.perf_counter() - start
+    for layer in top.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    inputs = keras.Input(maps.shape[1:])
     head = keras.layers.Dense(1, name="logit")
-    logit = head(features)
+    logit = head(top(inputs, training=False))
     head.set_weights([run.head[0].reshape(-1, 1), np.array([run.head[1]], np.float32)])
     model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logit))
     model.compile(
@@ -284,28 +321,35 @@ def fine_tune(
         metrics=["accuracy"],
     )
     train, val = ds.split == "train", ds.split == "val"
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=settings["fine_tune_patience"], restore_best_weights=True
+    )
     start = time.perf_counter()
     history = model.fit(
-        ds.images[train].astype(np.float32),
+        maps[train].astype(np.float32),
         ds.labels[train].astype(np.float32),
-        validation_data=(ds.images[val].astype(np.float32), ds.labels[val].astype(np.float32)),
+        validation_data=(maps[val].astype(np.float32), ds.labels[val].astype(np.float32)),
         epochs=epochs,
         batch_size=32,
         callbacks=[stop],
         verbose=0,
     )
     train_s = time.perf_counter() - start
-    probs = mask.predict_images(model, ds.images, batch_size=64)
+    probs = np.asarray(model.predict(maps.astype(np.float32), batch_size=256, verbose=0))
     weights, bias = head.get_weights()
     return ModelRun(
         f"{run.backbone}_finetuned",
-        probs,
+        probs.reshape(-1).astype(np.float64),
         "finetuned",
         backbone=run.backbone,
         head=(weights[:, 0], float(bias[0])),
         keras_model=backbone,
-        info={"epochs": len(history.history["loss"]), "seconds": train_s},
+        info={
+            "epochs": len(history.history["loss"]),
+            "trained_from": boundary,
+            "maps_seconds": maps_s,
+            "train_seconds": train_s,
+        },
     )
 
 
@@ -375,12 +419,18 @@ def choose_best(table: pd.DataFrame, candidates=None) -> str:
     return str(ranked.index[0])
 
 
-def dissertation_comparison(table: pd.DataFrame, best: str) -> pd.DataFrame:
-    """The dissertation's rows beside the measured ones, and whether each claim holds.
+def dissertation_comparison(table: pd.DataFrame, values: dict, best: str) -> pd.DataFrame:
+    """The dissertation's rows beside the measured ones, with the claims page's verdict.
 
-    A claimed metric holds when it lies inside the measured 95% interval or below it (the model
-    did at least as well as claimed).
+    Parameters
+    ----------
+    table : from ``evaluate_models``.
+    values : the chapter's results keys so far (``<model>_accuracy``, ``..._available``, ...),
+        judged by the same rule as the book's claims page (``dlbook.claims.judge_model_claim``).
+    best : the best model's name, added as a last row.
     """
+    from dlbook import claims
+
     rows = []
     for name, claimed in DISSERTATION_TABLE.items():
         row = {"model": name}
@@ -388,17 +438,21 @@ def dissertation_comparison(table: pd.DataFrame, best: str) -> pd.DataFrame:
         for metric, value in claimed.items():
             row[f"claimed_{metric}"] = value
             row[f"measured_{metric}"] = table.loc[name, metric] if measured else np.nan
-        if measured:
-            holds = all(claimed[m] <= table.loc[name, f"{m}_ci_high"] for m in claimed)
-            row["verdict"] = "holds" if holds else "does not hold"
-        else:
-            row["verdict"] = "not measured (weights unavailable offline)"
+        judge = claims.judge_model_claim(
+            name, claimed["accuracy"], claimed["precision"], claimed["recall"]
+        )
+        verdict = judge({"mask_detection": values})
+        row["verdict"] = verdict.verdict
+        row["note"] = (
+            verdict.note
+            if verdict.verdict != claims.NOT_MEASURED
+            else (f"{name} not trained: no ImageNet weights offline")
+        )
         rows.append(row)
-    row = {"model": f"{best} (best here)"}
+    row = {"model": f"{best} (best here)", "verdict": "measured", "note": ""}
     for metric in ("accuracy", "precision", "recall"):
         row[f"claimed_{metric}"] = np.nan
         row[f"measured_{metric}"] = table.loc[best, metric]
-    row["verdict"] = "measured"
     rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
