@@ -30,10 +30,57 @@ OPTIMIZATION = {
     "full": {},
 }
 
-# Chapter 3: architecture families and pretrained backbones.
+# Chapter 3: architecture families and pretrained backbones. Every family trains under the same
+# budget (image size, epochs, batch, optimiser, learning rate); one run per seed. The chapter reports
+# every registered backbone, available or not.
+_ARCHITECTURES_BACKBONES = (
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "resnet50",
+    "vgg16",
+    "inception_v3",
+    "mobilenet_v2",
+)
 ARCHITECTURES = {
-    "smoke": {},
-    "full": {},
+    "smoke": {
+        "families": ("ann", "cnn", "resnet", "inception", "mobilenet"),
+        "image_size": 32,
+        "limit": 600,
+        "seeds": (0,),
+        "epochs": 1,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "lr_schedule": "cosine",
+        "latency_batch_sizes": (1, 32),
+        "latency_max_seconds": 0.2,
+        "reference_models": ("mobilenet_v2",),
+        "reference_batch_sizes": (1,),
+        "backbones": _ARCHITECTURES_BACKBONES,
+        "backbone_benchmark_images": 16,
+    },
+    "full": {
+        "families": ("ann", "cnn", "resnet", "inception", "mobilenet"),
+        "image_size": 48,
+        "limit": None,
+        "seeds": (0, 1, 2),
+        "epochs": 3,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "lr_schedule": "cosine",
+        "latency_batch_sizes": (1, 32),
+        "latency_max_seconds": 1.0,
+        "reference_models": (
+            "resnet50",
+            "vgg16",
+            "inception_v3",
+            "mobilenet_v2",
+            "efficientnet_lite0",
+        ),
+        "reference_batch_sizes": (1, 32),
+        "backbones": _ARCHITECTURES_BACKBONES,
+        "backbone_benchmark_images": 64,
+    },
 }
 
 # Chapter 4: the face-mask classifier and detector. Backbone features use the shared FEATURES
