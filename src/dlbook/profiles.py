@@ -132,7 +132,7 @@ MASK_DETECTION = {
         "fine_tune_learning_rate": 1e-4,
         "n_boot": 1000,
         "severities": (1, 3, 5),
-        "robustness_limit": 200,
+        "robustness_limit": 120,
         "tflite_representative": 200,
         "tflite_test_limit": None,
         "latency_repeats": 50,

@@ -263,7 +263,15 @@ def boundary_maps(name: str, bottom, boundary: str, images: np.ndarray) -> np.nd
     from dlbook import backbones, paths
 
     key = hashlib.sha256(
-        f"{name}|{backbones.weights_sha256(name)}|{boundary}|{backbones.array_sha256(images)}".encode()
+        "|".join(
+            [
+                name,
+                backbones.weights_sha256(name),
+                f"v{backbones.FEATURE_CACHE_VERSION}",
+                boundary,
+                backbones.array_sha256(images),
+            ]
+        ).encode()
     ).hexdigest()[:24]
     cache_file = paths.cache_dir() / "boundary_maps" / f"{name}-{boundary}-{key}.npy"
     if cache_file.exists():
