@@ -669,7 +669,7 @@ def detector_benchmark(
 def occlusion_saliency(
     classify, images: np.ndarray, labels: np.ndarray, patch_fraction: float = 0.25, steps: int = 7
 ) -> np.ndarray:
-    """Occlusion sensitivity: drop in P(true label) when a grey patch covers each position.
+    """Occlusion sensitivity: drop in the log-odds of the true label when a grey patch covers each position.
 
     Parameters
     ----------
@@ -680,7 +680,7 @@ def occlusion_saliency(
     Returns
     -------
     ndarray, shape (N, steps, steps), float64: positive where covering the region lowers the
-    probability of the true label (the model relies on it).
+    log-odds of the true label (the model relies on it).
     """
     images = np.asarray(images)
     size = images.shape[1]
@@ -692,9 +692,10 @@ def occlusion_saliency(
         for k, (i, j) in enumerate((i, j) for i in range(steps) for j in range(steps)):
             top, left = starts[i], starts[j]
             batch[k + 1, top : top + patch, left : left + patch] = 127
-        probs = classify(batch)
-        true_prob = probs if label == 1 else 1 - probs
-        maps[n] = (true_prob[0] - true_prob[1:]).reshape(steps, steps)
+        # Log-odds, not probabilities: a confident model's probability barely moves.
+        logits = mask.probs_to_logits(classify(batch))
+        true_logit = logits if label == 1 else -logits
+        maps[n] = (true_logit[0] - true_logit[1:]).reshape(steps, steps)
     return maps
 
 

@@ -189,7 +189,8 @@ def saliency(ds: data.ImageSet, result: dict, model_name: str):
         overlay[..., 0] = 1.0
         overlay[..., 3] = 0.7 * np.clip(upsampled / scale, 0, 1)
         ax.imshow(overlay)
-        ax.set_title(f"{kind}\nlower half {share:.0%}", fontsize=7)
+        share_text = "n/a" if np.isnan(share) else f"{share:.0%}"
+        ax.set_title(f"{kind}\nlower half {share_text}", fontsize=7)
         ax.axis("off")
     fig.suptitle(f"Occlusion sensitivity of {model_name}")
     fig.tight_layout()
