@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify ...``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict ...``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,37 @@ def _verify(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from dlbook import mask
+
+    return mask.run_predict(
+        args.model,
+        args.images,
+        args.out,
+        detect_faces=args.detect,
+        annotated_dir=args.annotated_dir,
+        progress=not args.no_progress,
+    )
+
+
+def add_predict_command(commands) -> None:
+    """The ``predict`` sub-command: classify image files with a shipped mask classifier."""
+    predict = commands.add_parser(
+        "predict", help="classify images (or the faces in them) as with_mask / without_mask"
+    )
+    predict.add_argument("--model", required=True, help="a mask_classifier.keras file")
+    predict.add_argument(
+        "--images", required=True, nargs="+", help="image files or folders (walked recursively)"
+    )
+    predict.add_argument("--out", required=True, help="CSV to write: path,label,prob_with_mask")
+    predict.add_argument(
+        "--detect", action="store_true", help="find faces first, one CSV row per face with its box"
+    )
+    predict.add_argument("--annotated-dir", help="with --detect: write annotated images here")
+    predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict.set_defaults(run=_predict)
+
+
 def make_parser() -> argparse.ArgumentParser:
     from dlbook.build import CHAPTERS, PAGES
 
@@ -86,6 +117,8 @@ def make_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check the data folder against the manifest")
     verify.add_argument("--data-dir")
     verify.set_defaults(run=_verify)
+
+    add_predict_command(commands)
     return parser
 
 

@@ -70,3 +70,136 @@ def bootstrap_ci(
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary classification: metrics with bootstrap intervals, calibration
+
+
+def _check_binary(labels, probs) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"labels {labels.shape} and probs {probs.shape} must have the same shape")
+    if labels.size == 0:
+        raise ValueError("labels is empty; need at least one item")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1; got values {np.unique(labels)[:10]}")
+    if np.isnan(probs).any() or probs.min() < 0 or probs.max() > 1:
+        raise ValueError("probs must be probabilities in [0, 1] without NaN")
+    return labels.astype(np.int64), probs
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the probability a positive outranks a negative (ties count 1/2).
+
+    Returns NaN when only one class is present.
+    """
+    labels = np.asarray(labels).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(scores)
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_metrics(labels, probs, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 and ROC-AUC of P(positive) ``probs``.
+
+    Parameters
+    ----------
+    labels : array-like, shape (N,), 0 or 1 (1 = positive class).
+    probs : array-like, shape (N,), float in [0, 1].
+    threshold : an item is predicted positive when its probability is at least this.
+
+    Returns
+    -------
+    dict with keys accuracy, precision, recall, f1, roc_auc (precision is 0 with no positive
+    prediction, as in scikit-learn's ``zero_division=0``).
+    """
+    labels, probs = _check_binary(labels, probs)
+    predicted = (probs >= threshold).astype(np.int64)
+    tp = int(((predicted == 1) & (labels == 1)).sum())
+    fp = int(((predicted == 1) & (labels == 0)).sum())
+    fn = int(((predicted == 0) & (labels == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "roc_auc": roc_auc(labels, probs),
+    }
+
+
+def confusion_counts(labels, probs, threshold: float = 0.5) -> np.ndarray:
+    """2x2 confusion matrix, rows = true label (0, 1), columns = predicted label, int64."""
+    labels, probs = _check_binary(labels, probs)
+    predicted = (probs >= threshold).astype(np.int64)
+    matrix = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def classification_report(
+    labels, probs, threshold: float = 0.5, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """``binary_metrics`` with percentile-bootstrap intervals (items resampled jointly).
+
+    Returns
+    -------
+    ``{metric: {"value": v, "ci_low": lo, "ci_high": hi}}`` for accuracy, precision, recall,
+    f1 and roc_auc.
+    """
+    labels, probs = _check_binary(labels, probs)
+    point = binary_metrics(labels, probs, threshold)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, labels.size, size=(n_boot, labels.size))
+    samples = [binary_metrics(labels[idx], probs[idx], threshold) for idx in draws]
+    tail = (1 - level) / 2 * 100
+    report = {}
+    for name, value in point.items():
+        values = np.array([s[name] for s in samples], dtype=np.float64)
+        low, high = (np.nan, np.nan)
+        if np.isfinite(values).any():
+            low, high = np.nanpercentile(values, [tail, 100 - tail])
+        report[name] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return report
+
+
+def reliability_curve(labels, probs, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Top-label reliability: accuracy against confidence in equal-width confidence bins.
+
+    The confidence of an item is max(p, 1 - p) and it is correct when its predicted label
+    (p >= 0.5) equals its label; bins split [0.5, 1].
+
+    Returns
+    -------
+    dict of arrays, shape (n_bins,): ``confidence`` (mean in bin, NaN if empty), ``accuracy``
+    (NaN if empty), ``count`` (int64), ``edges`` shape (n_bins + 1,).
+    """
+    labels, probs = _check_binary(labels, probs)
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
+    confidence = np.maximum(probs, 1 - probs)
+    correct = ((probs >= 0.5).astype(np.int64) == labels).astype(np.float64)
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, confidence, minlength=n_bins) / count
+        accuracy = np.bincount(which, correct, minlength=n_bins) / count
+    return {"confidence": mean_conf, "accuracy": accuracy, "count": count, "edges": edges}
+
+
+def expected_calibration_error(labels, probs, n_bins: int = 10) -> float:
+    """Expected calibration error: sum over bins of (share of items) x |accuracy - confidence|."""
+    curve = reliability_curve(labels, probs, n_bins)
+    filled = curve["count"] > 0
+    weights = curve["count"][filled] / curve["count"].sum()
+    gaps = np.abs(curve["accuracy"][filled] - curve["confidence"][filled])
+    return float((weights * gaps).sum())

@@ -163,10 +163,64 @@ ARCHITECTURES = {
     },
 }
 
-# Chapter 4: the face-mask classifier and detector.
+# Chapter 4: the face-mask classifier and detector. Backbone features use the shared FEATURES
+# image size and subset, so their cache is shared with chapters 3, 5 and 6.
+_MASK_BACKBONES = (
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "resnet50",
+    "vgg16",
+    "inception_v3",
+    "mobilenet_v2",
+)
 MASK_DETECTION = {
-    "smoke": {},
-    "full": {},
+    "smoke": {
+        "image_size": FEATURES["smoke"]["image_size"],
+        "limit": FEATURES["smoke"]["limit"],
+        "cnn_image_size": 64,
+        "backbones": ("efficientnet_lite0",),
+        "cnn_epochs": 2,
+        "cnn_patience": 2,
+        "fine_tune_epochs": 0,
+        "fine_tune_backbone": "efficientnet_lite0",
+        "fine_tune_blocks": 2,
+        "fine_tune_patience": 2,
+        "fine_tune_learning_rate": 1e-4,
+        "n_boot": 200,
+        "severities": (3,),
+        "robustness_limit": 60,
+        "tflite_representative": 16,
+        "tflite_test_limit": 40,
+        "latency_repeats": 10,
+        "detectors": ("mtcnn",),
+        "scenes": 3,
+        "scene_pool": 30,
+        "saliency_per_kind": 1,
+    },
+    "full": {
+        "image_size": FEATURES["full"]["image_size"],
+        "limit": FEATURES["full"]["limit"],
+        "cnn_image_size": 64,
+        "backbones": _MASK_BACKBONES,
+        "cnn_epochs": 10,
+        "cnn_patience": 3,
+        "fine_tune_epochs": 10,
+        "fine_tune_backbone": "efficientnet_lite0",
+        "fine_tune_blocks": 2,
+        "fine_tune_patience": 2,
+        "fine_tune_learning_rate": 1e-4,
+        "n_boot": 1000,
+        "severities": (1, 3, 5),
+        "robustness_limit": 120,
+        "tflite_representative": 200,
+        "tflite_test_limit": None,
+        "latency_repeats": 50,
+        "detectors": ("haar_default", "mtcnn"),
+        "scenes": 40,
+        "scene_pool": 300,
+        "saliency_per_kind": 4,
+    },
 }
 
 # Chapter 5: active learning.

@@ -1,0 +1,309 @@
+"""Audit the face-mask data before trusting any accuracy: duplicates, leakage and shortcuts.
+
+Near-duplicates are found with the data module's difference hash (mirror images included) and,
+as a second opinion, a DCT perceptual hash; both use ``dlbook.data``'s Hamming-distance and
+grouping helpers. Shortcuts are properties that separate the classes without looking at a mask:
+file format, colour mode, image size and a blurred thumbnail. A "shortcut model" trained on those
+alone says how much accuracy is there for the taking; ``shortcut_free_mask`` picks the images on
+which those properties cannot help.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from scipy.fft import dctn
+
+from dlbook import data
+
+PHASH_MAX_DISTANCE = 4
+"""Largest Hamming distance between 64-bit perceptual hashes still called a near-duplicate."""
+
+
+def perceptual_hash(gray: np.ndarray) -> np.ndarray:
+    """64-bit DCT perceptual hashes (pHash) of grayscale images.
+
+    The image is shrunk to 32x32, its 2-D DCT taken, and each of the 8x8 lowest frequencies
+    (the constant term excluded from the median) set to 1 where it exceeds their median.
+
+    Parameters
+    ----------
+    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
+
+    Returns
+    -------
+    ndarray, shape (N,), uint64
+    """
+    gray = np.asarray(gray)
+    if gray.ndim == 4:
+        gray = gray[..., 0]
+    if gray.ndim != 3:
+        raise ValueError(f"gray must have shape (N, H, W) or (N, H, W, 1); got {gray.shape}")
+    thumbs = np.stack(
+        [np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.BILINEAR)) for g in gray]
+    ).astype(np.float64)
+    low = dctn(thumbs, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(gray), 64)
+    median = np.median(low[:, 1:], axis=1, keepdims=True)
+    bits = low > median
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
+
+
+def duplicate_pairs(gray: np.ndarray, method: str = "dhash") -> np.ndarray:
+    """Near-duplicate index pairs (i < j), mirror images included.
+
+    Parameters
+    ----------
+    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
+    method : "dhash" (the data module's difference hash and threshold) or "phash".
+
+    Returns
+    -------
+    ndarray, shape (P, 2), int64
+    """
+    gray = np.asarray(gray)
+    if method == "dhash":
+        hash_fn, threshold = data.difference_hash, data.DUPLICATE_MAX_DISTANCE
+    elif method == "phash":
+        hash_fn, threshold = perceptual_hash, PHASH_MAX_DISTANCE
+    else:
+        raise ValueError(f"method={method!r} is unknown; use 'dhash' or 'phash'")
+    hashes = hash_fn(gray)
+    mirrored = hash_fn(gray[:, :, ::-1])
+    return data.near_duplicate_pairs(hashes, mirrored, max_distance=threshold).astype(np.int64)
+
+
+def exact_duplicate_pairs(data_dir: str | os.PathLike, rel_paths: list[str]) -> np.ndarray:
+    """Index pairs (i < j) of byte-identical files (equal sha256), shape (P, 2), int64."""
+    first_seen: dict[str, list[int]] = {}
+    for index, rel in enumerate(rel_paths):
+        first_seen.setdefault(data.file_sha256(Path(data_dir) / rel), []).append(index)
+    pairs = [
+        (a, b)
+        for members in first_seen.values()
+        for k, a in enumerate(members)
+        for b in members[k + 1 :]
+    ]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def cross_split_pairs(pairs: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """The pairs whose two members sit in different splits, shape (Q, 2), int64."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    split = np.asarray(split)
+    return pairs[split[pairs[:, 0]] != split[pairs[:, 1]]]
+
+
+def group_sizes(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Sizes of the connected groups of ``pairs`` over ``n`` items, shape (G,), int64."""
+    return np.bincount(data.connected_groups(n, np.asarray(pairs).reshape(-1, 2)))
+
+
+def duplicate_summary(
+    gray: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    data_dir: str | os.PathLike,
+    rel_paths: list[str],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Count near-duplicates by method, and those crossing the splits or the classes.
+
+    Parameters
+    ----------
+    gray : ndarray, shape (N, H, W, 1), uint8 (the data module hashes 32-px grayscale images)
+    labels, split : ndarray, shape (N,)
+    data_dir, rel_paths : where the N files are, for byte-identical duplicates.
+
+    Returns
+    -------
+    (table, pairs): one row per method ("exact", "dhash", "phash", "any") with columns
+    ``pairs``, ``groups`` (groups of two or more), ``images_in_groups``, ``cross_split_pairs``,
+    ``cross_class_pairs``; and the pair arrays by method.
+    """
+    labels, split = np.asarray(labels), np.asarray(split)
+    if not len(gray) == len(labels) == len(split) == len(rel_paths):
+        raise ValueError(
+            f"gray, labels, split and rel_paths must have equal lengths; got {len(gray)}, "
+            f"{len(labels)}, {len(split)}, {len(rel_paths)}"
+        )
+    found = {
+        "exact": exact_duplicate_pairs(data_dir, rel_paths),
+        "dhash": duplicate_pairs(gray, "dhash"),
+        "phash": duplicate_pairs(gray, "phash"),
+    }
+    found["any"] = np.unique(np.concatenate(list(found.values())), axis=0).reshape(-1, 2)
+    rows = []
+    for method, pairs in found.items():
+        sizes = group_sizes(len(labels), pairs)
+        rows.append(
+            {
+                "method": method,
+                "pairs": len(pairs),
+                "groups": int((sizes > 1).sum()),
+                "images_in_groups": int(sizes[sizes > 1].sum()),
+                "cross_split_pairs": len(cross_split_pairs(pairs, split)),
+                "cross_class_pairs": int((labels[pairs[:, 0]] != labels[pairs[:, 1]]).sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("method"), found
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def write_splits_csv(
+    path: str | os.PathLike,
+    rel_paths: list[str],
+    labels: np.ndarray,
+    split: np.ndarray,
+    groups: np.ndarray,
+) -> Path:
+    """Write ``path,label,split,group`` (label as class name), one row per image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "label", "split", "group"])
+        for rel, label, name, group in zip(rel_paths, labels, split, groups, strict=True):
+            writer.writerow([rel, data.CLASS_NAMES[int(label)], str(name), int(group)])
+    return path
+
+
+def split_table(labels: np.ndarray, split: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """Images per split and class, groups per split, and the with_mask share."""
+    frame = pd.DataFrame({"label": labels, "split": split, "group": groups})
+    table = frame.groupby("split").agg(
+        images=("label", "size"), with_mask=("label", "sum"), groups=("group", "nunique")
+    )
+    table["without_mask"] = table["images"] - table["with_mask"]
+    table["with_mask_share"] = table["with_mask"] / table["images"]
+    order = [name for name in data.SPLIT_NAMES if name in table.index]
+    return table.loc[order, ["images", "with_mask", "without_mask", "groups", "with_mask_share"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shortcuts
+
+
+def file_metadata(data_dir: str | os.PathLike, rel_paths: list[str]) -> pd.DataFrame:
+    """Format, colour mode, size and file size of each file, read from its header.
+
+    Returns
+    -------
+    DataFrame with one row per path and columns ``path``, ``format``, ``mode``, ``width``,
+    ``height``, ``bytes``, ``short_side``, ``aspect`` (width / height). Undecodable files get
+    format "unreadable" and zero sizes.
+    """
+    rows = []
+    for rel in rel_paths:
+        full = Path(data_dir) / rel
+        row = {"path": rel, "format": "unreadable", "mode": "", "width": 0, "height": 0}
+        try:
+            with Image.open(full) as image:
+                row.update(format=image.format, mode=image.mode, width=image.width)
+                row["height"] = image.height
+        except (OSError, UnidentifiedImageError):
+            pass
+        row["bytes"] = full.stat().st_size if full.exists() else 0
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["short_side"] = frame[["width", "height"]].min(axis=1)
+    frame["aspect"] = frame["width"] / frame["height"].where(frame["height"] > 0, 1)
+    return frame
+
+
+def metadata_by_class(meta: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    """Per class: image count, share of JPEG / RGB files, and short-side and aspect quantiles."""
+    frame = meta.assign(label=[data.CLASS_NAMES[int(k)] for k in labels])
+    return frame.groupby("label").agg(
+        images=("path", "size"),
+        jpeg_share=("format", lambda s: float((s == "JPEG").mean())),
+        rgb_share=("mode", lambda s: float((s == "RGB").mean())),
+        short_side_min=("short_side", "min"),
+        short_side_median=("short_side", "median"),
+        short_side_max=("short_side", "max"),
+        aspect_median=("aspect", "median"),
+        kilobytes_median=("bytes", lambda s: float(s.median() / 1024)),
+    )
+
+
+def shortcut_features(
+    meta: pd.DataFrame, images: np.ndarray | None = None, thumbnail: int = 4
+) -> np.ndarray:
+    """Features a classifier could use without looking at a mask.
+
+    Parameters
+    ----------
+    meta : from ``file_metadata``, N rows.
+    images : ndarray, shape (N, H, W, 3), uint8, or None for metadata only. Each image is
+        reduced to a ``thumbnail`` x ``thumbnail`` colour thumbnail (block means: a heavy blur).
+
+    Returns
+    -------
+    ndarray, shape (N, F), float64: JPEG / PNG / RGB / RGBA / palette indicators, log width,
+    log height, log short side, aspect, log bytes, then the thumbnail scaled to [0, 1].
+    """
+    columns = [
+        meta["format"].eq("JPEG"),
+        meta["format"].eq("PNG"),
+        meta["mode"].eq("RGB"),
+        meta["mode"].eq("RGBA"),
+        meta["mode"].eq("P"),
+        np.log1p(meta["width"]),
+        np.log1p(meta["height"]),
+        np.log1p(meta["short_side"]),
+        meta["aspect"],
+        np.log1p(meta["bytes"]),
+    ]
+    features = np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=1)
+    if images is None:
+        return features
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) != len(meta):
+        raise ValueError(
+            f"images must have shape (N, H, W, C) with N = {len(meta)}; got {images.shape}"
+        )
+    n, height, width, channels = images.shape
+    if height % thumbnail or width % thumbnail:
+        raise ValueError(f"thumbnail={thumbnail} must divide the image size {height}x{width}")
+    blocks = images.reshape(n, thumbnail, height // thumbnail, thumbnail, width // thumbnail, -1)
+    thumbs = blocks.mean(axis=(2, 4)).reshape(n, -1) / 255.0
+    return np.concatenate([features, thumbs], axis=1)
+
+
+def fit_shortcut_model(features: np.ndarray, labels: np.ndarray, seed: int = 0):
+    """A gradient-boosted tree classifier on shortcut features (scikit-learn estimator)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
+    # One thread: on a small table, OpenMP start-up costs more than it saves on a busy machine.
+    with threadpool_limits(limits=1):
+        return model.fit(features, labels)
+
+
+def shortcut_free_mask(
+    meta: pd.DataFrame, labels: np.ndarray, quantiles: tuple[float, float] = (0.05, 0.95)
+) -> np.ndarray:
+    """Images on which format, mode and size cannot tell the classes apart.
+
+    Keeps RGB JPEG files whose short side lies within the ``quantiles`` of the short sides of
+    the without_mask RGB JPEG files (so both classes cover the same size range).
+
+    Returns
+    -------
+    ndarray, shape (N,), bool
+    """
+    labels = np.asarray(labels)
+    jpeg = (meta["format"].eq("JPEG") & meta["mode"].eq("RGB")).to_numpy()
+    reference = meta["short_side"].to_numpy()[jpeg & (labels == 0)]
+    if reference.size == 0:
+        return np.zeros(len(meta), dtype=bool)
+    low, high = np.quantile(reference, quantiles)
+    short = meta["short_side"].to_numpy()
+    return jpeg & (short >= low) & (short <= high)

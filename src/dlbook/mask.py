@@ -1,0 +1,377 @@
+"""The face-mask classifier: linear heads on backbone features, calibration, the shipped model.
+
+The shipped model is one Keras file that takes RGB images (uint8 range, as ``dlbook.data``
+decodes and resizes them) and returns calibrated P(with_mask): backbone (preprocessing inside)
+-> linear head -> division by the temperature -> sigmoid. A JSON file beside it records the class
+names, input size, temperature and how it was trained. ``predict_files`` is what the
+``python -m dlbook predict`` command runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import optimize
+
+from dlbook import data
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+"""Files with these suffixes are picked up when a folder is walked."""
+
+
+class ModelLoadError(Exception):
+    """The shipped model is missing or cannot be read."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads on frozen features
+
+
+def fit_linear_head(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    strengths: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0),
+    seed: int = 0,
+):
+    """Logistic regression on frozen features, its inverse L2 strength chosen on validation.
+
+    Parameters
+    ----------
+    train_features, val_features : ndarray, shape (N, D), float32
+    train_labels, val_labels : ndarray, shape (N,), int, 1 = with_mask
+    strengths : candidate values of scikit-learn's ``C``; the one with the lowest validation
+        log-loss wins.
+
+    Returns
+    -------
+    (estimator, C): a fitted ``sklearn.linear_model.LogisticRegression`` and its ``C``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    if len(train_features) != len(train_labels) or len(val_features) != len(val_labels):
+        raise ValueError("features and labels must have the same number of rows")
+    if not strengths:
+        raise ValueError("strengths is empty; give at least one value of C")
+    best = None
+    for strength in strengths:
+        model = LogisticRegression(C=strength, max_iter=2000, random_state=seed)
+        model.fit(train_features, train_labels)
+        loss = log_loss(val_labels, model.predict_proba(val_features)[:, 1], labels=[0, 1])
+        if best is None or loss < best[0]:
+            best = (loss, strength, model)
+    return best[2], best[1]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -logits))
+
+
+def probs_to_logits(probs: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """log(p / (1 - p)) with p clipped to [eps, 1 - eps], float64."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return np.log(probs) - np.log1p(-probs)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T > 0 minimising the log-loss of sigmoid(logits / T) (temperature scaling).
+
+    Parameters
+    ----------
+    logits : ndarray, shape (N,), float: the model's log-odds of with_mask.
+    labels : ndarray, shape (N,), 0 or 1.
+    """
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    if logits.shape != labels.shape or logits.size == 0:
+        raise ValueError(
+            f"logits {logits.shape} and labels {labels.shape} must be equal, non-empty"
+        )
+
+    def loss(log_t):
+        scaled = logits / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled))
+
+    found = optimize.minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(found.x))
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped model
+
+
+def build_shipped_model(
+    backbone, weights: np.ndarray, bias: float, temperature: float, image_size: int
+):
+    """Backbone + linear head + temperature as one Keras model returning P(with_mask).
+
+    Parameters
+    ----------
+    backbone : Keras model mapping (B, S, S, 3) uint8-range RGB to (B, D) features.
+    weights : ndarray, shape (D,), the head's weights (e.g. logistic regression ``coef_[0]``).
+    bias : the head's intercept.
+    temperature : divides the logit before the sigmoid.
+    image_size : S, the side of the square input.
+
+    Returns
+    -------
+    keras.Model: (B, S, S, 3) float32 in [0, 255] -> (B, 1) float32 P(with_mask).
+    """
+    import keras
+
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature!r} must be positive")
+    weights = np.asarray(weights, dtype=np.float32).reshape(-1, 1)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    features = backbone(inputs)
+    if features.shape[-1] != weights.shape[0]:
+        raise ValueError(
+            f"the backbone gives {features.shape[-1]} features but weights has {weights.shape[0]}"
+        )
+    head = keras.layers.Dense(1, name="logit")
+    logit = head(features)
+    head.set_weights([weights, np.array([bias], dtype=np.float32)])
+    scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logit)
+    prob = keras.layers.Activation("sigmoid", name="prob_with_mask")(scaled)
+    return keras.Model(inputs, prob, name="mask_classifier")
+
+
+def save_shipped_model(model, path: str | os.PathLike, metadata: dict) -> tuple[Path, Path]:
+    """Save ``model`` to ``path`` (``.keras``) and ``metadata`` to the JSON beside it.
+
+    ``metadata`` must hold ``image_size`` and ``temperature``; class names are added.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"path={str(path)!r} must end in .keras")
+    missing = {"image_size", "temperature"} - set(metadata)
+    if missing:
+        raise ValueError(f"metadata lacks {sorted(missing)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    meta_path = path.with_suffix(".json")
+    full = {"class_names": list(data.CLASS_NAMES), "positive_class": data.CLASS_NAMES[1]}
+    full.update(metadata)
+    meta_path.write_text(json.dumps(full, indent=1, sort_keys=True) + "\n")
+    return path, meta_path
+
+
+def load_shipped_model(path: str | os.PathLike):
+    """Load a shipped model and its JSON.
+
+    Returns
+    -------
+    (keras.Model, metadata dict)
+
+    Raises
+    ------
+    ModelLoadError
+        If the file is missing, not a Keras model, or its JSON is missing or malformed.
+    """
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise ModelLoadError(f"{meta_path} (the model's metadata) does not exist")
+    try:
+        metadata = json.loads(meta_path.read_text())
+        image_size = int(metadata["image_size"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"{meta_path} is not valid model metadata ({error})") from error
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        raise ModelLoadError(f"{path} is not a loadable Keras model ({error})") from error
+    expected = (None, image_size, image_size, 3)
+    if tuple(model.input_shape) != expected:
+        raise ModelLoadError(
+            f"{path} takes inputs of shape {model.input_shape}, but its metadata says {expected}"
+        )
+    return model, metadata
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction on files
+
+
+def collect_image_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Expand ``inputs`` into image files, walking folders recursively (sorted).
+
+    Returns
+    -------
+    (files, missing): files to read (given files are kept whatever their suffix; files found in
+    folders need an image suffix) and inputs that do not exist.
+    """
+    files, missing = [], []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = [
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            ]
+            files += sorted(found)
+        elif item.is_file():
+            files.append(item)
+        else:
+            missing.append(item)
+    return files, missing
+
+
+@dataclass
+class Prediction:
+    """One CSV row: a whole image, or one detected face in it (box in original pixels)."""
+
+    path: str
+    label: str
+    prob_with_mask: float | None
+    box: tuple[int, int, int, int] | None = None
+
+
+def predict_images(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """P(with_mask) of images already at the model's input size, shape (N,) float64."""
+    images = np.asarray(images)
+    if len(images) == 0:
+        return np.zeros(0, dtype=np.float64)
+    out = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.asarray(out, dtype=np.float64).reshape(len(images), -1)[:, -1]
+
+
+def _label(prob: float) -> str:
+    return data.CLASS_NAMES[int(prob >= 0.5)]
+
+
+def predict_files(
+    model,
+    image_size: int,
+    files: list[Path],
+    detector=None,
+    annotated_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Classify each file (or, with a ``detector``, each face found in it).
+
+    Parameters
+    ----------
+    model : the shipped Keras model.
+    image_size : its input side.
+    files : image files.
+    detector : None, or a ``dlbook.detect`` detector; faces are cropped from the original
+        image, resized like the loader does and classified; an image without a face gets one
+        row with label "no_face".
+    annotated_dir : with a detector, write each image with its boxes drawn here.
+
+    Returns
+    -------
+    (predictions, skipped): skipped lists (path, reason) of files that could not be decoded.
+    """
+    from tqdm import tqdm
+
+    predictions, skipped = [], []
+    for path in tqdm(files, desc="predicting", disable=not progress, file=sys.stderr):
+        try:
+            if detector is None:
+                image = data.decode_image(path, image_size)
+            else:
+                image = data.decode_image(path, None)
+        except data.ImageDecodeError as error:
+            print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
+            skipped.append((str(path), error.reason))
+            continue
+        if detector is None:
+            prob = float(predict_images(model, image[None])[0])
+            predictions.append(Prediction(str(path), _label(prob), prob))
+            continue
+        from dlbook import detect
+
+        boxes = detect.detect_faces(detector, image)
+        if len(boxes) == 0:
+            predictions.append(Prediction(str(path), "no_face", None))
+            probs = np.zeros(0)
+        else:
+            crops = detect.crop_faces(image, boxes, image_size)
+            probs = predict_images(model, crops)
+            predictions += [
+                Prediction(str(path), _label(p), float(p), tuple(int(v) for v in box))
+                for box, p in zip(boxes, probs, strict=True)
+            ]
+        if annotated_dir is not None:
+            out = Path(annotated_dir) / f"{path.stem}_annotated.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            detect.save_annotated(image, boxes, probs, out)
+    return predictions, skipped
+
+
+def write_predictions_csv(predictions: list[Prediction], path: str | os.PathLike) -> Path:
+    """Write ``path,label,prob_with_mask`` (+ ``x,y,width,height`` when any row has a box)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with_boxes = any(p.box is not None for p in predictions)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            ["path", "label", "prob_with_mask"]
+            + (["x", "y", "width", "height"] if with_boxes else [])
+        )
+        for p in predictions:
+            row = [p.path, p.label, "" if p.prob_with_mask is None else f"{p.prob_with_mask:.6f}"]
+            if with_boxes:
+                row += list(p.box) if p.box is not None else ["", "", "", ""]
+            writer.writerow(row)
+    return path
+
+
+def run_predict(
+    model_path: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out_csv: str | os.PathLike,
+    detect_faces: bool = False,
+    annotated_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> int:
+    """The ``predict`` command: returns the exit status (0 ok, 2 bad model, 3 nothing readable).
+
+    Problems are reported on stderr in one line each.
+    """
+    try:
+        model, metadata = load_shipped_model(model_path)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    files, missing = collect_image_files(inputs)
+    for item in missing:
+        print(f"skipped {item}: no such file or folder", file=sys.stderr)
+    detector = None
+    if detect_faces:
+        from dlbook import detect
+
+        detector = detect.load_detector()
+    predictions, skipped = predict_files(
+        model, int(metadata["image_size"]), files, detector, annotated_dir, progress
+    )
+    if not predictions:
+        print(
+            f"error: no readable image among the inputs ({len(files)} files tried, "
+            f"{len(skipped)} unreadable, {len(missing)} missing)",
+            file=sys.stderr,
+        )
+        return 3
+    write_predictions_csv(predictions, out_csv)
+    print(
+        f"wrote {len(predictions)} predictions to {out_csv}"
+        + (f"; skipped {len(skipped) + len(missing)} inputs" if skipped or missing else ""),
+        file=sys.stderr,
+    )
+    return 0
