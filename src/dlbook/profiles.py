@@ -66,7 +66,7 @@ ACTIVE_LEARNING = {
     },
     "full": {
         "n_components": 64,
-        "repeats": 10,
+        "repeats": 20,
         "initial_size": 10,
         "batch_size": 5,
         "budget": 100,
@@ -75,7 +75,7 @@ ACTIVE_LEARNING = {
         "weak_image_size": 16,
         "weak_target_fraction": 0.97,
         "weak_strategies": ("random", "margin", "coreset", "badge"),
-        "weak_repeats": 10,
+        "weak_repeats": 20,
         "weak_batch_size": 10,
         "weak_budget": 300,
         "sensitivity_repeats": 10,

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from dlbook import active, metrics
 
 MAIN_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
+BATCH_AWARE_VARIANT = "margin_diverse"
 
 
 @dataclass
@@ -219,24 +220,29 @@ def summarise(curves: dict, target: float, n_boot: int = 1000, seed: int = 0) ->
     repeats = len(acc["random"])
     rng = np.random.default_rng(seed)
     boot = rng.integers(0, repeats, size=(n_boot, repeats))
-    random_labels = labels_to_target(n_labels, acc["random"].mean(0), target)
-    random_boot = labels_to_target(n_labels, acc["random"][boot].mean(1), target)
+    budget = float(n_labels[-1])
+
+    def censored(labels):
+        # A mean curve that never reaches the target needs more than the budget; counting it as
+        # the budget makes the saving a bound (see ``reached_target_share``), not a value.
+        return np.where(np.isnan(labels), budget, labels)
+
+    random_labels = censored(labels_to_target(n_labels, acc["random"].mean(0), target))
+    random_boot = censored(labels_to_target(n_labels, acc["random"][boot].mean(1), target))
     rows = {}
     for strategy, a in acc.items():
         mean, low, high = metrics.mean_confidence_interval(aulc(n_labels, a))
         labels = labels_to_target(n_labels, a.mean(0), target)
-        labels_boot = labels_to_target(n_labels, a[boot].mean(1), target)
-        # A mean curve that never reaches the target needs more than the budget; the bootstrap
-        # counts it as the budget (censored), so such resamples bound the saving rather than give it.
-        labels_boot = np.where(np.isnan(labels_boot), n_labels[-1], labels_boot)
-        saving_boot = 1.0 - labels_boot / np.where(np.isnan(random_boot), n_labels[-1], random_boot)
+        labels_boot = censored(labels_to_target(n_labels, a[boot].mean(1), target))
+        saving_boot = 1.0 - labels_boot / random_boot
         ci = np.percentile(saving_boot, [2.5, 97.5])
         rows[strategy] = {
             "aulc": mean,
             "aulc_ci_low": low,
             "aulc_ci_high": high,
-            "labels_to_target": labels,
-            "label_saving_vs_random": 1.0 - labels / random_labels,
+            "labels_to_target": float(labels),
+            "label_saving_vs_random": float(1.0 - censored(labels) / random_labels),
+            "mean_curve_reaches_target": bool(not np.isnan(labels)),
             "label_saving_ci_low": ci[0],
             "label_saving_ci_high": ci[1],
             "reached_target_share": float(
@@ -248,9 +254,11 @@ def summarise(curves: dict, target: float, n_boot: int = 1000, seed: int = 0) ->
 
 
 def best_strategy(summary: pd.DataFrame) -> str:
-    """The non-random strategy with the largest label saving (ties: the larger AULC)."""
+    """The non-random strategy with the largest label saving among those whose mean curve reaches
+    the target; ties, or none reaching it, are decided by AULC."""
     others = summary.drop(index="random")
-    saving = others["label_saving_vs_random"].astype(float).fillna(-np.inf)
+    reaches = others["mean_curve_reaches_target"].astype(bool)
+    saving = others["label_saving_vs_random"].astype(float).where(reaches, -np.inf)
     ranked = others.assign(_s=saving).sort_values(["_s", "aulc"], ascending=False)
     return str(ranked.index[0])
 
@@ -274,7 +282,7 @@ def result_keys(summary: pd.DataFrame, target: float, repeats: int, prefix: str 
 def sensitivity(
     pool: Pool,
     target: float,
-    strategies=("random", "margin", "badge"),
+    strategies=("random", "margin", "margin_diverse", "badge"),
     initial_sizes=(2, 10, 40),
     batch_sizes=(5, 20),
     repeats: int = 10,
@@ -382,3 +390,64 @@ def binary_uncertainty_agreement(pool: Pool, seed: int = 0, batch_size: int = 10
             ]
             agree.append(batches[0] == batches[1] == batches[2])
     return float(np.mean(agree))
+
+
+def first_queries(
+    pool: Pool,
+    curves: dict,
+    profile: str,
+    data_dir=None,
+    seed: int = 0,
+    n: int = 8,
+    repeat: int = 0,
+    image_size: int = 64,
+) -> tuple[dict, dict]:
+    """The first ``n`` images each strategy bought after the seed set, in one repeat.
+
+    Returns
+    -------
+    (images, labels): strategy -> uint8 (n, image_size, image_size, 3) and strategy -> int64 (n,).
+    """
+    from dlbook import data, profiles
+
+    limit = profiles.get(profile, "features")["limit"]
+    images = data.load_face_mask(
+        data_dir, image_size=image_size, limit=limit, seed=seed, progress=False
+    )
+    row_of = {path: i for i, path in enumerate(images.paths)}
+    initial = len(curves["query_order"]["random"][repeat]) - (
+        curves["n_labels"][-1] - curves["n_labels"][0]
+    )
+    out_images, out_labels = {}, {}
+    for strategy, orders in curves["query_order"].items():
+        picked = orders[repeat][initial : initial + n]
+        rows = [row_of[pool.paths[i]] for i in picked]
+        out_images[strategy] = images.images[rows]
+        out_labels[strategy] = pool.y_pool[picked]
+    return out_images, out_labels
+
+
+def verdict(summary: pd.DataFrame, claimed: float = 0.30) -> str:
+    """One sentence on the claim, from the best strategy's saving and its interval."""
+    best = best_strategy(summary)
+    row = summary.loc[best]
+    saving, low, high = (
+        float(row["label_saving_vs_random"]),
+        float(row["label_saving_ci_low"]),
+        float(row["label_saving_ci_high"]),
+    )
+    if not row["mean_curve_reaches_target"]:
+        return "No strategy's mean curve reached the target, so no saving can be stated."
+    span = f"{saving:.0%} (95% CI {low:.0%} to {high:.0%})"
+    if not summary.loc["random", "mean_curve_reaches_target"]:
+        span += " or more, since random sampling's mean curve never reached the target"
+    if low > 0 and (saving >= claimed or high >= claimed):
+        return f"The claim holds: {best} needs {span} fewer labels than random sampling."
+    if low > 0:
+        return f"Partly: {best} saves {span} of the labels, less than the claimed {claimed:.0%}."
+    return f"The claim is not supported: the best strategy, {best}, saves {span}."
+
+
+def describe_labels(labels: float, budget: int) -> str:
+    """``"37"`` for a reached target, ``"more than 100"`` for a mean curve that never reached it."""
+    return f"more than {budget}" if np.isnan(labels) else f"{labels:.0f}"
