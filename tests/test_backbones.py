@@ -21,14 +21,19 @@ def test_lite_port_passes_the_imagenet_photo_check(name):
     assert check["ok"]
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
-def test_keras_logits_match_the_numpy_reference(name):
+@pytest.mark.parametrize(
+    "name, fold_batch_norm",
+    [("efficientnet_lite0", False), ("efficientnet_lite0", True), ("efficientnet_lite2", False)],
+)
+def test_keras_logits_match_the_numpy_reference(name, fold_batch_norm):
     rng = np.random.default_rng(0)
     photo = backbones.photo_input(
         backbones.imagenet_photos()["cat"], 67
     )  # odd size: uneven padding
     images = np.stack([photo, rng.integers(0, 256, photo.shape, dtype=np.uint8)]).astype(np.float32)
-    model = efficientnet_lite.build_efficientnet_lite(name, classifier_activation=None)
+    model = efficientnet_lite.build_efficientnet_lite(
+        name, classifier_activation=None, fold_batch_norm=fold_batch_norm
+    )
     efficientnet_lite.load_weights(model, name)
     keras_logits = model.predict_on_batch(images)
     reference = efficientnet_lite.reference_logits(name, images)

@@ -192,6 +192,7 @@ def build_efficientnet_lite(
     classifier_activation: str | None = "softmax",
     input_shape: tuple = (None, None, 3),
     include_preprocessing: bool = True,
+    fold_batch_norm: bool = False,
 ):
     """Build an EfficientNet-Lite variant in Keras (weights not loaded; see ``load_weights``).
 
@@ -203,6 +204,9 @@ def build_efficientnet_lite(
     classifier_activation : "softmax" for probabilities, None for logits.
     input_shape : (H, W, 3); H and W may be None (any size).
     include_preprocessing : the model takes RGB values in [0, 255] and standardises them itself.
+    fold_batch_norm : inference-only variant: each batch norm is folded into the preceding
+        convolution's kernel and a bias (same outputs, fewer passes over memory, faster on CPU;
+        not for fine-tuning, since the batch statistics are gone).
 
     Returns
     -------
@@ -215,15 +219,13 @@ def build_efficientnet_lite(
     _variant(name)
 
     def conv_bn(x, filters, kernel_size, stride, prefix, activation=True, depthwise=False):
+        options = dict(padding="same", use_bias=fold_batch_norm, name=f"{prefix}_conv")
         if depthwise:
-            x = layers.DepthwiseConv2D(
-                kernel_size, stride, padding="same", use_bias=False, name=f"{prefix}_conv"
-            )(x)
+            x = layers.DepthwiseConv2D(kernel_size, stride, **options)(x)
         else:
-            x = layers.Conv2D(
-                filters, kernel_size, stride, padding="same", use_bias=False, name=f"{prefix}_conv"
-            )(x)
-        x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=f"{prefix}_bn")(x)
+            x = layers.Conv2D(filters, kernel_size, stride, **options)(x)
+        if not fold_batch_norm:
+            x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=f"{prefix}_bn")(x)
         if activation:
             x = layers.ReLU(max_value=6.0, name=f"{prefix}_relu6")(x)
         return x
@@ -290,18 +292,30 @@ def load_weights(model, name: str, state_dict: dict[str, np.ndarray] | None = No
         used.add(key)
         return state[key]
 
-    for layer_name, prefix in _keras_to_torch_prefixes(name).items():
-        layer = model.get_layer(layer_name)
-        if layer_name.endswith("_bn"):
-            layer.set_weights(
-                [take(f"{prefix}.{p}") for p in ("weight", "bias", "running_mean", "running_var")]
-            )
+    layer_names = {layer.name for layer in model.layers}
+    prefixes = _keras_to_torch_prefixes(name)
+    for layer_name, prefix in prefixes.items():
+        if not layer_name.endswith("_conv"):
+            continue
+        kernel = take(f"{prefix}.weight")
+        bn_name = layer_name[: -len("_conv")] + "_bn"
+        bn = [
+            take(f"{prefixes[bn_name]}.{p}")
+            for p in ("weight", "bias", "running_mean", "running_var")
+        ]
+        if bn_name in layer_names:
+            model.get_layer(bn_name).set_weights(bn)
+            weights = []
+        else:  # folded: BN(conv(x, W)) = conv(x, W * scale) + (beta - mean * scale)
+            gamma, beta, mean, var = bn
+            scale = gamma / np.sqrt(var + BN_EPSILON)
+            kernel = kernel * scale[:, None, None, None]
+            weights = [(beta - mean * scale).astype(np.float32)]
+        if layer_name.endswith("_dw_conv"):
+            kernel = kernel.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) -> (kh, kw, C, 1)
         else:
-            kernel = take(f"{prefix}.weight")
-            if layer_name.endswith("_dw_conv"):
-                layer.set_weights([kernel.transpose(2, 3, 0, 1)])
-            else:
-                layer.set_weights([kernel.transpose(2, 3, 1, 0)])
+            kernel = kernel.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
+        model.get_layer(layer_name).set_weights([kernel.astype(np.float32), *weights])
     if any(layer.name == "predictions" for layer in model.layers):
         model.get_layer("predictions").set_weights([take("_fc.weight").T, take("_fc.bias")])
     else:

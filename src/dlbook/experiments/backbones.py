@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from dlbook import backbones
+from dlbook.backbones import efficientnet_lite
 
 LITE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 KERAS_APPLICATION_NAMES = ("resnet50", "vgg16", "inception_v3", "mobilenet_v2")
 
 
 def architecture_params(name: str) -> int:
-    """Parameters of a backbone's feature extractor (no ImageNet classifier), weights or not."""
-    if backbones.available(name)[0]:
-        return int(backbones._shared_feature_model(name).count_params())
+    """Parameters of a backbone's feature extractor as trained (batch norms unfolded, no ImageNet
+    classifier), whether or not its weights are available."""
+    if backbones.BACKBONES[name].family == "efficientnet_lite":
+        return int(
+            efficientnet_lite.build_efficientnet_lite(name, include_top=False).count_params()
+        )
     return int(
         backbones._build_keras_application(name, include_top=False, weights=None).count_params()
     )
