@@ -208,3 +208,18 @@ def test_strategies_match_scikit_activeml():
     pytest.importorskip("skactiveml")
     table = ex.crosscheck_skactiveml(n_trials=2)
     assert (table["mean overlap"] == 1.0).all()
+
+
+def test_saving_by_target_grows_where_random_flattens_near_the_target():
+    n = np.array([10, 20, 30, 40, 50])
+    random_curve = np.tile([0.80, 0.90, 0.94, 0.96, 0.97], (6, 1))
+    fast_curve = np.tile([0.80, 0.97, 0.98, 0.98, 0.98], (6, 1))
+    curves = {
+        "n_labels": n,
+        "accuracy": {"random": random_curve, "badge": fast_curve},
+        "seconds": {"random": 0.0, "badge": 0.0},
+    }
+    table = ex.saving_by_target(curves, ceiling=1.0, fractions=(0.9, 0.97), n_boot=50)
+    saving = table.set_index("target_fraction")["label_saving_vs_random"]
+    assert saving[0.9] == pytest.approx(1 - (10 + 10 * 0.1 / 0.17) / 20)
+    assert saving[0.97] == pytest.approx(1 - 20 / 50)

@@ -451,3 +451,30 @@ def verdict(summary: pd.DataFrame, claimed: float = 0.30) -> str:
 def describe_labels(labels: float, budget: int) -> str:
     """``"37"`` for a reached target, ``"more than 100"`` for a mean curve that never reached it."""
     return f"more than {budget}" if np.isnan(labels) else f"{labels:.0f}"
+
+
+def saving_by_target(
+    curves: dict, ceiling: float, fractions=(0.97, 0.98, 0.99), n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Label saving vs random for each strategy at several targets (fractions of ``ceiling``).
+
+    The saving depends on where the target sits on random sampling's curve; this shows how much.
+    Returns a DataFrame with one row per (target fraction, strategy).
+    """
+    rows = []
+    for fraction in fractions:
+        summary = summarise(curves, fraction * ceiling, n_boot=n_boot, seed=seed)
+        for strategy, row in summary.drop(index="random").iterrows():
+            rows.append(
+                {
+                    "target_fraction": fraction,
+                    "target_accuracy": fraction * ceiling,
+                    "strategy": strategy,
+                    "labels_to_target": row["labels_to_target"],
+                    "random_labels_to_target": summary.loc["random", "labels_to_target"],
+                    "label_saving_vs_random": row["label_saving_vs_random"],
+                    "label_saving_ci_low": row["label_saving_ci_low"],
+                    "label_saving_ci_high": row["label_saving_ci_high"],
+                }
+            )
+    return pd.DataFrame(rows)
