@@ -223,10 +223,47 @@ MASK_DETECTION = {
     },
 }
 
-# Chapter 5: active learning.
+# Chapter 5: active learning. The target is ``target_fraction`` of the full-pool accuracy; the
+# weak pool (raw pixels) is the contrast where the features are not already near the ceiling.
 ACTIVE_LEARNING = {
-    "smoke": {},
-    "full": {},
+    "smoke": {
+        "n_components": 32,
+        "repeats": 3,
+        "initial_size": 10,
+        "batch_size": 10,
+        "budget": 60,
+        "target_fraction": 0.99,
+        "n_boot": 200,
+        "weak_image_size": 16,
+        "weak_target_fraction": 0.97,
+        "weak_strategies": ("random", "margin", "coreset", "badge"),
+        "weak_repeats": 2,
+        "weak_batch_size": 20,
+        "weak_budget": 100,
+        "sensitivity_repeats": 2,
+        "sensitivity_initial_sizes": (2, 10),
+        "sensitivity_batch_sizes": (10, 20),
+        "crosscheck_trials": 2,
+    },
+    "full": {
+        "n_components": 64,
+        "repeats": 20,
+        "initial_size": 10,
+        "batch_size": 5,
+        "budget": 100,
+        "target_fraction": 0.99,
+        "n_boot": 1000,
+        "weak_image_size": 16,
+        "weak_target_fraction": 0.97,
+        "weak_strategies": ("random", "margin", "coreset", "badge"),
+        "weak_repeats": 20,
+        "weak_batch_size": 10,
+        "weak_budget": 300,
+        "sensitivity_repeats": 10,
+        "sensitivity_initial_sizes": (2, 10, 40),
+        "sensitivity_batch_sizes": (5, 20),
+        "crosscheck_trials": 10,
+    },
 }
 
 # Chapter 6: conformal prediction.
