@@ -179,3 +179,24 @@ def test_agrees_with_mapie_aps_on_three_classes():
         assert q == pytest.approx(thresholds[j], abs=1e-12)
         mine = conformal.predict_sets(probs[300:], q, "aps", include_last_label=True)
         assert np.array_equal(mine, sets[:, :, j])
+
+
+def test_study_keys_and_guarantee_verdict_on_a_calibrated_model():
+    from dlbook.experiments.conformal import (
+        ModelProbs,
+        coverage_study,
+        guarantee_check,
+        result_keys,
+    )
+
+    probs, labels = exchangeable_data(800, n_classes=2, seed=13)
+    model = ModelProbs("toy", probs[:, 1], labels, np.array(["calib"] * 800), "test")
+    table, draws = coverage_study(model, [0.05, 0.1], n_resplits=200, seed=0)
+    keys = result_keys(table)
+    assert "coverage_lac_a0.05" in keys and "class_coverage_min_mondrian_lac_a0.1" in keys
+    assert draws[("aps_rand", 0.1)].shape == (200,)
+    tolerance, holds = guarantee_check(table)
+    assert 0 < tolerance < 0.02 and holds
+    # A table whose coverage falls short of its target beyond the tolerance fails the check.
+    broken = table.assign(coverage=table["coverage"] - 0.05)
+    assert not guarantee_check(broken)[1]
