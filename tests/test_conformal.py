@@ -200,3 +200,26 @@ def test_study_keys_and_guarantee_verdict_on_a_calibrated_model():
     # A table whose coverage falls short of its target beyond the tolerance fails the check.
     broken = table.assign(coverage=table["coverage"] - 0.05)
     assert not guarantee_check(broken)[1]
+
+
+def test_chapter4_probabilities_are_read_and_pooled(tmp_path):
+    from dlbook.experiments.conformal import chapter4_models
+
+    rng = np.random.default_rng(0)
+    split = np.array(["train"] * 10 + ["val"] * 10 + ["calib"] * 10 + ["test"] * 10)
+    labels = rng.integers(0, 2, 40)
+    good = np.where(labels == 1, 0.9, 0.1)
+    np.savez(
+        tmp_path / "mask_probs.npz",
+        paths=np.array([f"img{i}.jpg" for i in range(40)]),
+        labels=labels,
+        split=split,
+        models=np.array(["custom_cnn", "efficientnet_lite0"]),
+        probs__custom_cnn=np.full(40, 0.5),
+        probs__efficientnet_lite0=good,
+    )
+    models = chapter4_models(tmp_path / "mask_probs.npz")
+    strong = models["efficientnet_lite0"]
+    assert len(strong.labels) == 20 and set(strong.split) == {"calib", "test"}
+    assert strong.extra["val_accuracy"] == 1.0 and strong.accuracy == 1.0
+    np.testing.assert_allclose(strong.probs.sum(axis=1), 1.0)

@@ -66,7 +66,7 @@ def own_models(profile: str, data_dir=None, seed: int = 0, c: float = 0.1) -> di
     Both are fitted on the train split; returns ``{name: ModelProbs}`` plus the fitted heads in
     ``extra`` for the shift study.
     """
-    from dlbook import backbones, data
+    from dlbook import backbones, data, profiles
 
     feats = backbones.face_mask_features(profile, data_dir, seed, progress=False)
     train = feats.split == "train"
@@ -81,7 +81,12 @@ def own_models(profile: str, data_dir=None, seed: int = 0, c: float = 0.1) -> di
         {"head": head, "paths": np.array(feats.paths)[pool]},
     )
     small = data.load_face_mask(
-        data_dir, image_size=16, color_mode="grayscale", seed=seed, progress=False
+        data_dir,
+        image_size=16,
+        color_mode="grayscale",
+        limit=profiles.get(profile, "features")["limit"],
+        seed=seed,
+        progress=False,
     )
     wanted = set(feats.paths)
     keep = np.array([p in wanted for p in small.paths])
