@@ -111,6 +111,6 @@ def shift_coverage(table: pd.DataFrame):
     ax.set_ylim(max(0.0, table["coverage"].min() - 0.1), 1.0)
     ax.set_ylabel("coverage on corrupted test images")
     ax.set_title("Distribution shift: black ticks are the targets 1 - alpha")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
