@@ -266,10 +266,29 @@ ACTIVE_LEARNING = {
     },
 }
 
-# Chapter 6: conformal prediction.
+# Chapter 6: conformal prediction. Re-splits mix the calib and test splits' cached probabilities;
+# the shift study corrupts a subset of that pool (new features for it are the slow part).
 CONFORMAL = {
-    "smoke": {},
-    "full": {},
+    "smoke": {
+        "alphas": (0.05, 0.1, 0.2),
+        "resplits": 200,
+        "operating_alphas": (0.05, 0.1, 0.15, 0.2, 0.3),
+        "operating_alpha": 0.05,
+        "raps": {"lam": 0.01, "k_reg": 1},
+        "shift": (("blur", 3), ("noise", 3)),
+        "shift_limit": 120,
+        "shift_alphas": (0.1,),
+    },
+    "full": {
+        "alphas": (0.01, 0.02, 0.05, 0.1, 0.2),
+        "resplits": 500,
+        "operating_alphas": (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3),
+        "operating_alpha": 0.05,
+        "raps": {"lam": 0.01, "k_reg": 1},
+        "shift": (("blur", 3), ("noise", 3)),
+        "shift_limit": 300,
+        "shift_alphas": (0.05, 0.1),
+    },
 }
 
 CHAPTER_PROFILES = {
