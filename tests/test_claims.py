@@ -17,6 +17,7 @@ def test_nothing_measured_gives_not_measured_everywhere():
         (9.5, 7.0, 12.0, claims.HOLDS),
         (3.0, 1.0, 5.0, claims.PARTLY),
         (0.5, -2.0, 3.0, claims.FAILS),
+        (-3.3, -45.7, 39.0, claims.INCONCLUSIVE),
     ],
 )
 def test_cnn_beats_ann_rule(gap, low, high, expected):
@@ -86,6 +87,8 @@ def test_batchnorm_and_learning_rate_and_active_learning_rules():
         "label_saving_vs_random_ci_high_margin": 0.25,
     }
     assert claims.judge_active_learning({"active_learning": active}).verdict == claims.FAILS
+    wide = {**active, "label_saving_vs_random_ci_high_margin": 0.7}
+    assert claims.judge_active_learning({"active_learning": wide}).verdict == claims.INCONCLUSIVE
 
 
 def test_conformal_rule_reports_the_worst_gap():

@@ -110,7 +110,7 @@ def test_cnn_augmentation_acts_in_training_only():
         np.asarray(augmented(x, training=False)), np.asarray(plain(x, training=False)), atol=1e-6
     )
     # in training, the augmentation changes what the convolutions see
-    first_conv = keras.Model(augmented.inputs, augmented.get_layer("block0_0_conv").output)
+    first_conv = keras.Model(augmented.input, augmented.get_layer("block0_0_conv").output)
     assert not np.allclose(np.asarray(first_conv(x, training=True)), np.asarray(first_conv(x)))
     custom = models.build_cnn(SHAPE, 2, augmentation=[keras.layers.RandomFlip("vertical")])
     assert isinstance(custom.layers[1], keras.layers.RandomFlip)

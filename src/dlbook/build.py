@@ -38,6 +38,9 @@ PACKAGES_REPORTED = (
     "papermill",
     "jupyter-book",
     "mapie",
+    "scikit-activeml",
+    "mtcnn",
+    "opencv-python-headless",
 )
 
 

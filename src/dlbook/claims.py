@@ -2,7 +2,7 @@
 
 Every verdict is computed from ``results/<profile>/<chapter>.json``; nothing here is typed by
 hand but the claims themselves, as the dissertation states them, and the rule that judges each.
-Verdicts: "holds", "partly", "fails", "not measured yet".
+Verdicts: "holds", "partly", "fails", "inconclusive", "not measured yet".
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "fails", "not measured yet"
-VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED)
+HOLDS, PARTLY, FAILS = "holds", "partly", "fails"
+INCONCLUSIVE, NOT_MEASURED = "inconclusive", "not measured yet"
+VERDICTS = (HOLDS, PARTLY, FAILS, INCONCLUSIVE, NOT_MEASURED)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ def judge_perfect_recall(results: dict[str, dict]) -> Verdict:
 
 
 def judge_cnn_beats_ann(results: dict[str, dict]) -> Verdict:
-    """Holds when the CNN-minus-ANN gap's 95% interval contains 9 points; partly when the CNN is
-    better but by a different margin; fails when it is not better."""
+    """Holds when the CNN-minus-ANN gap's 95% interval contains 9 points and excludes 0; partly
+    when the CNN is better but by a different margin; inconclusive when the interval is so wide
+    that it contains both 9 and 0; fails when it excludes 9 and the CNN is not clearly better."""
     fundamentals = results.get("fundamentals", {})
     gap = fundamentals.get("cnn_minus_ann_points")
     if gap is None:
@@ -111,8 +113,12 @@ def judge_cnn_beats_ann(results: dict[str, dict]) -> Verdict:
     text = f"CNN - ANN = {gap:+.1f} points (95% CI {low:+.1f} to {high:+.1f})"
     digits = fundamentals.get("cnn_minus_ann_points_digits")
     note = f"On scikit-learn's digits: {digits:+.1f} points." if digits is not None else ""
-    if low <= 9 <= high:
+    if low <= 9 <= high and low > 0:
         return Verdict(text, HOLDS, note)
+    if low <= 9 <= high:
+        return Verdict(
+            text, INCONCLUSIVE, ("the interval contains both 9 points and no gap. " + note).strip()
+        )
     if low > 0:
         return Verdict(text, PARTLY, ("the CNN is better, by a different margin. " + note).strip())
     return Verdict(text, FAILS, ("the CNN is not clearly better. " + note).strip())
@@ -145,7 +151,8 @@ def judge_batchnorm(results: dict[str, dict]) -> Verdict:
 
 def judge_active_learning(results: dict[str, dict]) -> Verdict:
     """Holds when the best strategy's saving reaches 30% (or its interval contains 30% and
-    excludes 0); partly when it saves labels but fewer; fails when no saving is shown."""
+    excludes 0); partly when it saves labels but fewer; inconclusive when the interval contains
+    both 30% and no saving; fails when the interval excludes 30% and shows no saving."""
     active = results.get("active_learning", {})
     best = active.get("best_strategy")
     saving = active.get(f"label_saving_vs_random_{best}") if best else None
@@ -158,6 +165,8 @@ def judge_active_learning(results: dict[str, dict]) -> Verdict:
         return Verdict(text, HOLDS)
     if low > 0:
         return Verdict(text, PARTLY, "saves labels, but fewer than 30%")
+    if high >= 0.30:
+        return Verdict(text, INCONCLUSIVE, "the interval contains both a 30% saving and none")
     return Verdict(text, FAILS, "no saving over random sampling that the interval supports")
 
 
@@ -277,6 +286,7 @@ VERDICT_COLOURS = {
     HOLDS: "#d9f2d9",
     PARTLY: "#fff2cc",
     FAILS: "#f8d7da",
+    INCONCLUSIVE: "#dbe9f6",
     NOT_MEASURED: "#e9ecef",
 }
 
