@@ -118,3 +118,21 @@ def test_results_save_rejects_nested_values(tmp_path):
     results.save(tmp_path, "x", {"a": 1})
     results.save(tmp_path, "x", {"b": float("nan")})
     assert results.load(tmp_path, "x") == {"a": 1, "b": None}
+
+
+def test_best_transfer_model_is_judged_against_the_dissertations_best_figures():
+    found = {
+        "mask_detection": {
+            "best_model": "efficientnet_lite0_finetuned",
+            "efficientnet_lite0_finetuned_accuracy": 0.982,
+            "efficientnet_lite0_finetuned_accuracy_ci_high": 0.992,
+            "efficientnet_lite0_finetuned_precision": 0.973,
+            "efficientnet_lite0_finetuned_recall": 0.994,
+        }
+    }
+    verdict = claims.judge_best_transfer_model(found)
+    assert verdict.verdict == claims.FAILS
+    assert verdict.measured.startswith("efficientnet_lite0_finetuned: accuracy 98.2%")
+    found["mask_detection"]["efficientnet_lite0_finetuned_accuracy_ci_high"] = 0.997
+    assert claims.judge_best_transfer_model(found).verdict == claims.PARTLY
+    assert claims.judge_best_transfer_model({}).verdict == claims.NOT_MEASURED

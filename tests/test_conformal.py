@@ -161,6 +161,21 @@ def test_agrees_with_mapie_lac_on_binary_data():
     assert table["sets_differing"].sum() == 0
 
 
+def test_mapie_tolerance_explains_set_differences_for_a_confident_model():
+    pytest.importorskip("mapie")
+    from dlbook.experiments.conformal import mapie_comparison
+
+    # a model so confident that the wrong label's score 1 - p sits within 1e-8 of the threshold
+    rng = np.random.default_rng(5)
+    p_true = 1 - rng.uniform(1e-8, 3e-8, size=400)
+    probs = np.stack([p_true, 1 - p_true], axis=1)
+    labels = np.zeros(400, dtype=int)
+    test = np.array([[1 - 2.5e-8, 2.5e-8]] * 20 + [[0.5, 0.5]] * 5)
+    table = mapie_comparison(probs, labels, test, [0.5])
+    assert table["sets_differing"].iloc[0] > 0
+    assert table["sets_differing_with_mapie_tolerance"].iloc[0] == 0
+
+
 def test_agrees_with_mapie_aps_on_three_classes():
     pytest.importorskip("mapie")
     from dlbook.experiments.conformal import mapie_sets

@@ -285,21 +285,36 @@ def mapie_sets(probs_cal, y_cal, probs_test, alphas, method="lac", random_state=
     return thresholds.ravel(), sets, np.asarray(inner.conformity_scores_).ravel()
 
 
+MAPIE_SET_TOLERANCE = 1e-8
+"""MAPIE's LAC sets keep a label when ``score - threshold <= 1e-8`` (its ``EPSILON``), not ``<= 0``."""
+
+
 def mapie_comparison(probs_cal, y_cal, probs_test, alphas) -> pd.DataFrame:
-    """LAC thresholds and sets, ours against MAPIE's, per alpha (binary data: MAPIE allows LAC)."""
+    """LAC thresholds and sets, ours against MAPIE's, per alpha (binary data: MAPIE allows LAC).
+
+    ``sets_differing`` compares our sets as defined (``score <= threshold``) with MAPIE's;
+    ``sets_differing_with_mapie_tolerance`` first adds MAPIE's 1e-8 tolerance to our threshold,
+    so it counts the differences that are not explained by that tolerance. With a very confident
+    model the thresholds themselves are of order 1e-8 and the tolerance changes sets.
+    """
     theirs_q, theirs_sets, _ = mapie_sets(probs_cal, y_cal, probs_test, alphas, "lac")
     scores = conformal.true_label_scores(probs_cal, y_cal, "lac")
     rows = []
     for j, alpha in enumerate(alphas):
         q = conformal.calibrate(scores, alpha)
         ours = conformal.predict_sets(probs_test, q, "lac")
+        ours_tolerant = conformal.predict_sets(probs_test, q + MAPIE_SET_TOLERANCE, "lac")
+        theirs = theirs_sets[:, :, j]
         rows.append(
             {
                 "alpha": alpha,
                 "threshold_ours": q,
                 "threshold_mapie": theirs_q[j],
                 "threshold_abs_diff": abs(q - theirs_q[j]),
-                "sets_differing": int((ours != theirs_sets[:, :, j]).any(axis=1).sum()),
+                "sets_differing": int((ours != theirs).any(axis=1).sum()),
+                "sets_differing_with_mapie_tolerance": int(
+                    (ours_tolerant != theirs).any(axis=1).sum()
+                ),
                 "test_points": len(probs_test),
             }
         )
