@@ -110,3 +110,17 @@ def test_build_renders_html(book, synthetic_data):
     assert report.rendered
     page = (book / "_build" / "html" / "chapters" / "alpha.html").read_text()
     assert "saved" in page
+
+
+def test_chapter_table_lists_chapters_in_book_order():
+    from dlbook.plots import book
+
+    run = {
+        "profile": "smoke",
+        "chapters": {
+            name: {"status": "ok", "seconds": 1.0}
+            for name in ("reproducibility", "conformal", "claims", "fundamentals")
+        },
+    }
+    table = book.chapter_table(run)
+    assert list(table["chapter"]) == ["fundamentals", "conformal", "claims", "reproducibility"]

@@ -35,9 +35,15 @@ def describe_run(run: dict) -> str:
 
 
 def chapter_table(run: dict):
-    """One row per chapter: status, seconds, whether it was reused from an earlier build, error."""
+    """One row per chapter, in book order: status, seconds, whether it was reused, error."""
     import pandas as pd
 
+    from dlbook.build import CHAPTERS, PAGES
+
+    order = {page.name: i for i, page in enumerate(CHAPTERS + PAGES)}
+    chapters = sorted(
+        run.get("chapters", {}).items(), key=lambda item: order.get(item[0], len(order))
+    )
     rows = [
         {
             "chapter": name,
@@ -46,7 +52,7 @@ def chapter_table(run: dict):
             "reused": bool(info.get("cached")),
             "error": info.get("error") or "",
         }
-        for name, info in run.get("chapters", {}).items()
+        for name, info in chapters
     ]
     return pd.DataFrame(rows, columns=["chapter", "status", "seconds", "reused", "error"])
 
