@@ -168,8 +168,9 @@ def test_mapie_tolerance_explains_set_differences_for_a_confident_model():
     # a model so confident that the wrong label's score 1 - p sits within 1e-8 of the threshold
     rng = np.random.default_rng(5)
     p_true = 1 - rng.uniform(1e-8, 3e-8, size=400)
+    labels = np.arange(400) % 2
     probs = np.stack([p_true, 1 - p_true], axis=1)
-    labels = np.zeros(400, dtype=int)
+    probs[labels == 1] = probs[labels == 1, ::-1]
     test = np.array([[1 - 2.5e-8, 2.5e-8]] * 20 + [[0.5, 0.5]] * 5)
     table = mapie_comparison(probs, labels, test, [0.5])
     assert table["sets_differing"].iloc[0] > 0
