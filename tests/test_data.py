@@ -217,10 +217,16 @@ def test_grouped_split_validates_fractions():
 
 @pytest.mark.slow
 def test_real_split_has_no_leaking_duplicates(real_data):
-    ds = data.load_face_mask(real_data, image_size=32, progress=False)
+    from dlbook import audit
+
+    ds = data.load_face_mask(real_data, image_size=32, color_mode="grayscale", progress=False)
     assert len(ds) == 4094 and not ds.skipped
     for g in np.unique(ds.groups):
         assert len(set(ds.split[ds.groups == g])) == 1
+    # recomputed from both hashes, independently of the loader's groups
+    pairs = np.concatenate([audit.duplicate_pairs(ds.images, m) for m in ("dhash", "phash")])
+    assert len(pairs) > 500
+    assert len(audit.cross_split_pairs(pairs, ds.split)) == 0
 
 
 # --- downloading the pinned archive ------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Audit the face-mask data before trusting any accuracy: duplicates, leakage and shortcuts.
 
-Near-duplicates are found with the data module's difference hash (mirror images included) and,
-as a second opinion, a DCT perceptual hash; both use ``dlbook.data``'s Hamming-distance and
-grouping helpers. Shortcuts are properties that separate the classes without looking at a mask:
+Near-duplicates are found with the data module's difference hash and DCT perceptual hash
+(mirror images included), the two hashes the grouped split also uses, so the audit recomputes
+the split's definition independently of the loader's groups. Shortcuts are properties that separate the classes without looking at a mask:
 file format, colour mode, image size and a blurred thumbnail. A "shortcut model" trained on those
 alone says how much accuracy is there for the taking; ``shortcut_free_mask`` picks the images on
 which those properties cannot help.
@@ -17,40 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from scipy.fft import dctn
 
 from dlbook import data
 
-PHASH_MAX_DISTANCE = 4
-"""Largest Hamming distance between 64-bit perceptual hashes still called a near-duplicate."""
-
-
-def perceptual_hash(gray: np.ndarray) -> np.ndarray:
-    """64-bit DCT perceptual hashes (pHash) of grayscale images.
-
-    The image is shrunk to 32x32, its 2-D DCT taken, and each of the 8x8 lowest frequencies
-    (the constant term excluded from the median) set to 1 where it exceeds their median.
-
-    Parameters
-    ----------
-    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
-
-    Returns
-    -------
-    ndarray, shape (N,), uint64
-    """
-    gray = np.asarray(gray)
-    if gray.ndim == 4:
-        gray = gray[..., 0]
-    if gray.ndim != 3:
-        raise ValueError(f"gray must have shape (N, H, W) or (N, H, W, 1); got {gray.shape}")
-    thumbs = np.stack(
-        [np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.BILINEAR)) for g in gray]
-    ).astype(np.float64)
-    low = dctn(thumbs, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(gray), 64)
-    median = np.median(low[:, 1:], axis=1, keepdims=True)
-    bits = low > median
-    return np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
+PHASH_MAX_DISTANCE = data.PHASH_MAX_DISTANCE
+perceptual_hash = data.perceptual_hash
 
 
 def duplicate_pairs(gray: np.ndarray, method: str = "dhash") -> np.ndarray:

@@ -40,6 +40,9 @@ SPLIT_FRACTIONS = {"train": 0.6, "val": 0.1, "calib": 0.15, "test": 0.15}
 DUPLICATE_MAX_DISTANCE = 4
 """Largest Hamming distance between 64-bit difference hashes still called a near-duplicate."""
 
+PHASH_MAX_DISTANCE = 4
+"""Largest Hamming distance between 64-bit perceptual hashes still called a near-duplicate."""
+
 COLOR_MODES = {"rgb": 3, "grayscale": 1}
 BACKGROUND = (255, 255, 255)
 """Transparent pixels are composited onto white."""
@@ -423,6 +426,36 @@ def difference_hash(gray: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
 
 
+def perceptual_hash(gray: np.ndarray) -> np.ndarray:
+    """64-bit DCT perceptual hashes (pHash) of grayscale images.
+
+    The image is shrunk to 32x32, its 2-D DCT taken, and each of the 8x8 lowest frequencies
+    (the constant term excluded from the median) set to 1 where it exceeds their median.
+
+    Parameters
+    ----------
+    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
+
+    Returns
+    -------
+    ndarray, shape (N,), uint64
+    """
+    from scipy.fft import dctn
+
+    gray = np.asarray(gray)
+    if gray.ndim == 4:
+        gray = gray[..., 0]
+    if gray.ndim != 3:
+        raise ValueError(f"gray must have shape (N, H, W) or (N, H, W, 1); got {gray.shape}")
+    thumbs = np.stack(
+        [np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.BILINEAR)) for g in gray]
+    ).astype(np.float64)
+    low = dctn(thumbs, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(gray), 64)
+    median = np.median(low[:, 1:], axis=1, keepdims=True)
+    bits = low > median
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
+
+
 def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise Hamming distances between uint64 hashes: (len(a), len(b)) int."""
     xor = np.bitwise_xor(a[:, None], b[None, :])
@@ -613,17 +646,25 @@ def _cached_decode(data_dir, rel_paths, fingerprint, image_size, color_mode, pro
 
 
 def duplicate_groups(data_dir, rel_paths, fingerprint, progress=True) -> dict[str, int]:
-    """Near-duplicate group id for every decodable file: equal bytes or close difference hashes.
+    """Near-duplicate group id for every decodable file.
 
-    Horizontal mirror images count as near-duplicates too.
+    Two files are near-duplicates when their bytes are equal, or their difference hashes or their
+    perceptual hashes are close (horizontal mirror images included); groups are the connected
+    components of that relation, so no pair found by either hash can cross a split.
     """
-    cache_file = paths.cache_dir() / "groups" / f"{fingerprint}-d{DUPLICATE_MAX_DISTANCE}.json"
+    suffix = f"d{DUPLICATE_MAX_DISTANCE}-p{PHASH_MAX_DISTANCE}"
+    cache_file = paths.cache_dir() / "groups" / f"{fingerprint}-{suffix}.json"
     if cache_file.exists():
         return json.loads(cache_file.read_text())
     gray, kept, _ = _cached_decode(data_dir, rel_paths, fingerprint, 32, "grayscale", progress)
-    hashes = difference_hash(gray)
-    mirrored = difference_hash(gray[:, :, ::-1])
-    pairs = near_duplicate_pairs(hashes, mirrored)
+    pairs = [
+        near_duplicate_pairs(hash_fn(gray), hash_fn(gray[:, :, ::-1]), max_distance=distance)
+        for hash_fn, distance in (
+            (difference_hash, DUPLICATE_MAX_DISTANCE),
+            (perceptual_hash, PHASH_MAX_DISTANCE),
+        )
+    ]
+    pairs = np.concatenate(pairs)
     by_content: dict[str, int] = {}
     extra = []
     for index, rel in enumerate(kept):

@@ -99,11 +99,11 @@ def run_audit(chapter: ChapterData, out_dir: Path, seed: int = 0) -> dict:
         gray_images, ds.labels, ds.split, chapter.data_dir, ds.paths
     )
     audit.write_splits_csv(out_dir / "splits.csv", ds.paths, ds.labels, ds.split, ds.groups)
-    # The split's definition of near-duplicates (byte-identical or dHash-close, mirrors
+    # The split's definition of near-duplicates (byte-identical, dHash- or pHash-close, mirrors
     # included), recomputed here from the hashes rather than read from the loader's groups.
-    split_pairs = np.unique(np.concatenate([pairs["exact"], pairs["dhash"]]), axis=0)
-    leakage = len(audit.cross_split_pairs(split_pairs, ds.split))
-    crossing = audit.cross_split_pairs(pairs["any"], ds.split)
+    split_pairs = np.unique(pairs["any"], axis=0)
+    crossing = audit.cross_split_pairs(split_pairs, ds.split)
+    leakage = len(crossing)
     leaked = np.zeros(len(ds), dtype=bool)
     leaked[crossing.ravel()] = True
     leaked_test = leaked & (ds.split == "test")
