@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlbook import build, paths
+from dlbook import build, paths, results
 
 PARAMETERS = 'profile = "smoke"\nseed = 0\ndata_dir = None\nresults_dir = None'
 
@@ -83,6 +83,19 @@ def test_build_writes_results_and_run_record(book, synthetic_data):
     _notebook(book / "chapters" / "beta.ipynb", "Beta 2", WRITES_RESULTS.format(name="beta"))
     third = _build(book, synthetic_data)
     assert third.chapters["alpha"]["cached"] and not third.chapters["beta"]["cached"]
+
+
+def test_a_re_executed_chapter_keeps_no_stale_keys(book, synthetic_data):
+    out = book / "results" / "smoke"
+    extra = WRITES_RESULTS.format(name="beta") + 'results.save(results_dir, "beta", {"old": 1})\n'
+    _notebook(book / "chapters" / "beta.ipynb", "Beta", extra)
+    _build(book, synthetic_data)
+    assert json.loads((out / "beta.json").read_text())["old"] == 1
+    _notebook(book / "chapters" / "beta.ipynb", "Beta 2", WRITES_RESULTS.format(name="beta"))
+    _build(book, synthetic_data)
+    assert "old" not in json.loads((out / "beta.json").read_text())
+    assert json.loads((out / "beta.json.previous").read_text())["old"] == 1
+    assert set(results.load_all(out)) == {"alpha", "beta"}
 
 
 def test_failing_chapter_fails_the_build_and_keeps_the_others(book, synthetic_data):

@@ -188,6 +188,17 @@ def execute_chapter(
     return status, time.perf_counter() - started, error_text
 
 
+def _set_aside_results(results_dir: Path, name: str) -> None:
+    """Move ``<name>.json`` to ``<name>.json.previous`` before the chapter executes again.
+
+    Chapters merge their keys into the file as they go, so without this a key that the new
+    execution no longer writes would survive from the old one. The old file stays beside it.
+    """
+    current = results_dir / f"{name}.json"
+    if current.exists():
+        current.replace(current.with_name(f"{name}.json.previous"))
+
+
 def tidy_parameter_cells(notebook_path: Path) -> None:
     """Drop the default parameters cell from the rendered page and fold the injected one.
 
@@ -342,6 +353,7 @@ def build(
             log(f"{prefix}: not selected and never ran")
         else:
             log(f"{prefix}: executing {source.relative_to(source_dir)} ...")
+            _set_aside_results(results_dir, chapter.name)
             status, seconds, error = execute_chapter(
                 chapter, source, output, parameters, cwd=source.parent
             )
