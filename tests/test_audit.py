@@ -17,7 +17,7 @@ def test_planted_duplicates_never_cross_the_grouped_split():
     planted = np.stack([gray[0, :, ::-1], np.clip(gray[1].astype(int) + 6, 0, 255), gray[2]])
     gray = np.concatenate([gray, planted.astype(np.uint8)])[..., None]
     labels = np.r_[np.arange(60) % 2, 0, 1, 0]
-    pairs = audit.duplicate_pairs(gray, "dhash")
+    pairs = data.duplicate_pairs(gray, "dhash")
     found = {tuple(p) for p in pairs.tolist()}
     assert {(0, 60), (1, 61), (2, 62)} <= found
     assert len(found) == 3  # the random originals are not near-duplicates of each other
@@ -32,17 +32,17 @@ def test_planted_duplicates_never_cross_the_grouped_split():
 
 def test_phash_finds_mirrors_and_ignores_different_images():
     gray = _faces(20, seed=3)
-    hashes = audit.perceptual_hash(gray)
+    hashes = data.perceptual_hash(gray)
     assert hashes.dtype == np.uint64 and hashes.shape == (20,)
     assert np.array_equal(
-        audit.perceptual_hash(gray[:, :, ::-1, None][..., 0]),
-        audit.perceptual_hash(gray[:, :, ::-1]),
+        data.perceptual_hash(gray[:, :, ::-1, None][..., 0]),
+        data.perceptual_hash(gray[:, :, ::-1]),
     )
     both = np.concatenate([gray, gray[:5, :, ::-1]])
-    pairs = {tuple(p) for p in audit.duplicate_pairs(both, "phash").tolist()}
+    pairs = {tuple(p) for p in data.duplicate_pairs(both, "phash").tolist()}
     assert pairs == {(k, 20 + k) for k in range(5)}
     with pytest.raises(ValueError, match="method='ahash'"):
-        audit.duplicate_pairs(gray, "ahash")
+        data.duplicate_pairs(gray, "ahash")
 
 
 def test_splits_csv_and_summary_on_synthetic_data(synthetic_data, tmp_path):

@@ -1,11 +1,11 @@
 """Audit the face-mask data before trusting any accuracy: duplicates, leakage and shortcuts.
 
-Near-duplicates are found with the data module's difference hash and DCT perceptual hash
-(mirror images included), the two hashes the grouped split also uses, so the audit recomputes
-the split's definition independently of the loader's groups. Shortcuts are properties that separate the classes without looking at a mask:
-file format, colour mode, image size and a blurred thumbnail. A "shortcut model" trained on those
-alone says how much accuracy is there for the taking; ``shortcut_free_mask`` picks the images on
-which those properties cannot help.
+Near-duplicates are found with ``dlbook.data``'s pair finders (exact bytes, difference hash and
+DCT perceptual hash, mirror images included), the definition the grouped split uses, recomputed
+here independently of the loader's groups. Shortcuts are properties that separate the classes
+without looking at a mask: file format, colour mode, image size and a blurred thumbnail. A
+"shortcut model" trained on those alone says how much accuracy is there for the taking;
+``shortcut_free_mask`` picks the images on which those properties cannot help.
 """
 
 from __future__ import annotations
@@ -19,47 +19,6 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from dlbook import data
-
-PHASH_MAX_DISTANCE = data.PHASH_MAX_DISTANCE
-perceptual_hash = data.perceptual_hash
-
-
-def duplicate_pairs(gray: np.ndarray, method: str = "dhash") -> np.ndarray:
-    """Near-duplicate index pairs (i < j), mirror images included.
-
-    Parameters
-    ----------
-    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
-    method : "dhash" (the data module's difference hash and threshold) or "phash".
-
-    Returns
-    -------
-    ndarray, shape (P, 2), int64
-    """
-    gray = np.asarray(gray)
-    if method == "dhash":
-        hash_fn, threshold = data.difference_hash, data.DUPLICATE_MAX_DISTANCE
-    elif method == "phash":
-        hash_fn, threshold = perceptual_hash, PHASH_MAX_DISTANCE
-    else:
-        raise ValueError(f"method={method!r} is unknown; use 'dhash' or 'phash'")
-    hashes = hash_fn(gray)
-    mirrored = hash_fn(gray[:, :, ::-1])
-    return data.near_duplicate_pairs(hashes, mirrored, max_distance=threshold).astype(np.int64)
-
-
-def exact_duplicate_pairs(data_dir: str | os.PathLike, rel_paths: list[str]) -> np.ndarray:
-    """Index pairs (i < j) of byte-identical files (equal sha256), shape (P, 2), int64."""
-    first_seen: dict[str, list[int]] = {}
-    for index, rel in enumerate(rel_paths):
-        first_seen.setdefault(data.file_sha256(Path(data_dir) / rel), []).append(index)
-    pairs = [
-        (a, b)
-        for members in first_seen.values()
-        for k, a in enumerate(members)
-        for b in members[k + 1 :]
-    ]
-    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 def cross_split_pairs(pairs: np.ndarray, split: np.ndarray) -> np.ndarray:
@@ -102,9 +61,9 @@ def duplicate_summary(
             f"{len(labels)}, {len(split)}, {len(rel_paths)}"
         )
     found = {
-        "exact": exact_duplicate_pairs(data_dir, rel_paths),
-        "dhash": duplicate_pairs(gray, "dhash"),
-        "phash": duplicate_pairs(gray, "phash"),
+        "exact": data.exact_duplicate_pairs(data_dir, rel_paths),
+        "dhash": data.duplicate_pairs(gray, "dhash"),
+        "phash": data.duplicate_pairs(gray, "phash"),
     }
     found["any"] = np.unique(np.concatenate(list(found.values())), axis=0).reshape(-1, 2)
     rows = []

@@ -488,6 +488,48 @@ def near_duplicate_pairs(
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
 
 
+HASH_METHODS = {
+    "dhash": (difference_hash, DUPLICATE_MAX_DISTANCE),
+    "phash": (perceptual_hash, PHASH_MAX_DISTANCE),
+}
+"""The near-duplicate hashes: name -> (hash function, largest Hamming distance still close)."""
+
+
+def duplicate_pairs(gray: np.ndarray, method: str = "dhash") -> np.ndarray:
+    """Near-duplicate index pairs (i < j) by one hash of ``HASH_METHODS``, mirror images included.
+
+    Parameters
+    ----------
+    gray : ndarray, shape (N, H, W) or (N, H, W, 1), uint8
+    method : "dhash" (difference hash) or "phash" (DCT perceptual hash).
+
+    Returns
+    -------
+    ndarray, shape (P, 2), int64
+    """
+    if method not in HASH_METHODS:
+        raise ValueError(f"method={method!r} is unknown; use 'dhash' or 'phash'")
+    hash_fn, threshold = HASH_METHODS[method]
+    gray = np.asarray(gray)
+    hashes = hash_fn(gray)
+    mirrored = hash_fn(gray[:, :, ::-1])
+    return near_duplicate_pairs(hashes, mirrored, max_distance=threshold).astype(np.int64)
+
+
+def exact_duplicate_pairs(data_dir: str | os.PathLike, rel_paths: list[str]) -> np.ndarray:
+    """Index pairs (i < j) of byte-identical files (equal sha256), shape (P, 2), int64."""
+    first_seen: dict[str, list[int]] = {}
+    for index, rel in enumerate(rel_paths):
+        first_seen.setdefault(file_sha256(Path(data_dir) / rel), []).append(index)
+    pairs = [
+        (a, b)
+        for members in first_seen.values()
+        for k, a in enumerate(members)
+        for b in members[k + 1 :]
+    ]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
 def connected_groups(n: int, pairs: np.ndarray) -> np.ndarray:
     """Group ids (0..G-1, in order of first member) of the graph with ``n`` nodes and ``pairs``."""
     parent = np.arange(n)
@@ -657,24 +699,10 @@ def duplicate_groups(data_dir, rel_paths, fingerprint, progress=True) -> dict[st
     if cache_file.exists():
         return json.loads(cache_file.read_text())
     gray, kept, _ = _cached_decode(data_dir, rel_paths, fingerprint, 32, "grayscale", progress)
-    pairs = [
-        near_duplicate_pairs(hash_fn(gray), hash_fn(gray[:, :, ::-1]), max_distance=distance)
-        for hash_fn, distance in (
-            (difference_hash, DUPLICATE_MAX_DISTANCE),
-            (perceptual_hash, PHASH_MAX_DISTANCE),
-        )
-    ]
-    pairs = np.concatenate(pairs)
-    by_content: dict[str, int] = {}
-    extra = []
-    for index, rel in enumerate(kept):
-        content = file_sha256(Path(data_dir) / rel)
-        if content in by_content:
-            extra.append((by_content[content], index))
-        else:
-            by_content[content] = index
-    if extra:
-        pairs = np.concatenate([pairs, np.array(extra, dtype=np.int64)])
+    pairs = np.concatenate(
+        [duplicate_pairs(gray, method) for method in HASH_METHODS]
+        + [exact_duplicate_pairs(data_dir, kept)]
+    )
     group_of = dict(zip(kept, connected_groups(len(kept), pairs).tolist(), strict=True))
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps(group_of))

@@ -101,7 +101,7 @@ def run_audit(chapter: ChapterData, out_dir: Path, seed: int = 0) -> dict:
     audit.write_splits_csv(out_dir / "splits.csv", ds.paths, ds.labels, ds.split, ds.groups)
     # The split's definition of near-duplicates (byte-identical, dHash- or pHash-close, mirrors
     # included), recomputed here from the hashes rather than read from the loader's groups.
-    split_pairs = np.unique(pairs["any"], axis=0)
+    split_pairs = pairs["any"]
     crossing = audit.cross_split_pairs(split_pairs, ds.split)
     leakage = len(crossing)
     leaked = np.zeros(len(ds), dtype=bool)
