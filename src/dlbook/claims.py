@@ -30,6 +30,7 @@ class Claim:
     chapter: str
     where: str
     judge: Callable[[dict[str, dict]], Verdict]
+    id: str = ""
 
 
 def _pct(value: float) -> str:
@@ -216,12 +217,14 @@ CLAIMS = (
         "mask_detection",
         "Chapter 4",
         judge_model_claim("custom_cnn", 0.96, 0.95, 0.96),
+        id="custom_cnn_96",
     ),
     Claim(
         "InceptionV3 transfer learning: 99.5% accuracy, precision 0.99, recall 1.00",
         "mask_detection",
         "Chapter 4",
         judge_model_claim("inception_v3", 0.995, 0.99, 1.00),
+        id="inception_v3_995",
     ),
     Claim(
         "Transfer learning from ImageNet reaches 99.5% accuracy, precision 0.99, recall 1.00"
@@ -229,38 +232,56 @@ CLAIMS = (
         "mask_detection",
         "Chapter 4",
         judge_best_transfer_model,
+        id="transfer_995",
     ),
-    Claim('InceptionV3 has "perfect recall"', "mask_detection", "Chapter 4", judge_perfect_recall),
+    Claim(
+        'InceptionV3 has "perfect recall"',
+        "mask_detection",
+        "Chapter 4",
+        judge_perfect_recall,
+        id="inception_v3_perfect_recall",
+    ),
     Claim(
         "MobileNetV2 transfer learning: 99.1% accuracy, precision 0.99, recall 0.99",
         "mask_detection",
         "Chapter 4",
         judge_model_claim("mobilenet_v2", 0.991, 0.99, 0.99),
+        id="mobilenet_v2_991",
     ),
-    Claim("CNNs beat ANNs by 9 accuracy points", "fundamentals", "Chapter 1", judge_cnn_beats_ann),
+    Claim(
+        "CNNs beat ANNs by 9 accuracy points",
+        "fundamentals",
+        "Chapter 1",
+        judge_cnn_beats_ann,
+        id="cnn_beats_ann",
+    ),
     Claim(
         "BatchNorm was the most effective regulariser",
         "optimization",
         "Chapter 2",
         judge_batchnorm,
+        id="batchnorm_best",
     ),
     Claim(
         "Learning rates from 0.001 to 0.6 were tested",
         "optimization",
         "Chapter 2",
         judge_learning_rates,
+        id="learning_rate_range",
     ),
     Claim(
         "Active learning needs 30% fewer labelled samples",
         "active_learning",
         "Chapter 5",
         judge_active_learning,
+        id="active_learning_30",
     ),
     Claim(
         "Conformal prediction gives its coverage guarantee",
         "conformal",
         "Chapter 6",
         judge_conformal,
+        id="conformal_coverage",
     ),
 )
 
@@ -310,3 +331,43 @@ VERDICT_COLOURS = {
 def verdict_style(verdict: str) -> str:
     """CSS for a verdict cell of the claims table."""
     return f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}; font-weight: bold"
+
+
+def claim_by_id(claim_id: str) -> Claim:
+    """The claim named ``claim_id``; a ValueError lists the known ids otherwise."""
+    for claim in CLAIMS:
+        if claim.id == claim_id:
+            return claim
+    raise ValueError(f"unknown claim {claim_id!r}; known: {[c.id for c in CLAIMS]}")
+
+
+def judge(claim_id: str, results: dict[str, dict]) -> Verdict:
+    """The verdict on one claim, from ``results`` (``{chapter: {key: value}}``)."""
+    return claim_by_id(claim_id).judge(results)
+
+
+def sentence(claim_id: str, results: dict[str, dict]) -> str:
+    """One sentence a chapter can quote about a claim: the claim, the verdict, the numbers.
+
+    Chapters speak of a claim only through this function, so the chapter and the claims page
+    always agree.
+    """
+    claim = claim_by_id(claim_id)
+    verdict = claim.judge(results)
+    text = f'The dissertation\'s claim "{claim.text}" {_VERDICT_PHRASES[verdict.verdict]}'
+    if verdict.measured and verdict.measured != "-":
+        text += f": {verdict.measured}"
+    text += "."
+    if verdict.note:
+        text += f" {verdict.note[0].upper()}{verdict.note[1:]}"
+        text += "" if verdict.note.endswith(".") else "."
+    return text
+
+
+_VERDICT_PHRASES = {
+    HOLDS: "holds here",
+    PARTLY: "holds only in part here",
+    FAILS: "fails here",
+    INCONCLUSIVE: "is left open by this experiment",
+    NOT_MEASURED: "is not measured here",
+}
