@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import audit, data, mask, metrics
+from dlbook import audit, claims, data, mask, metrics
 
-DISSERTATION_TABLE = {
-    "custom_cnn": {"accuracy": 0.96, "precision": 0.95, "recall": 0.96},
-    "inception_v3": {"accuracy": 0.995, "precision": 0.99, "recall": 1.00},
-    "mobilenet_v2": {"accuracy": 0.991, "precision": 0.99, "recall": 0.99},
-}
-"""The dissertation's reported test metrics, per model."""
+DISSERTATION_TABLE = claims.DISSERTATION_MODELS
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
@@ -437,7 +432,6 @@ def dissertation_comparison(table: pd.DataFrame, values: dict, best: str) -> pd.
         judged by the same rule as the book's claims page (``dlbook.claims.judge_model_claim``).
     best : the best model's name, added as a last row.
     """
-    from dlbook import claims
 
     rows = []
     for name, claimed in DISSERTATION_TABLE.items():
