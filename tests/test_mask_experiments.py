@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from dlbook import mask
+from dlbook import claims, mask
 from dlbook.experiments import mask_detection as ex
 
 
@@ -52,5 +52,5 @@ def test_evaluation_table_verdicts_and_best_choice():
     assert ex.choose_best(table) == "efficientnet_lite0"
     comparison = ex.dissertation_comparison(table, values, "efficientnet_lite0")
     assert comparison.loc["custom_cnn", "verdict"] == "fails"  # about 80%, claimed 96%
-    assert comparison.loc["inception_v3", "verdict"] == "not measured yet"
+    assert comparison.loc["inception_v3", "verdict"] == claims.NOT_MEASURED
     assert isinstance(comparison, pd.DataFrame)
