@@ -515,10 +515,15 @@ def judge_cnn_beats_ann(results: dict[str, dict]) -> Verdict:
     seeds = fundamentals.get("cnn_ann_seeds")
     converged = _converged(fundamentals.get("cnn_ann_converged_fraction"))
     gaps = _adequacy_gaps(seeds, MIN_SEEDS, converged)
-    if len([s for s in per_size if s]) < MIN_SIZES:
-        gaps.append(f"{len([s for s in per_size if s]) or 'one unrecorded'} input size(s)")
+    n_sizes = len([s for s in per_size if s])
+    if n_sizes < MIN_SIZES:
+        gaps.append(
+            f"the gap is measured at {n_sizes} input sizes, fewer than {MIN_SIZES}"
+            if n_sizes > 1
+            else "the gap is measured at one input size only"
+        )
     if gaps:
-        reading = f"the reading would be '{verdict}' ({note})" if note else ""
+        reading = f"the reading would be “{verdict}” ({note})" if note else ""
         needed = (
             f"at least {MIN_SEEDS} seeds at {MIN_SIZES} input sizes or more (e.g. 16, 32 and "
             f"64 px), both nets trained to early stopping"
@@ -557,7 +562,8 @@ def judge_batchnorm(results: dict[str, dict]) -> Verdict:
         best, separated = (ranking[0][0] if ranking else "none"), False
     runner_up = next((m for m, _ in ranking if m != best), None)
     test_key = f"reg_test_acc_{best}"
-    measured = f"chosen on validation: {human(best)}"
+    chosen = "chosen on validation" if optimization.get("selected_on") == "validation" else "winner"
+    measured = f"{chosen}: {human(best)}"
     if optimization.get(test_key) is not None:
         measured += (
             f", test accuracy {_pct(optimization[test_key])}{_interval(optimization, test_key)}"
@@ -610,7 +616,7 @@ def judge_batchnorm(results: dict[str, dict]) -> Verdict:
             f"{present.points(100 * MIN_OVERFIT_GAP, 0)}), each strength picked on validation, "
             f"at least {MIN_SEEDS_REGULARISERS} seeds trained to convergence"
         )
-        return _untested(measured, gaps, needed, f"the reading would be '{verdict}'", budget)
+        return _untested(measured, gaps, needed, f"the reading would be “{verdict}”", budget)
     return Verdict(measured, verdict, note, True, budget)
 
 
@@ -647,7 +653,7 @@ def judge_active_learning(results: dict[str, dict]) -> Verdict:
     )
     if gaps:
         needed = f"at least {MIN_SEEDS} repeats, the strategy and target chosen on validation"
-        return _untested(measured, gaps, needed, f"the reading would be '{verdict}'", budget)
+        return _untested(measured, gaps, needed, f"the reading would be “{verdict}”", budget)
     return Verdict(measured, verdict, note, True, budget)
 
 
