@@ -52,3 +52,10 @@ def test_claim_cards_link_to_the_chapter_section_and_escape_text():
     assert 'href="01_fundamentals.html#ann-vs-cnn"' in html and "“ANN vs CNN”" in html
     assert "&quot;perfect recall&quot;" in html
     assert "dlbook-verdict-not-measured" in html
+
+
+def test_a_claim_of_a_chapter_not_in_the_book_has_no_dead_link(monkeypatch):
+    monkeypatch.setattr(book, "_chapters_in_book", lambda: {"fundamentals"})
+    rows = claims.evaluate({})
+    html = book.claim_cards(rows, kinds=[claims.FUTURE_WORK]).data
+    assert "href" not in html and "not in this build of the book" in html

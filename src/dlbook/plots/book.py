@@ -76,6 +76,12 @@ def describe_budget(budget: dict) -> str:
     return " · ".join(parts)
 
 
+def _chapters_in_book() -> set[str]:
+    from dlbook.build import CHAPTERS
+
+    return {chapter.name for chapter in CHAPTERS}
+
+
 def _card(row: dict) -> str:
     e = html.escape
     section = row.get("section") or ""
@@ -87,8 +93,10 @@ def _card(row: dict) -> str:
     if row.get("note"):
         fields.append(("Why", e(row["note"])))
     fields.append(("Rule", e(row.get("rule", ""))))
-    if section:
+    if section and row["chapter"] in _chapters_in_book():
         fields.append(("Where", f'<a href="{e(section)}">{e(link_text)}</a>'))
+    else:
+        fields.append(("Where", e(link_text) + " (not in this build of the book)"))
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
     verdict = row["verdict"]
     return (
