@@ -146,6 +146,11 @@ def _pct(value: float) -> str:
     return present.percent(value)
 
 
+def _fraction(value: float, decimals: int = 3) -> str:
+    """A precision or recall as the dissertation writes them: ``0.979``, ``1.000``."""
+    return f"{value:.{decimals}f}"
+
+
 def _interval(results: dict, key: str) -> str:
     text = present.interval(results.get(f"{key}_ci_low"), results.get(f"{key}_ci_high"))
     return f" ({text})" if text else ""
@@ -256,7 +261,7 @@ def _precision_recall_shortfall(figures: dict, precision: float, recall: float) 
             short.append(f"{name} was not measured")
         elif measured < claimed - 0.01:
             short.append(
-                f"{name} {present.number(measured)} is below the claimed {present.number(claimed)}"
+                f"{name} {_fraction(measured)} is below the claimed {_fraction(claimed, 2)}"
             )
     return " and ".join(short)
 
@@ -270,8 +275,7 @@ def _model_verdict(
     )
     if figures["precision"] is not None and figures["recall"] is not None:
         text += (
-            f", precision {present.number(figures['precision'])}, "
-            f"recall {present.number(figures['recall'])}"
+            f", precision {_fraction(figures['precision'])}, recall {_fraction(figures['recall'])}"
         )
     if figures["high"] < accuracy:
         return Verdict(
@@ -338,12 +342,17 @@ def judge_custom_cnn(results: dict[str, dict]) -> Verdict:
     if random_acc is not None:
         high = mask.get("custom_cnn_random_split_accuracy_ci_high", random_acc)
         reproduced = "reproduced" if high >= claimed["accuracy"] else "not reproduced"
+        leak = random_acc - figures["accuracy"]
         random_note = (
             f"On a plain stratified random split (the usual practice) the same recipe reaches "
             f"{_pct(random_acc)}{_interval(mask, 'custom_cnn_random_split_accuracy')}: the "
-            f"dissertation's {_pct(claimed['accuracy'])} is {reproduced} there, and near-duplicate "
-            f"leakage across that split explains "
-            f"{present.points(100 * (random_acc - figures['accuracy']))} of it"
+            f"dissertation's {_pct(claimed['accuracy'])} is {reproduced} there. "
+            + (
+                f"Near-duplicates shared between training and test images on that split "
+                f"account for {present.points(100 * leak)} (random minus grouped split)"
+                if leak > 0
+                else "A random split gains nothing over the grouped one here"
+            )
         )
     else:
         random_note = "The random-split comparison was not run"
@@ -435,9 +444,7 @@ def judge_perfect_recall(results: dict[str, dict]) -> Verdict:
         return Verdict("-", NOT_MEASURED, _best_model_note(mask) or "InceptionV3 was not trained.")
     recall = figures["recall"]
     verdict = HOLDS if recall >= 0.9995 else FAILS
-    return Verdict(
-        f"recall {present.number(recall, 4)} on {figures['how']}", verdict, adequate=True
-    )
+    return Verdict(f"recall {_fraction(recall)} on {figures['how']}", verdict, adequate=True)
 
 
 # ---------------------------------------------------------------------------------------------
