@@ -311,7 +311,13 @@ def judge_model_claim(
         verdict = _model_verdict(figures, mask, accuracy, precision, recall, "")
         return Verdict(verdict.measured, verdict.verdict, verdict.note, True, budget)
 
-    judge.__doc__ = judge_model_claim.__doc__.replace("``model``", human(model))
+    judge.__doc__ = (
+        f"{human(model)} reaches {_pct(accuracy)} accuracy with precision "
+        f"{_fraction(precision, 2)} and recall {_fraction(recall, 2)}, judged on grouped "
+        "cross-validation when it ran, else on the grouped test split: holds when the accuracy's "
+        "95% interval reaches the claim and precision and recall are within 0.01 of theirs; "
+        "partly when only the accuracy does; fails when the interval lies below the claim."
+    )
     return judge
 
 

@@ -88,11 +88,14 @@ def _card(row: dict) -> str:
     title = SECTION_TITLES.get(section, "")
     where = CHAPTER_TITLES.get(row["chapter"], row.get("where", ""))
     link_text = f"Chapter {where}" + (f", “{title}”" if title else "")
-    fields = [("Measured", e(row["measured"]) if row["measured"] != "-" else "nothing")]
-    fields.append(("Budget", e(describe_budget(row.get("budget") or {}))))
+    measured = row["measured"] != "-"
+    fields = [("Measured", e(row["measured"]) if measured else "nothing")]
+    if measured:
+        fields.append(("Budget", e(describe_budget(row.get("budget") or {}))))
     if row.get("note"):
         fields.append(("Why", e(row["note"])))
-    fields.append(("Rule", e(row.get("rule", ""))))
+    rule = e(row.get("rule", ""))
+    fields.append(("Rule", f"<details><summary>how it is judged</summary>{rule}</details>"))
     if section and row["chapter"] in _chapters_in_book():
         fields.append(("Where", f'<a href="{e(section)}">{e(link_text)}</a>'))
     else:
