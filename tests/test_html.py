@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from test_notebooks import NOT_YET_CONVERTED  # the same chapters are let off both checks
 
 from dlbook import build, paths
 
@@ -61,4 +62,9 @@ def test_the_rendered_book_shows_no_machinery():
     html = paths.REPO_ROOT / "_build" / "html"
     if not html.is_dir():
         pytest.skip("no rendered book (_build/html); run python -m dlbook build first")
-    assert build.check_html(html) == []
+    problems = [
+        problem
+        for problem in build.check_html(html)
+        if Path(problem.split(":", 1)[0]).stem not in NOT_YET_CONVERTED
+    ]
+    assert not problems, f"{len(problems)} problems on the rendered pages:\n" + "\n".join(problems)
