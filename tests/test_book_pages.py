@@ -31,8 +31,8 @@ def test_describe_run_hides_the_data_path_and_explains_reused_chapters():
 
 def test_chapter_table_is_formatted_by_present():
     table = book.show_chapter_table(RUN).data
-    assert list(table["in this build"]) == ["reused (unchanged)", "executed", "executed"]
-    assert list(table["seconds when last executed"]) == ["60", "22", "2"]
+    assert list(table["this build"]) == ["reused", "ran", "ran"]
+    assert list(table["seconds"]) == ["60", "22", "2"]
     assert "error" not in table.columns
 
 

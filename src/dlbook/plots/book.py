@@ -161,7 +161,7 @@ def describe_run(run: dict) -> str:
         timing += (
             f" and reused {len(reused)} chapter{'s' if len(reused) != 1 else ''} executed by an "
             f"earlier build, unchanged since (they took {present.number(earlier)} s then; the "
-            "table gives each one's time when it last ran)"
+            "table's seconds are each page's time when it last ran)"
         )
     commit = run.get("git_commit") or "unknown"
     return (
@@ -173,11 +173,12 @@ def describe_run(run: dict) -> str:
     )
 
 
-_STATUS_WORDS = {"ok": "executed", "failed": "failed", "not run": "not run"}
+_STATUS_WORDS = {"ok": "ran", "failed": "failed", "not run": "not run"}
 
 
 def chapter_table(run: dict):
-    """One row per page, in book order: what happened to it and its seconds, as a DataFrame."""
+    """One row per page, in book order, as a DataFrame: whether this build ran it or reused it
+    unchanged, and its seconds when it last ran."""
     import pandas as pd
 
     from dlbook.build import CHAPTERS, PAGES
@@ -189,17 +190,17 @@ def chapter_table(run: dict):
     rows = [
         {
             "page": CHAPTER_TITLES.get(name, name.replace("_", " ")),
-            "in this build": (
-                "reused (unchanged)"
+            "this build": (
+                "reused"
                 if info.get("cached")
                 else _STATUS_WORDS.get(info["status"], info["status"])
             ),
-            "seconds when last executed": info["seconds"] if info["status"] != "not run" else None,
+            "seconds": info["seconds"] if info["status"] != "not run" else None,
             "error": info.get("error") or "",
         }
         for name, info in chapters
     ]
-    columns = ["page", "in this build", "seconds when last executed", "error"]
+    columns = ["page", "this build", "seconds", "error"]
     frame = pd.DataFrame(rows, columns=columns)
     if not frame["error"].astype(bool).any():
         frame = frame.drop(columns="error")
@@ -208,9 +209,7 @@ def chapter_table(run: dict):
 
 def show_chapter_table(run: dict):
     """:func:`chapter_table` formatted for the page by ``dlbook.present``."""
-    return present.show(
-        chapter_table(run), missing={"seconds when last executed": "never executed"}
-    )
+    return present.show(chapter_table(run), missing={"seconds": "never ran"})
 
 
 def plot_chapter_seconds(run: dict):
@@ -224,16 +223,18 @@ def plot_chapter_seconds(run: dict):
         ax.text(0.5, 0.5, "no build record yet", ha="center", va="center")
         ax.set_axis_off()
         return ax
-    colours = {"executed": "tab:green", "reused (unchanged)": "tab:gray", "failed": "tab:red"}
+    colours = {"ran": "tab:green", "reused": "tab:gray", "failed": "tab:red"}
     ax.barh(
         table["page"],
-        table["seconds when last executed"].fillna(0),
-        color=[colours.get(s, "white") for s in table["in this build"]],
+        table["seconds"].fillna(0),
+        color=[colours.get(s, "white") for s in table["this build"]],
     )
     ax.invert_yaxis()
     ax.set_xlabel("seconds (when the page last executed)")
     ax.set_title(f"Execution time per page, profile {run['profile']}")
-    shown = [s for s in colours if s in set(table["in this build"])]
-    ax.legend(handles=[Patch(color=colours[s], label=s) for s in shown], loc="lower right")
+    shown = [s for s in colours if s in set(table["this build"])]
+    labels = {"ran": "ran in this build", "reused": "reused, unchanged", "failed": "failed"}
+    handles = [Patch(color=colours[s], label=labels[s]) for s in shown]
+    ax.legend(handles=handles, loc="lower right")
     fig.tight_layout()
     return ax
