@@ -7,6 +7,7 @@ plus the frames the figures draw); ``story_*`` word the results; ``run`` does bo
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -114,13 +115,14 @@ def federated(settings, data_dir=None, seed: int = 0, results_dir=None) -> Secti
     started = time.perf_counter()
     fs = features.face_mask_features(settings["features"], data_dir, seed, progress=False)
     x_train, y_train = fs.where("train")
-    x_val, y_val = (
-        fl.normalise_features(a) if i == 0 else a for i, a in enumerate(fs.where("val"))
-    )
+    x_val, y_val = fs.where("val")
     x_test, y_test = fs.where("test")
-    x_test = fl.normalise_features(x_test)
+    x_val, x_test = fl.normalise_features(x_val), fl.normalise_features(x_test)
     owners = partitions(y_train, settings, seed)
-    data_file = paths.cache_dir() / "federated" / f"federation_{fs.backbone}_{len(fs)}_{seed}.npz"
+    digest = hashlib.sha256(x_train.tobytes())
+    for owner in owners.values():
+        digest.update(owner.tobytes())
+    data_file = paths.cache_dir() / "federated" / f"federation_{digest.hexdigest()[:24]}.npz"
     data_file.parent.mkdir(parents=True, exist_ok=True)
     fl.write_federation(data_file, x_train, y_train, owners)
     x_norm = fl.normalise_features(x_train)
