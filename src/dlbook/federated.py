@@ -450,9 +450,14 @@ def _without_tensorflow() -> None:
 
 def start_ray(num_cpus: int) -> None:
     """Start Ray for Flower's simulation engine (Flower reuses a running Ray)."""
+    import contextlib
+    import io
     import sys
+    import warnings
 
-    import ray
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")  # Ray's import notes missing notebook widgets
+        import ray
 
     if ray.is_initialized():
         return
@@ -488,10 +493,15 @@ def simulate(
     Ray gets ``num_cpus`` cores and each simulated client ``client_cpus`` of them, so at most
     ``num_cpus / client_cpus`` clients train at once.
     """
+    import contextlib
+    import io
     import logging
+    import warnings
 
-    from flwr.common.logger import FLOWER_LOGGER
-    from flwr.simulation import run_simulation
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        from flwr.common.logger import FLOWER_LOGGER
+        from flwr.simulation import run_simulation
 
     n_features = int(_federation(data_file)["x"].shape[1])
     histories: list[History] = []
