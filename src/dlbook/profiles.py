@@ -302,8 +302,8 @@ FUTURE_WORK = {
     "smoke": {
         "features": FEATURES["smoke"],
         "clients": 10,
-        "rounds": 3,
-        "local_epochs": 3,
+        "rounds": 2,
+        "local_epochs": 4,
         "learning_rate": 0.05,
         "batch_size": 16,
         "alphas": (0.1, 1.0),
