@@ -42,6 +42,8 @@ PACKAGES_REPORTED = (
     "scikit-activeml",
     "mtcnn",
     "opencv-python-headless",
+    "flwr",
+    "ray",
 )
 
 
@@ -61,6 +63,7 @@ CHAPTERS = (
     Chapter("mask_detection", "04_mask_detection.ipynb"),
     Chapter("active_learning", "05_active_learning.ipynb"),
     Chapter("conformal", "06_conformal.ipynb"),
+    Chapter("future_work", "07_future_work.ipynb"),
 )
 PAGES = (
     Chapter("claims", "claims.ipynb", always_run=True),

@@ -54,7 +54,10 @@ def _verify(args) -> int:
 def _predict(args) -> int:
     from dlbook import mask
 
-    return mask.run_predict(
+    if args.fit and not args.detect:
+        print("error: --fit needs --detect (the fit is judged per face)", file=sys.stderr)
+        return 2
+    status = mask.run_predict(
         args.model,
         args.images,
         args.out,
@@ -62,6 +65,17 @@ def _predict(args) -> int:
         annotated_dir=args.annotated_dir,
         progress=not args.no_progress,
     )
+    return _fit(args) if status == 0 and args.fit else status
+
+
+def _fit(args) -> int:
+    """``predict --fit``: add the mask-fit column to the CSV just written."""
+    from pathlib import Path
+
+    from dlbook import mask_fit
+
+    model = args.fit_model or Path(args.model).with_name("mask_fit.keras")
+    return mask_fit.run_fit(args.out, model)
 
 
 def add_predict_command(commands) -> None:
@@ -79,6 +93,14 @@ def add_predict_command(commands) -> None:
     )
     predict.add_argument("--annotated-dir", help="with --detect: write annotated images here")
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict.add_argument(
+        "--fit",
+        action="store_true",
+        help="with --detect: add a fit column (correct, nose_exposed, chin) for masked faces",
+    )
+    predict.add_argument(
+        "--fit-model", help="the fit model (default: mask_fit.keras beside --model)"
+    )
     predict.set_defaults(run=_predict)
 
 

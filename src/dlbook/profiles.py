@@ -291,6 +291,68 @@ CONFORMAL = {
     },
 }
 
+# Chapter 7: the dissertation's future work, made real. Federated learning: ``clients`` simulated
+# sites train a softmax head on the shared FEATURES for ``rounds`` rounds of ``local_epochs`` each
+# on Flower's Ray simulation engine (``ray_cpus`` cores, ``client_cpus`` per client); non-IID
+# partitions use Dirichlet label skew at each of ``alphas`` with log-normal sizes
+# (``size_sigma``); DP runs clip each update to ``clipping_norm`` and add Gaussian noise at each
+# of ``noise_multipliers``. Mask fit: synthetic masks on up to ``fit_train_faces`` /
+# ``fit_test_faces`` without-mask faces (landmarks found at ``fit_work_size`` px).
+FUTURE_WORK = {
+    "smoke": {
+        "features": FEATURES["smoke"],
+        "clients": 10,
+        "rounds": 2,
+        "local_epochs": 4,
+        "learning_rate": 0.05,
+        "batch_size": 16,
+        "alphas": (0.1, 1.0),
+        "size_sigma": 0.5,
+        "min_client_size": 5,
+        "strategies": ("fedavg", "fedprox"),
+        "proximal_mu": 0.5,
+        "server_learning_rate": 0.05,
+        "noise_multipliers": (0.3,),
+        "clipping_norm": 2.0,
+        "dp_delta": 1e-3,
+        "ray_cpus": 2,
+        "client_cpus": 1.0,
+        "n_boot": 200,
+        "fit_train_faces": 40,
+        "fit_test_faces": 20,
+        "fit_work_size": 224,
+        "fit_c": 0.1,
+        "fit_gallery": 8,
+        "save_fit_model": False,
+    },
+    "full": {
+        "features": FEATURES["full"],
+        "clients": 10,
+        "rounds": 10,
+        "local_epochs": 5,
+        "learning_rate": 0.05,
+        "batch_size": 16,
+        "alphas": (0.1, 1.0),
+        "size_sigma": 0.5,
+        "min_client_size": 10,
+        "strategies": ("fedavg", "fedprox", "fedadam"),
+        "proximal_mu": 0.5,
+        "server_learning_rate": 0.05,
+        "noise_multipliers": (0.3, 1.0),
+        "clipping_norm": 2.0,
+        "dp_delta": 1e-3,
+        "ray_cpus": 2,
+        "client_cpus": 1.0,
+        "n_boot": 1000,
+        "fit_train_faces": 300,
+        "fit_test_faces": 120,
+        "fit_work_size": 224,
+        "fit_c": 0.1,
+        "fit_gallery": 12,
+        "save_fit_model": True,
+    },
+}
+
 CHAPTER_PROFILES = {
     "features": FEATURES,
     "fundamentals": FUNDAMENTALS,
@@ -299,6 +361,7 @@ CHAPTER_PROFILES = {
     "mask_detection": MASK_DETECTION,
     "active_learning": ACTIVE_LEARNING,
     "conformal": CONFORMAL,
+    "future_work": FUTURE_WORK,
 }
 
 
