@@ -300,13 +300,23 @@ KEYS = {
 
 
 def test_stories_quote_the_results():
+    import pandas as pd
+
     setup = ex.story_setup(KEYS)
     assert "3000 images" in setup and "**98.50%**" in setup and "99.50%" in setup
     comparison = ex.story_comparison(KEYS)
     assert "**badge**" in comparison and "after 30 labels" in comparison
     assert "36.4% (95% CI 20.0%-50.0%)" in comparison and "lower bound" not in comparison
     assert "in 100% of the checks" in comparison
-    assert "grows as the target rises" in ex.story_by_target(KEYS, (0.97, 0.99))
+    table = pd.DataFrame(
+        {
+            "target_fraction": [0.97, 0.99, 0.97],
+            "strategy": ["badge", "badge", "margin"],
+            "label_saving_vs_random": [0.1, 0.3636, 0.5],
+        }
+    )
+    by_target = ex.story_by_target(table, "badge")
+    assert "10.0% at 97%, 36.4% at 99%" in by_target and "grows as the target rises" in by_target
     assert "from 50% (random) to 80% (coreset)" in ex.story_class_balance(KEYS)
 
 

@@ -634,6 +634,7 @@ def compare_strategies(
         settings["n_boot"],
     )
     comparison.keys.update(
+        setup.keys,
         selected_on="validation",
         al_repeats=settings["repeats"],
         al_budget_labels=settings["budget"],
@@ -759,6 +760,47 @@ def run(settings: Mapping, data_dir=None, seed: int = 0, results_dir=None) -> di
 
 
 # ---------------------------------------------------------------------------------------------
+# Tables for the page (through ``dlbook.present``).
+
+
+def comparison_table(comparison: Comparison):
+    """One row per strategy: validation AULC and saving (which choose), test labels and saving
+    with its interval (which score)."""
+    val, test = comparison.val_summary, comparison.test_summary
+    budget = int(comparison.curves["n_labels"][-1])
+    frame = pd.DataFrame(
+        {
+            "strategy": [f"{s} (chosen)" if s == comparison.best else s for s in test.index],
+            "AULC, validation": val["aulc"].astype(float).to_numpy(),
+            "saving, validation": val["label_saving_vs_random"].astype(float).to_numpy(),
+            "labels to target, test": test["labels_to_target"].astype(float).to_numpy(),
+            "saving, test": test["label_saving_vs_random"].astype(float).to_numpy(),
+            "95% CI, test": [
+                present.interval(lo, hi).removeprefix("95% CI ")
+                for lo, hi in zip(test["label_saving_ci_low"], test["label_saving_ci_high"])
+            ],
+        }
+    )
+    return present.show(
+        frame,
+        percent_columns=["saving, validation", "saving, test"],
+        missing={"labels to target, test": f"more than {budget}"},
+    )
+
+
+def by_target_table(table: pd.DataFrame):
+    """Test saving per strategy (rows) and target fraction of the validation ceiling (columns)."""
+    wide = table.pivot(index="strategy", columns="target_fraction", values="label_saving_vs_random")
+    wide.columns = [f"target {present.percent(f, 0)}" for f in wide.columns]
+    return present.show(wide.astype(float), percent_columns=list(wide.columns), index=True)
+
+
+def crosscheck_table(table: pd.DataFrame):
+    """The scikit-activeml cross-check, overlap as a percentage."""
+    return present.show(table, percent_columns=["mean overlap"])
+
+
+# ---------------------------------------------------------------------------------------------
 # Stories: the chapter's sentences, built from its results.
 
 
@@ -820,13 +862,12 @@ def story_comparison(keys: Mapping) -> str:
     return text
 
 
-def story_by_target(keys: Mapping, fractions) -> str:
-    """How the chosen strategy's test saving moves with the target."""
-    best = keys["best_strategy"]
-    values = [(f, keys.get(f"label_saving_vs_random_{best}_at_{f:.2f}")) for f in sorted(fractions)]
-    values = [(f, v) for f, v in values if v is not None]
-    if not values:
+def story_by_target(table: pd.DataFrame, best: str) -> str:
+    """How the chosen strategy's test saving moves with the target (``savings_by_target``)."""
+    rows = table[table["strategy"] == best].sort_values("target_fraction")
+    if rows.empty:
         return "No target fraction was run."
+    values = list(zip(rows["target_fraction"], rows["label_saving_vs_random"].astype(float)))
     parts = [f"{present.percent(v)} at {present.percent(f, 0)}" for f, v in values]
     text = f"On the test set, {best}'s saving is " + ", ".join(parts) + " of the validation ceiling"
     if len(values) > 1 and values[-1][1] != values[0][1]:
