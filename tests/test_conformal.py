@@ -358,3 +358,14 @@ def test_efficiency_shift_and_summary_stories_read_the_numbers():
         }
     )
     assert "held for both" in summary and "equal MAPIE's" in summary and "in 1 of 2" in summary
+
+
+def test_coverage_table_has_one_column_per_target_and_shows_hundredths_of_a_point():
+    from dlbook.experiments.conformal import coverage_table
+
+    table = pd.DataFrame(
+        {"method": ["lac", "lac", "aps"], "alpha": [0.05, 0.1, 0.05], "coverage": [0.9488, 0.9, 1]}
+    )
+    html = coverage_table(table).to_html()
+    assert "target 95%" in html and "target 90%" in html and "94.88%" in html
+    assert "nan" not in html.lower()

@@ -631,13 +631,15 @@ def mapie_table(table: pd.DataFrame):
 
 
 def coverage_table(table: pd.DataFrame):
-    """Mean coverage over re-splits, one row per method and one column per target 1 - alpha."""
+    """Mean coverage over re-splits (to 0.01 points, so a shortfall shows), one row per method
+    and one column per target 1 - alpha."""
     wide = table.pivot(index="method", columns="alpha", values="coverage")
     wide = wide.loc[list(dict.fromkeys(table["method"]))]
     wide.columns = [
-        f"target {present.percent(1 - a, 0 if a * 100 % 1 == 0 else 1)}" for a in wide.columns
+        f"target {present.percent(1 - a, 0 if abs(a * 100 - round(a * 100)) < 1e-9 else 1)}"
+        for a in wide.columns
     ]
-    return present.show(wide, percent_columns=list(wide.columns), index=True)
+    return present.show(wide.map(lambda v: present.percent(v, 2)), index=True)
 
 
 def class_coverage_summary(found: Coverage, names: tuple[str, str]) -> pd.DataFrame:
