@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from dlbook import active, claims, metrics, present, results
-from dlbook.experiments import cached_features
+from dlbook import active, claims, features, metrics, present, results
 
 CHAPTER = "active_learning"
 MAIN_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
@@ -89,29 +88,37 @@ def reduce_features(features: np.ndarray, fit_rows: np.ndarray, n_components: in
     return z / z[fit_rows].std()
 
 
-def backbone_pool(features: Mapping, data_dir=None, seed: int = 0, n_components: int = 64) -> Pool:
+def backbone_pool(
+    feature_settings: Mapping, data_dir=None, seed: int = 0, n_components: int = 64
+) -> Pool:
     """The chapter's main pool: the shared backbone features (a ``profiles.FEATURES`` block),
     PCA-reduced for speed."""
-    fs = cached_features(features, data_dir, seed)
+    fs = features.face_mask_features(feature_settings, data_dir, seed, progress=False)
     z = reduce_features(fs.features, ~np.isin(fs.split, SPLITS), n_components)
     name = f"{fs.backbone} {fs.image_size}px, PCA-{n_components}"
     return _split_pool(z, fs.labels, fs.split, fs.paths, name)
 
 
-def _load_images(features: Mapping, data_dir, seed: int, **options):
+def _load_images(feature_settings: Mapping, data_dir, seed: int, **options):
     from dlbook import data
 
     return data.load_face_mask(
-        data_dir, limit=features["limit"], seed=seed, progress=False, **options
+        data_dir, limit=feature_settings["limit"], seed=seed, progress=False, **options
     )
 
 
 def pixel_pool(
-    features: Mapping, data_dir=None, seed: int = 0, image_size: int = 16, n_components: int = 32
+    feature_settings: Mapping,
+    data_dir=None,
+    seed: int = 0,
+    image_size: int = 16,
+    n_components: int = 32,
 ) -> Pool:
     """Weak features: raw grayscale pixels of ``image_size``-pixel images, PCA-reduced; the same
-    images as ``features`` (a ``profiles.FEATURES`` block) selects."""
-    images = _load_images(features, data_dir, seed, image_size=image_size, color_mode="grayscale")
+    images as ``feature_settings`` (a ``profiles.FEATURES`` block) selects."""
+    images = _load_images(
+        feature_settings, data_dir, seed, image_size=image_size, color_mode="grayscale"
+    )
     x = images.images.reshape(len(images.labels), -1).astype(np.float64) / 255.0
     z = reduce_features(x, ~np.isin(images.split, SPLITS), n_components)
     name = f"{image_size}px grayscale pixels, PCA-{n_components}"
@@ -465,7 +472,7 @@ def binary_uncertainty_agreement(pool: Pool, seed: int = 0, batch_size: int = 10
 def first_queries(
     pool: Pool,
     curves: dict,
-    features: Mapping,
+    feature_settings: Mapping,
     data_dir=None,
     seed: int = 0,
     n: int = 8,
@@ -474,13 +481,13 @@ def first_queries(
 ) -> tuple[dict, dict]:
     """The first ``n`` images each strategy bought after the seed set, in one repeat.
 
-    ``features`` is the ``profiles.FEATURES`` block the pool was built from (it fixes the images).
+    ``feature_settings`` is the ``profiles.FEATURES`` block the pool was built from (it fixes the images).
 
     Returns
     -------
     (images, labels): strategy -> uint8 (n, image_size, image_size, 3) and strategy -> int64 (n,).
     """
-    images = _load_images(features, data_dir, seed, image_size=image_size)
+    images = _load_images(feature_settings, data_dir, seed, image_size=image_size)
     row_of = {path: i for i, path in enumerate(images.paths)}
     initial = len(curves["query_order"]["random"][repeat]) - (
         curves["n_labels"][-1] - curves["n_labels"][0]

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import claims, conformal, present, results
-from dlbook.experiments import cached_features
+from dlbook import claims, conformal, features, present, results
 
 CHAPTER = "conformal"
 
@@ -68,18 +67,18 @@ def _pool(split) -> np.ndarray:
     return np.isin(split, ("calib", "test"))
 
 
-def own_models(features: Mapping, data_dir=None, seed: int = 0, c: float = 0.1) -> dict:
+def own_models(feature_settings: Mapping, data_dir=None, seed: int = 0, c: float = 0.1) -> dict:
     """Two classifiers this chapter fits itself, so it runs without chapter 4's output.
 
     ``backbone_logreg``: logistic regression on the shared pooled backbone features (strong).
     ``pixel_logreg``: logistic regression on 16 px grayscale pixels (deliberately weak).
-    Both are fitted on the train split of the images ``features`` (a ``profiles.FEATURES`` block)
+    Both are fitted on the train split of the images ``feature_settings`` (a ``profiles.FEATURES`` block)
     selects; returns ``{name: ModelProbs}``, the backbone head and pool paths in ``extra`` for
     the shift study.
     """
     from dlbook import data
 
-    feats = cached_features(features, data_dir, seed)
+    feats = features.face_mask_features(feature_settings, data_dir, seed, progress=False)
     train = feats.split == "train"
     head = fit_logistic_head(feats.features[train], feats.labels[train], c=c, seed=seed)
     pool = _pool(feats.split)
@@ -95,7 +94,7 @@ def own_models(features: Mapping, data_dir=None, seed: int = 0, c: float = 0.1) 
         data_dir,
         image_size=16,
         color_mode="grayscale",
-        limit=features["limit"],
+        limit=feature_settings["limit"],
         seed=seed,
         progress=False,
     )
@@ -136,14 +135,14 @@ def chapter4_models(path: Path) -> dict:
     return out
 
 
-def choose_models(features: Mapping, out_dir=None, data_dir=None, seed: int = 0) -> dict:
+def choose_models(feature_settings: Mapping, out_dir=None, data_dir=None, seed: int = 0) -> dict:
     """The chapter's two subjects: ``{"best": ModelProbs, "weak": ModelProbs, "own": {...}}``.
 
     Chapter 4's best model (by validation accuracy) and its custom CNN when
     ``<out_dir>/mask_probs.npz`` exists; otherwise this chapter's own backbone and pixel heads.
     The own heads are always returned too: the shift study needs a model it can re-run.
     """
-    own = own_models(features, data_dir, seed)
+    own = own_models(feature_settings, data_dir, seed)
     path = Path(out_dir) / "mask_probs.npz" if out_dir is not None else None
     if path is not None and path.exists():
         found = chapter4_models(path)
@@ -336,23 +335,23 @@ def shifted_probabilities(
     model: ModelProbs,
     kind: str,
     severity: int,
-    features: Mapping,
+    feature_settings: Mapping,
     data_dir=None,
     seed: int = 0,
     limit: int | None = None,
 ) -> ModelProbs:
     """The backbone head's probabilities on corrupted copies of the pool's images.
 
-    ``features`` is the ``profiles.FEATURES`` block the head was fitted under; ``limit`` keeps a
+    ``feature_settings`` is the ``profiles.FEATURES`` block the head was fitted under; ``limit`` keeps a
     random subset of the pool (the features of corrupted images are computed afresh, which is the
     slow part).
     """
-    from dlbook import backbones, corruptions, data
+    from dlbook import corruptions, data
 
     images = data.load_face_mask(
         data_dir,
-        image_size=features["image_size"],
-        limit=features["limit"],
+        image_size=feature_settings["image_size"],
+        limit=feature_settings["limit"],
         seed=seed,
         progress=False,
     )
@@ -362,7 +361,7 @@ def shifted_probabilities(
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng([seed, 6]).choice(len(rows), limit, replace=False))
     corrupted = corruptions.corrupt(images.images[rows[keep]], kind, severity, seed=seed)
-    feats = backbones.features(features["backbone"], corrupted, progress=False)
+    feats = features.extract(feature_settings["backbone"], corrupted, progress=False)
     return ModelProbs(
         f"{model.name}@{kind}{severity}",
         model.extra["head"].predict_proba(feats)[:, 1],
