@@ -85,8 +85,8 @@ def plot_savings(summary, claimed: float = 0.30, chosen: str | None = None, titl
     low = rows["label_saving_ci_low"].astype(float).to_numpy()
     high = rows["label_saving_ci_high"].astype(float).to_numpy()
     colors = [STYLES.get(s, {}).get("color", "gray") for s in rows.index]
-    edges = ["black" if s == chosen else "none" for s in rows.index]
-    ax.barh(y, saving * 100, color=colors, alpha=0.7, edgecolor=edges, linewidth=2)
+    widths = [2.5 if s == chosen else 0.0 for s in rows.index]
+    ax.barh(y, saving * 100, color=colors, alpha=0.7, edgecolor="black", linewidth=widths)
     ax.errorbar(
         saving * 100,
         y,
