@@ -171,17 +171,24 @@ def test_labels_to_target_interpolates_and_reports_never_as_nan():
     assert np.isnan(got[2])
 
 
+def _curves(n, by_strategy, split="test"):
+    """A curves dict as ``run_curves`` returns it, the same curves on validation and test."""
+    return {
+        "n_labels": n,
+        "accuracy": {"val": by_strategy, "test": by_strategy}
+        if split == "both"
+        else {split: by_strategy},
+        "seconds": {s: 0.0 for s in by_strategy},
+    }
+
+
 def test_summary_gives_zero_saving_for_random_and_a_positive_one_for_a_faster_curve():
     n = np.array([10, 20, 30, 40])
     rng = np.random.default_rng(0)
     slow = np.array([0.6, 0.7, 0.8, 0.9]) + rng.normal(0, 0.005, (8, 4))
     fast = np.array([0.8, 0.9, 0.9, 0.9]) + rng.normal(0, 0.005, (8, 4))
-    curves = {
-        "n_labels": n,
-        "accuracy": {"random": slow, "margin": fast},
-        "seconds": {"random": 0.0, "margin": 0.0},
-    }
-    summary = ex.summarise(curves, target=0.85, n_boot=200)
+    curves = _curves(n, {"random": slow, "margin": fast}, split="both")
+    summary = ex.summarise(curves, target=0.85, split="test", n_boot=200)
     assert summary.loc["random", "label_saving_vs_random"] == 0
     saving = summary.loc["margin", "label_saving_vs_random"]
     assert saving == pytest.approx(1 - 15 / 35, abs=0.05)
@@ -190,18 +197,60 @@ def test_summary_gives_zero_saving_for_random_and_a_positive_one_for_a_faster_cu
         <= saving
         <= summary.loc["margin", "label_saving_ci_high"]
     )
-    assert ex.best_strategy(summary) == "margin"
-    keys = ex.result_keys(summary, 0.85, 8)
+    val_summary = ex.summarise(curves, target=0.85, split="val", n_boot=200)
+    assert ex.best_strategy(val_summary) == "margin"
+    keys = ex.result_keys(val_summary, summary, 0.85, 8)
     assert keys["best_strategy"] == "margin"
     assert "label_saving_vs_random_ci_low_margin" in keys
+    assert keys["val_label_saving_vs_random_margin"] == pytest.approx(saving)
+
+
+def test_best_strategy_refuses_a_summary_of_test_curves():
+    n = np.array([10, 20])
+    curves = _curves(n, {"random": np.full((3, 2), 0.9), "margin": np.full((3, 2), 0.95)})
+    with pytest.raises(ValueError, match="validation"):
+        ex.best_strategy(ex.summarise(curves, target=0.9, split="test", n_boot=10))
+
+
+def test_the_strategy_is_chosen_on_validation_even_when_test_disagrees():
+    n = np.array([10, 20, 30])
+    good, poor = np.tile([0.8, 0.95, 0.97], (4, 1)), np.tile([0.7, 0.8, 0.96], (4, 1))
+    curves = {
+        "n_labels": n,
+        "accuracy": {
+            "val": {"random": poor, "margin": good, "badge": poor},
+            "test": {"random": poor, "margin": poor, "badge": good},
+        },
+        "seconds": {"random": 0.0, "margin": 0.0, "badge": 0.0},
+    }
+    val = ex.summarise(curves, 0.9, "val", n_boot=20)
+    test = ex.summarise(curves, 0.9, "test", n_boot=20)
+    keys = ex.result_keys(val, test, 0.9, 4)
+    assert keys["best_strategy"] == "margin"
+    assert keys["label_saving_vs_random_margin"] == 0  # the test set scores it as it is
 
 
 def test_active_learning_beats_random_on_a_synthetic_pool():
     pool = ex.synthetic_pool(n=900, seed=1)
     curves = ex.run_curves(pool, ("random", "margin"), repeats=4, batch_size=10, budget=80)
-    aulc = {s: ex.aulc(curves["n_labels"], a).mean() for s, a in curves["accuracy"].items()}
-    assert curves["accuracy"]["random"].shape == (4, 8)
-    assert aulc["margin"] > aulc["random"]
+    for split in ("val", "test"):
+        acc = curves["accuracy"][split]
+        aulc = {s: ex.aulc(curves["n_labels"], a).mean() for s, a in acc.items()}
+        assert acc["random"].shape == (4, 8)
+        assert aulc["margin"] > aulc["random"]
+
+
+def test_repeats_vary_the_seed_set_and_the_pool_order_and_strategies_share_them():
+    pool = ex.synthetic_pool(n=400, seed=2)
+    curves = ex.run_curves(pool, ("random", "margin"), repeats=3, initial_size=10, budget=20)
+    seeds = {
+        s: [set(order[:10]) for order in curves["query_order"][s]] for s in ("random", "margin")
+    }
+    assert seeds["random"] == seeds["margin"]  # paired: the same initial labels per repeat
+    assert seeds["random"][0] != seeds["random"][1]
+    orders = [ex.pool_order(len(pool.y_pool), 0, r) for r in range(2)]
+    assert sorted(orders[0]) == list(range(len(pool.y_pool)))
+    assert not np.array_equal(orders[0], orders[1])
 
 
 def test_strategies_match_scikit_activeml():
@@ -214,12 +263,104 @@ def test_saving_by_target_grows_where_random_flattens_near_the_target():
     n = np.array([10, 20, 30, 40, 50])
     random_curve = np.tile([0.80, 0.90, 0.94, 0.96, 0.97], (6, 1))
     fast_curve = np.tile([0.80, 0.97, 0.98, 0.98, 0.98], (6, 1))
-    curves = {
-        "n_labels": n,
-        "accuracy": {"random": random_curve, "badge": fast_curve},
-        "seconds": {"random": 0.0, "badge": 0.0},
-    }
+    curves = _curves(n, {"random": random_curve, "badge": fast_curve})
     table = ex.saving_by_target(curves, ceiling=1.0, fractions=(0.9, 0.97), n_boot=50)
     saving = table.set_index("target_fraction")["label_saving_vs_random"]
     assert saving[0.9] == pytest.approx(1 - (10 + 10 * 0.1 / 0.17) / 20)
     assert saving[0.97] == pytest.approx(1 - 20 / 50)
+
+
+KEYS = {
+    "al_pool_size": 3000,
+    "al_pool_with_mask_share": 0.5,
+    "al_val_size": 400,
+    "al_test_size": 600,
+    "al_features": "efficientnet_lite0 224px, PCA-64",
+    "full_pool_val_accuracy": 0.995,
+    "full_pool_accuracy": 0.99,
+    "target_fraction": 0.99,
+    "target_accuracy": 0.98505,
+    "al_budget_labels": 100,
+    "best_strategy": "badge",
+    "val_labels_to_target_badge": 30.0,
+    "val_labels_to_target_random": 50.0,
+    "labels_to_target_badge": 35.0,
+    "labels_to_target_random": 55.0,
+    "reaches_target_badge": True,
+    "reaches_target_random": True,
+    "label_saving_vs_random_badge": 0.3636,
+    "label_saving_vs_random_ci_low_badge": 0.2,
+    "label_saving_vs_random_ci_high_badge": 0.5,
+    "binary_uncertainty_agreement": 1.0,
+    "with_mask_share_at_budget_random": 0.5,
+    "with_mask_share_at_budget_coreset": 0.8,
+    "label_saving_vs_random_badge_at_0.97": 0.1,
+    "label_saving_vs_random_badge_at_0.99": 0.3636,
+}
+
+
+def test_stories_quote_the_results():
+    import pandas as pd
+
+    setup = ex.story_setup(KEYS)
+    assert "3000 images" in setup and "**98.50%**" in setup and "99.50%" in setup
+    comparison = ex.story_comparison(KEYS)
+    assert "**badge**" in comparison and "after 30 labels" in comparison
+    assert "36.4% (95% CI 20.0%-50.0%)" in comparison and "lower bound" not in comparison
+    assert "in 100% of the checks" in comparison
+    table = pd.DataFrame(
+        {
+            "target_fraction": [0.97, 0.99, 0.97],
+            "strategy": ["badge", "badge", "margin"],
+            "label_saving_vs_random": [0.1, 0.3636, 0.5],
+        }
+    )
+    by_target = ex.story_by_target(table, "badge")
+    assert "10.0% at 97%, 36.4% at 99%" in by_target and "grows as the target rises" in by_target
+    assert "from 50% (random) to 80% (coreset)" in ex.story_class_balance(KEYS)
+
+
+def test_story_says_when_a_saving_is_only_a_bound_or_not_stated():
+    censored = {**KEYS, "reaches_target_random": False, "labels_to_target_random": None}
+    assert "lower bound" in ex.story_comparison(censored)
+    assert "more than 100 for random" in ex.story_comparison(censored)
+    unreached = {**KEYS, "reaches_target_badge": False}
+    assert "no saving is stated" in ex.story_comparison(unreached)
+
+
+def test_verdict_story_is_the_claims_sentence_once():
+    from dlbook import claims
+
+    by_chapter = {"active_learning": KEYS}
+    text = ex.story_verdict(by_chapter)
+    sentence = claims.sentence("active_learning_30", by_chapter)
+    assert text.startswith(sentence) and text.count(sentence) == 1
+    assert "a difference of 20 labels" in text
+
+
+def test_crosscheck_and_sensitivity_stories():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"strategy": ["margin", "coreset"], "mean overlap": [1.0, 0.9], "trials": [5, 5]}
+    )
+    assert "90% (coreset)" in ex.story_crosscheck(table) and "margin give" in ex.story_crosscheck(
+        table
+    )
+    sens = pd.DataFrame(
+        {
+            "initial_size": [2, 2, 2],
+            "batch_size": [5, 5, 5],
+            "strategy": ["random", "margin", "badge"],
+            "aulc": [0.9, 0.92, 0.95],
+        }
+    )
+    assert "seed set 2, batch 5: badge 0.95 against 0.9" in ex.story_sensitivity(sens)
+
+
+def test_learner_scores_every_eval_set_after_every_round(pool):
+    x, y, _ = pool
+    learner = active.ActiveLearner("margin", initial_size=10, batch_size=10, budget=30)
+    learner.fit(x, y, eval_sets={"held_out": (x[:50], y[:50])})
+    assert learner.scores_["held_out"].shape == (3,)
+    assert learner.scores_["held_out"][-1] == learner.score(x[:50], y[:50])

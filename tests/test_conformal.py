@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dlbook import conformal
@@ -239,3 +240,132 @@ def test_chapter4_probabilities_are_read_and_pooled(tmp_path):
     assert len(strong.labels) == 20 and set(strong.split) == {"calib", "test"}
     assert strong.extra["val_accuracy"] == 1.0 and strong.accuracy == 1.0
     np.testing.assert_allclose(strong.probs.sum(axis=1), 1.0)
+
+
+def _study(seed=13):
+    from dlbook.experiments.conformal import ModelProbs, coverage_study, guarantee_check
+
+    probs, labels = exchangeable_data(600, n_classes=2, seed=seed)
+    best = ModelProbs("good", probs[:, 1], labels, np.array(["calib"] * 600), "test")
+    weak = ModelProbs("flat", np.full(600, 0.5), labels, np.array(["calib"] * 600), "test")
+    table, draws = coverage_study(best, [0.05, 0.1], n_resplits=100, seed=0)
+    weak_table, _ = coverage_study(weak, [0.05, 0.1], n_resplits=100, seed=0)
+    return best, weak, table, weak_table, draws, guarantee_check(pd.concat([table, weak_table]))
+
+
+def test_worst_gap_names_the_method_and_alpha_furthest_below_target():
+    from dlbook.experiments.conformal import worst_gap
+
+    table = pd.DataFrame(
+        {
+            "method": ["lac", "aps", "lac"],
+            "alpha": [0.1, 0.1, 0.2],
+            "target": [0.9, 0.9, 0.8],
+            "coverage": [0.91, 0.899, 0.85],
+        }
+    )
+    assert worst_gap(table) == {"gap": pytest.approx(-0.001), "method": "aps", "alpha": 0.1}
+
+
+def test_class_coverage_summary_collapses_to_one_row_per_model_and_method():
+    from dlbook.experiments import conformal as cf
+
+    best, weak, table, weak_table, draws, (tolerance, holds) = _study()
+    found = cf.Coverage(table, weak_table, draws, tolerance, holds, 600)
+    summary = cf.class_coverage_summary(found, ("good", "flat"))
+    assert len(summary) == 2 * table["method"].nunique()
+    gaps = table.groupby("method")["class_coverage_min"].min() - 0.95  # smallest target at 0.05
+    row = summary[(summary.model == "good") & (summary.method == "lac")].iloc[0]
+    assert row["worst class: coverage minus target"] <= 100 * (gaps["lac"] + 0.05) + 1e-9
+    text = cf.story_class_coverage(found, ("good", "flat"))
+    assert "Mondrian calibration" in text and "points" in text
+    html = cf.class_coverage_table(found, ("good", "flat")).to_html()
+    assert "nan" not in html.lower() and "None" not in html
+
+
+def test_coverage_story_quotes_the_claims_sentence_and_never_its_own_verdict():
+    from dlbook import claims
+    from dlbook.experiments import conformal as cf
+
+    keys = {
+        "coverage_guarantee_holds": True,
+        "resplits": 500,
+        "pool_size": 1200,
+        "coverage_mc_tolerance": 0.004,
+        "weak_coverage_worst_gap": -0.001,
+        "weak_coverage_worst_gap_method": "raps",
+        "weak_coverage_worst_gap_alpha": 0.05,
+        "coverage_lac_a0.1": 0.9001,
+    }
+    by_chapter = {"conformal": keys}
+    text = cf.story_coverage(keys, by_chapter)
+    assert text.endswith(claims.sentence("conformal_coverage", by_chapter))
+    assert "keeps its mean coverage above" in text and "-0.10 points (raps, alpha = 0.05)" in text
+    failing = cf.story_coverage({**keys, "coverage_guarantee_holds": False}, by_chapter)
+    assert "does **not** keep" in failing
+
+
+def test_mapie_story_says_identical_rather_than_a_zero_in_e_notation():
+    from dlbook.experiments.conformal import story_mapie
+
+    same = pd.DataFrame(
+        {
+            "threshold_abs_diff": [0.0, 0.0],
+            "sets_differing": [0, 0],
+            "sets_differing_with_mapie_tolerance": [0, 0],
+            "test_points": [600, 600],
+        }
+    )
+    assert story_mapie(same).startswith("The thresholds are identical, and so are all 600")
+    assert "e+00" not in story_mapie(same)
+    differ = same.assign(threshold_abs_diff=[1e-9, 0.0], sets_differing=[3, 0])
+    assert "at most 1.00e-09" in story_mapie(differ) and "at most 3" in story_mapie(differ)
+
+
+def test_quantile_example_matches_the_hand_computation():
+    from dlbook.experiments.conformal import quantile_example, story_quantile_example
+
+    example = quantile_example(0.2)
+    assert example == {"calibrate": 0.8, "inverted_cdf": 0.8, "higher": pytest.approx(0.9)}
+    assert "the next order statistic" in story_quantile_example(example)
+
+
+def test_efficiency_shift_and_summary_stories_read_the_numbers():
+    from dlbook.experiments import conformal as cf
+
+    best, weak, table, weak_table, draws, (tolerance, holds) = _study()
+    text = cf.story_efficiency(table, "good", 0.05)
+    assert "alpha = 0.05" in text and "singletons" in text
+    shift = pd.DataFrame(
+        {
+            "corruption": ["blur3", "blur3"],
+            "calibration": ["clean calibration", "shifted calibration"],
+            "alpha": [0.1, 0.1],
+            "target": [0.9, 0.9],
+            "coverage": [0.7, 0.899],
+            "set_size": [0.8, 1.1],
+        }
+    )
+    assert "-20.0 points from its target" in cf.story_shift(shift)
+    assert "within 0.1 points" in cf.story_shift(shift)
+    summary = cf.story_summary(
+        {
+            "coverage_guarantee_holds": True,
+            "resplits": 500,
+            "mapie_sets_differing_with_tolerance": 0,
+            "shift_coverage_blur3_clean_a0.1": 0.7,
+            "shift_coverage_noise3_clean_a0.1": 0.95,
+        }
+    )
+    assert "held for both" in summary and "equal MAPIE's" in summary and "in 1 of 2" in summary
+
+
+def test_coverage_table_has_one_column_per_target_and_shows_hundredths_of_a_point():
+    from dlbook.experiments.conformal import coverage_table
+
+    table = pd.DataFrame(
+        {"method": ["lac", "lac", "aps"], "alpha": [0.05, 0.1, 0.05], "coverage": [0.9488, 0.9, 1]}
+    )
+    html = coverage_table(table).to_html()
+    assert "target 95%" in html and "target 90%" in html and "94.88%" in html
+    assert "nan" not in html.lower()

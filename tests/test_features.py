@@ -72,3 +72,41 @@ def test_smoke_features_separate_the_real_classes(real_data):
     test_x, test_y = result.where("test")
     probe = LogisticRegression(max_iter=2000).fit(train_x, train_y)
     assert probe.score(test_x, test_y) > 0.9
+
+
+def _real_looking_images(size: int) -> np.ndarray:
+    """The two ImageNet test photos, their crops and mirror images: natural image statistics."""
+    from dlbook import backbones
+
+    photos = list(backbones.imagenet_photos().values())
+    out = []
+    for photo in photos:
+        out.append(backbones.photo_input(photo, size))
+        out.append(backbones.photo_input(photo, size, crop_fraction=0.5))
+        out.append(backbones.photo_input(photo[:, ::-1], size, crop_fraction=0.7))
+    return np.stack(out)
+
+
+def test_fast_runtime_gives_the_keras_features():
+    from dlbook import runtime
+
+    images = _real_looking_images(96)
+    reference = features.extract("efficientnet_lite0", images, progress=False, runtime_name="keras")
+    fast = features.extract(
+        "efficientnet_lite0", images, progress=False, runtime_name=runtime.FAST_RUNTIME
+    )
+    assert fast.shape == reference.shape == (len(images), 1280)
+    assert runtime.relative_difference(fast, reference) < features.MAX_RELATIVE_DIFFERENCE
+    # the comparison is not vacuous: different photos give clearly different features
+    assert (
+        runtime.relative_difference(fast[::-1], reference) > 100 * features.MAX_RELATIVE_DIFFERENCE
+    )
+    # one runtime's cached features are never served for another's
+    keras_file = features.cache_path("efficientnet_lite0", images, "keras")
+    fast_file = features.cache_path("efficientnet_lite0", images, runtime.FAST_RUNTIME)
+    assert keras_file != fast_file and keras_file.exists() and fast_file.exists()
+
+
+def test_runtime_choice_depends_only_on_the_number_of_images():
+    assert features.choose_runtime(features.FAST_MIN_IMAGES - 1) == "keras"
+    assert features.choose_runtime(features.FAST_MIN_IMAGES) != "keras"

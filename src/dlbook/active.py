@@ -410,6 +410,7 @@ class ActiveLearner:
     query_order_ : int64 (budget,), pool indices in the order they were labelled (seed set first).
     n_labels_ : int64 (R,), the label counts at which the model was evaluated.
     accuracy_ : float64 (R,), accuracy on the evaluation set at each count (empty without one).
+    scores_ : {name: float64 (R,)}, accuracy on each of ``fit``'s ``eval_sets`` at each count.
     """
 
     def __init__(
@@ -445,7 +446,7 @@ class ActiveLearner:
                 f"and the pool size {n_pool}"
             )
 
-    def fit(self, X_pool, y_pool, X_eval=None, y_eval=None) -> ActiveLearner:
+    def fit(self, X_pool, y_pool, X_eval=None, y_eval=None, eval_sets=None) -> ActiveLearner:
         """Run the loop on a pool whose labels ``y_pool`` are revealed only when queried.
 
         Parameters
@@ -454,6 +455,8 @@ class ActiveLearner:
         y_pool : ndarray, shape (N,), int; the oracle.
         X_eval, y_eval : optional evaluation set, (M, D) and (M,); the model is scored after every
             round.
+        eval_sets : optional ``{name: (X, y)}`` of further sets scored after every round (e.g. a
+            validation set for choosing a strategy and a test set for scoring the chosen one).
         """
         X_pool = np.asarray(X_pool)
         y_pool = np.asarray(y_pool, dtype=np.int64)
@@ -473,12 +476,16 @@ class ActiveLearner:
         order = list(initial_indices(y_pool, self.initial_size, self.random_state))
         labelled = np.zeros(len(y_pool), dtype=bool)
         labelled[order] = True
+        eval_sets = dict(eval_sets or {})
         n_labels, accuracy = [], []
+        scores = {name: [] for name in eval_sets}
         while True:
             model.fit(X_pool[labelled], y_pool[labelled])
             n_labels.append(int(labelled.sum()))
             if X_eval is not None:
                 accuracy.append(float(np.mean(model.predict(X_eval) == np.asarray(y_eval))))
+            for name, (X_set, y_set) in eval_sets.items():
+                scores[name].append(float(np.mean(model.predict(X_set) == np.asarray(y_set))))
             remaining = int(self.budget) - int(labelled.sum())
             if remaining <= 0:
                 break
@@ -493,6 +500,7 @@ class ActiveLearner:
         self.query_order_ = np.array(order, dtype=np.int64)
         self.n_labels_ = np.array(n_labels, dtype=np.int64)
         self.accuracy_ = np.array(accuracy, dtype=np.float64)
+        self.scores_ = {name: np.array(v, dtype=np.float64) for name, v in scores.items()}
         return self
 
     def predict_proba(self, X) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlbook import backbones, paths
+from dlbook import backbones, logs, paths, runtime
 
 __all__ = [
     "CACHE_VERSION",
@@ -27,6 +27,7 @@ __all__ = [
     "array_sha256",
     "benchmark",
     "cache_path",
+    "choose_runtime",
     "extract",
     "face_mask_features",
 ]
@@ -34,6 +35,11 @@ __all__ = [
 # Bumped whenever the extractor's arithmetic changes (2: batch norm folded into the convolutions),
 # so features computed by an older extractor are never reused.
 CACHE_VERSION = 2
+BATCH_SIZE = 32
+FAST_MIN_IMAGES = 256
+"""From this many images on, ``extract`` converts the backbone to the fast runtime."""
+MAX_RELATIVE_DIFFERENCE = 1e-4
+"""Largest ``runtime.relative_difference`` allowed between a runtime's features and Keras's."""
 
 
 def _validate_images(images) -> np.ndarray:
@@ -54,10 +60,21 @@ def array_sha256(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def cache_path(name: str, images: np.ndarray) -> Path:
-    """Cache file for the features of ``images`` under backbone ``name``.
+def choose_runtime(count: int) -> str:
+    """The runtime ``extract`` uses for ``count`` images: the fast one once it pays for itself.
 
-    Keyed by (backbone, weight file sha256, image array sha256, input size, cache version).
+    Converting a backbone to TFLite takes seconds (then it is cached on disk); below
+    ``FAST_MIN_IMAGES`` images the Keras reference is as quick. The choice depends only on the
+    number of images, so the same images always get the same features.
+    """
+    return runtime.FAST_RUNTIME if count >= FAST_MIN_IMAGES else "keras"
+
+
+def cache_path(name: str, images: np.ndarray, runtime_name: str = "keras") -> Path:
+    """Cache file for the features of ``images`` under backbone ``name`` through ``runtime_name``.
+
+    Keyed by (backbone, weight file sha256, image array sha256, input size, runtime, cache
+    version), so features from different runtimes are never mixed.
     """
     height, width = images.shape[1:3]
     key = hashlib.sha256(
@@ -67,11 +84,12 @@ def cache_path(name: str, images: np.ndarray) -> Path:
                 backbones.weights_sha256(name),
                 array_sha256(images),
                 f"{height}x{width}",
+                runtime_name,
                 f"v{CACHE_VERSION}",
             ]
         ).encode()
     ).hexdigest()
-    return paths.cache_dir() / "features" / f"{name}-{height}x{width}-{key[:24]}.npy"
+    return paths.cache_dir() / "features" / f"{name}-{height}x{width}-{runtime_name}-{key[:24]}.npy"
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,40 +97,24 @@ def _shared_model(name: str):
     return backbones.load(name)
 
 
-def _extract(model, images: np.ndarray, batch_size: int, progress: bool, desc: str) -> np.ndarray:
-    from tqdm import tqdm
-
-    batch_size = min(batch_size, len(images)) or 1
-    batches = range(0, len(images), batch_size)
-    out = []
-    for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-        batch = images[start : start + batch_size].astype(np.float32)
-        count = len(batch)
-        if count < batch_size:  # pad the last batch: one input shape, one traced graph
-            batch = np.concatenate(
-                [batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)]
-            )
-        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:count])
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+@functools.lru_cache(maxsize=8)
+def runner(name: str, image_shape: tuple, runtime_name: str, batch_size: int = BATCH_SIZE):
+    """The compiled feature extractor of backbone ``name`` (kept for the process)."""
+    return runtime.compile_model(
+        _shared_model(name),
+        image_shape,
+        runtime_name,
+        batch_size,
+        cache_key=f"{name}|{backbones.weights_sha256(name)}",
+    )
 
 
-def extract(name: str, images, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Pooled backbone features of ``images``, cached on disk.
+def _extract(compiled, images: np.ndarray, show: bool, desc: str) -> np.ndarray:
+    with logs.progress(len(images), desc, "image", enabled=show) as bar:
+        return compiled(images, progress=bar).reshape(len(images), -1)
 
-    Parameters
-    ----------
-    name : a key of ``backbones.BACKBONES``.
-    images : ndarray, shape (N, H, W, 3), uint8 (or float with values in [0, 255]), RGB; fed at
-        their own size (resize them beforehand, e.g. with ``data.load_face_mask(image_size=...)``).
-    batch_size : images per forward pass.
-    progress : show a progress bar.
 
-    Returns
-    -------
-    ndarray, shape (N, D), float32
-        D = ``BACKBONES[name].feature_dim``. Read from ``paths.cache_dir()/features`` when the
-        same backbone weights have already seen the same image array.
-    """
+def _check(name: str, images, batch_size) -> np.ndarray:
     spec = backbones.spec(name)
     images = _validate_images(images)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -123,10 +125,43 @@ def extract(name: str, images, batch_size: int = 64, progress: bool = True) -> n
             f"{spec.min_size} px per side"
         )
     backbones.require(name)
-    cache_file = cache_path(name, images)
+    return images
+
+
+def extract(
+    name: str,
+    images,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+    runtime_name: str | None = None,
+) -> np.ndarray:
+    """Pooled backbone features of ``images``, cached on disk.
+
+    Parameters
+    ----------
+    name : a key of ``backbones.BACKBONES``.
+    images : ndarray, shape (N, H, W, 3), uint8 (or float with values in [0, 255]), RGB; fed at
+        their own size (resize them beforehand, e.g. with ``data.load_face_mask(image_size=...)``).
+    batch_size : images per forward pass.
+    progress : show a progress bar.
+    runtime_name : one of ``runtime.RUNTIMES``; default ``choose_runtime(N)``. Every runtime
+        gives the Keras reference's features to within ``MAX_RELATIVE_DIFFERENCE``.
+
+    Returns
+    -------
+    ndarray, shape (N, D), float32
+        D = ``BACKBONES[name].feature_dim``. Read from ``paths.cache_dir()/features`` when the
+        same backbone weights have already seen the same image array through the same runtime.
+    """
+    images = _check(name, images, batch_size)
+    runtime_name = runtime_name or choose_runtime(len(images))
+    cache_file = cache_path(name, images, runtime_name)
     if cache_file.exists():
         return np.load(cache_file)
-    result = _extract(_shared_model(name), images, batch_size, progress, name)
+    if len(images) == 0:
+        return np.zeros((0, backbones.spec(name).feature_dim), np.float32)
+    compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
+    result = _extract(compiled, images, progress, f"{name} features")
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, result)
@@ -134,22 +169,26 @@ def extract(name: str, images, batch_size: int = 64, progress: bool = True) -> n
     return result
 
 
-def benchmark(name: str, images, batch_size: int = 64) -> float:
+def benchmark(
+    name: str, images, batch_size: int = BATCH_SIZE, runtime_name: str = "keras", quiet=False
+) -> float:
     """Measure feature-extraction throughput (no cache), print it and return images per second.
 
-    One warm-up batch (graph tracing) is excluded from the timing.
+    Compilation and one warm-up batch are excluded from the timing.
     """
-    images = _validate_images(images)
-    model = _shared_model(name)
-    _extract(model, images[:batch_size], batch_size, False, name)
+    images = _check(name, images, batch_size)
+    compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
+    compiled.predict_batch(images[:batch_size])
     start = time.perf_counter()
-    _extract(model, images, batch_size, False, name)
+    compiled(images)
     elapsed = time.perf_counter() - start
     rate = len(images) / elapsed
-    print(
-        f"{name}: {len(images)} images of {images.shape[1]}x{images.shape[2]} px in "
-        f"{elapsed:.2f} s = {rate:.1f} images/s ({os.cpu_count()} CPU cores visible)"
-    )
+    if not quiet:
+        print(
+            f"{name} ({runtime_name}): {len(images)} images of {images.shape[1]}x"
+            f"{images.shape[2]} px in {elapsed:.2f} s = {rate:.1f} images/s "
+            f"({runtime.cpu_threads()} CPU cores)"
+        )
     return rate
 
 

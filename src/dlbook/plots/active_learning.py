@@ -1,9 +1,16 @@
-"""Figures for chapter 5: learning curves, label savings, class balance and the first queries."""
+"""Figures for chapter 5: learning curves, label savings, class balance and the first queries.
+
+Every figure is at most 7.5 inches wide with at most 3 panels a row and text of at least 9 pt, so
+it stays readable at the page's width.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+
+FONT = 9  # points: the smallest text on a figure
+WIDTH = 7.5  # inches: the page's width
 
 # least_confidence and entropy coincide with margin on two classes; dashes keep all three visible.
 STYLES = {
@@ -16,6 +23,8 @@ STYLES = {
     "badge": dict(color="tab:red"),
     "margin_diverse": dict(color="tab:orange"),
 }
+LABEL_COLOURS = ((214, 39, 40), (44, 160, 44))  # without_mask red, with_mask green
+SPLIT_NAMES = {"val": "validation (chooses)", "test": "test (scores)"}
 
 
 def _band(values: np.ndarray, level: float = 0.95):
@@ -26,8 +35,9 @@ def _band(values: np.ndarray, level: float = 0.95):
     return mean, stats.t.ppf((1 + level) / 2, len(values) - 1) * stats.sem(values, axis=0)
 
 
-def plot_learning_curves(curves: dict, target: float | None = None, title: str = "", ax=None):
-    """Test accuracy vs labels for each strategy: mean and 95% band over repeats.
+def plot_learning_curves(curves: dict, target: float | None = None, title: str = ""):
+    """Accuracy vs labels for each strategy, validation and test side by side: mean and 95% band
+    over repeats.
 
     Parameters
     ----------
@@ -36,79 +46,103 @@ def plot_learning_curves(curves: dict, target: float | None = None, title: str =
     """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.2))
-    n = curves["n_labels"]
-    for strategy, acc in curves["accuracy"].items():
-        mean, half = _band(acc)
-        style = STYLES.get(strategy, {})
-        ax.plot(n, mean, label=strategy, **style)
-        ax.fill_between(n, mean - half, mean + half, color=style.get("color"), alpha=0.12)
-    if target is not None:
-        ax.axhline(target, color="gray", ls=":", lw=1, label=f"target {target:.3f}")
-    repeats = len(next(iter(curves["accuracy"].values())))
-    ax.set(
-        xlabel="labelled images",
-        ylabel="test accuracy",
-        title=title or f"Learning curves (mean and 95% band over {repeats} seed sets)",
+    splits = list(curves["accuracy"])
+    fig, axes = plt.subplots(
+        1, len(splits), figsize=(WIDTH, 3.6), sharey=True, squeeze=False, layout="constrained"
     )
-    ax.legend(fontsize=8, ncol=2)
-    return ax.figure
+    n = curves["n_labels"]
+    for ax, split in zip(axes[0], splits, strict=True):
+        for strategy, acc in curves["accuracy"][split].items():
+            mean, half = _band(acc)
+            style = STYLES.get(strategy, {})
+            ax.plot(n, mean, label=strategy, **style)
+            low, high = np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
+            ax.fill_between(n, low, high, color=style.get("color"), alpha=0.12)
+        if target is not None:
+            ax.axhline(target, color="gray", ls=":", lw=1.2, label="target")
+        ax.set_title(SPLIT_NAMES.get(split, split), fontsize=FONT + 1)
+        ax.set_xlabel("labelled images", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+    axes[0, 0].set_ylabel("accuracy", fontsize=FONT)
+    repeats = len(next(iter(curves["accuracy"][splits[0]].values())))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=FONT, frameon=False)
+    fig.suptitle(
+        title or f"Learning curves: mean and 95% band over {repeats} repeats", fontsize=FONT + 1
+    )
+    return fig
 
 
-def plot_savings(summary, claimed: float = 0.30, title: str = "", ax=None):
-    """Label saving vs random per strategy with its bootstrap 95% interval, against the claim."""
+def plot_savings(summary, claimed: float = 0.30, chosen: str | None = None, title: str = ""):
+    """Label saving vs random per strategy with its bootstrap 95% interval, against the claim;
+    ``chosen`` (the strategy picked on validation) is outlined."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     rows = summary.drop(index="random")
     y = np.arange(len(rows))
     saving = rows["label_saving_vs_random"].astype(float).to_numpy()
     low = rows["label_saving_ci_low"].astype(float).to_numpy()
     high = rows["label_saving_ci_high"].astype(float).to_numpy()
     colors = [STYLES.get(s, {}).get("color", "gray") for s in rows.index]
-    ax.barh(y, saving * 100, color=colors, alpha=0.7)
+    widths = [2.5 if s == chosen else 0.0 for s in rows.index]
+    ax.barh(y, saving * 100, color=colors, alpha=0.7, edgecolor="black", linewidth=widths)
     ax.errorbar(
         saving * 100,
         y,
-        xerr=[(saving - low) * 100, (high - saving) * 100],
+        xerr=[np.maximum(saving - low, 0) * 100, np.maximum(high - saving, 0) * 100],
         fmt="none",
         ecolor="black",
         capsize=3,
     )
     ax.axvline(claimed * 100, color="tab:red", ls="--", label=f"claimed {claimed:.0%}")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, rows.index)
-    ax.set(
-        xlabel="labels saved vs random to reach the target (%)",
-        title=title or "Label saving vs random sampling (bootstrap 95% CI)",
-    )
-    ax.legend(fontsize=8)
-    return ax.figure
+    names = [f"{s} (chosen)" if s == chosen else s for s in rows.index]
+    ax.set_yticks(y, names, fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    split = summary.attrs.get("split", "test")
+    ax.set_xlabel(f"labels saved vs random to reach the target, {split} set (%)", fontsize=FONT)
+    ax.set_title(title or "Label saving vs random sampling (bootstrap 95% CI)", fontsize=FONT + 1)
+    ax.legend(fontsize=FONT)
+    return fig
 
 
-def plot_class_balance(curves: dict, ax=None):
+def plot_class_balance(curves: dict):
     """Share of ``with_mask`` (label 1) among the labels bought, per strategy (mean over repeats)."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     n = curves["n_labels"]
     for strategy, share in curves["positive_fraction"].items():
         ax.plot(n, np.nanmean(share, axis=0), label=strategy, **STYLES.get(strategy, {}))
-    ax.set(
-        xlabel="labelled images",
-        ylabel="share labelled with_mask",
-        title="Class balance of the labelled set",
-        ylim=(0, 1),
-    )
-    ax.legend(fontsize=8, ncol=2)
-    return ax.figure
+    ax.set_xlabel("labelled images", fontsize=FONT)
+    ax.set_ylabel("share labelled with_mask", fontsize=FONT)
+    ax.set_title("Class balance of the labelled set", fontsize=FONT + 1)
+    ax.set_ylim(0, 1)
+    ax.tick_params(labelsize=FONT)
+    ax.legend(fontsize=FONT, ncol=2)
+    return fig
 
 
-def plot_first_queries(images: dict, labels: dict, n: int = 8, class_names=None):
-    """A grid: one row per strategy, its first ``n`` queried images with their true labels.
+def _mosaic(images: np.ndarray, labels, columns: int, frame: int = 3) -> np.ndarray:
+    """Images tiled ``columns`` a row, each framed in its label's colour; uint8 (H, W, 3)."""
+    n, h, w = images.shape[:3]
+    rows = -(-n // columns)
+    tile_h, tile_w = h + 2 * frame, w + 2 * frame
+    out = np.full((rows * tile_h, columns * tile_w, 3), 255, dtype=np.uint8)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        top, left = r * tile_h, c * tile_w
+        out[top : top + tile_h, left : left + tile_w] = LABEL_COLOURS[int(labels[k])]
+        img = images[k]
+        img = np.repeat(img, 3, axis=-1) if img.ndim == 3 and img.shape[-1] == 1 else img
+        out[top + frame : top + frame + h, left + frame : left + frame + w] = img
+    return out
+
+
+def plot_first_queries(images: dict, labels: dict, class_names=("without_mask", "with_mask")):
+    """One panel per strategy (3 a row): its first queried images in query order, each framed
+    in its true label's colour.
 
     Parameters
     ----------
@@ -116,50 +150,51 @@ def plot_first_queries(images: dict, labels: dict, n: int = 8, class_names=None)
     labels : strategy -> int (n,) true labels.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     if not images:
         raise ValueError("images is empty; pass {strategy: array of queried images}")
-    fig, axes = plt.subplots(len(images), n, figsize=(1.3 * n, 1.45 * len(images)), squeeze=False)
-    for row, (strategy, batch) in enumerate(images.items()):
-        for col in range(n):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col >= len(batch):
-                continue
-            img = batch[col]
-            ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
-            label = labels[strategy][col]
-            name = class_names[label] if class_names else str(label)
-            ax.set_title(name.replace("_", " "), fontsize=6)
-        axes[row, 0].text(
-            -0.1,
-            0.5,
-            strategy,
-            transform=axes[row, 0].transAxes,
-            ha="right",
-            va="center",
-            fontsize=8,
-        )
-    fig.suptitle("The first images each strategy asks for (one seed set)", fontsize=10)
-    fig.tight_layout()
+    columns = min(3, len(images))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(WIDTH, 1.75 * rows + 0.6), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (strategy, batch) in zip(axes.flat, images.items()):
+        per_row = max(1, -(-len(batch) // 2))
+        ax.imshow(_mosaic(batch, labels[strategy], per_row))
+        ax.set_title(strategy, fontsize=FONT + 1)
+    fig.legend(
+        [Patch(color=np.array(c) / 255) for c in LABEL_COLOURS],
+        [name.replace("_", " ") for name in class_names],
+        loc="outside lower center",
+        ncol=2,
+        fontsize=FONT,
+        frameon=False,
+    )
+    fig.suptitle(
+        "The first images each strategy asks for (one repeat), framed by their true label",
+        fontsize=FONT + 1,
+    )
     return fig
 
 
-def plot_sensitivity(table, ax=None):
-    """AULC per strategy for each (initial size, batch size) setting of ``sensitivity``."""
+def plot_sensitivity(table):
+    """Validation AULC per strategy for each (initial size, batch size) setting of
+    ``sensitivity``."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
-    settings = table[["initial_size", "batch_size"]].drop_duplicates().to_numpy()
-    x = np.arange(len(settings))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
+    grid = table[["initial_size", "batch_size"]].drop_duplicates().to_numpy()
+    x = np.arange(len(grid))
     strategies = list(dict.fromkeys(table["strategy"]))
     width = 0.8 / len(strategies)
     for k, strategy in enumerate(strategies):
         rows = table[table["strategy"] == strategy]
         values = [
             float(rows[(rows.initial_size == i) & (rows.batch_size == b)]["aulc"].iloc[0])
-            for i, b in settings
+            for i, b in grid
         ]
         ax.bar(
             x + (k - (len(strategies) - 1) / 2) * width,
@@ -168,12 +203,11 @@ def plot_sensitivity(table, ax=None):
             label=strategy,
             color=STYLES.get(strategy, {}).get("color"),
         )
-    ax.set_xticks(x, [f"seed {i}\nbatch {b}" for i, b in settings])
+    ax.set_xticks(x, [f"seed set {i}\nbatch {b}" for i, b in grid], fontsize=FONT)
     low = float(table["aulc"].min())
-    ax.set(
-        ylim=(max(0.0, low - 0.05), 1.0),
-        ylabel="AULC (mean accuracy over the budget)",
-        title="Sensitivity to the seed-set size and the batch size",
-    )
-    ax.legend(fontsize=8)
-    return ax.figure
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_ylabel("validation AULC", fontsize=FONT)
+    ax.set_title("Sensitivity to the seed-set size and the batch size", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT)
+    ax.legend(fontsize=FONT, ncol=2)
+    return fig
