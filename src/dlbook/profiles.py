@@ -291,12 +291,53 @@ CONFORMAL = {
     },
 }
 
+# Chapter 4, finding faces (``experiments.detection``): detectors compared on scenes of 640x480
+# composed from ``scene_pool`` faces of each split, ``faces_per_scene`` faces of ``face_size`` px
+# (longer side); chosen on ``val_scenes``, scored on ``test_scenes``; the pipeline is timed on
+# ``pipeline_frames`` further scenes with the winner and each of ``pipeline_alternatives``.
+DETECTION = {
+    "smoke": {
+        "profile": "smoke",
+        "detectors": ("blazeface_full", "tiled_blazeface_short", "blazeface_union"),
+        "min_precision": 0.95,
+        "scene_pool": 40,
+        "val_scenes": 4,
+        "test_scenes": 6,
+        "faces_per_scene": (2, 4),
+        "face_size": (60, 220),
+        "pipeline_frames": 5,
+        "pipeline_alternatives": ("blazeface_full",),
+    },
+    "full": {
+        "profile": "full",
+        "detectors": (
+            "haar_default",
+            "mtcnn",
+            "blazeface_full",
+            "blazeface_short",
+            "tiled_blazeface_short",
+            "blazeface_union",
+            "tiled_blazeface_mtcnn_union",
+            "blazeface_mtcnn_union",
+        ),
+        "min_precision": 0.95,
+        "scene_pool": 300,
+        "val_scenes": 30,
+        "test_scenes": 50,
+        "faces_per_scene": (2, 4),
+        "face_size": (60, 220),
+        "pipeline_frames": 30,
+        "pipeline_alternatives": ("blazeface_full", "tiled_blazeface_short"),
+    },
+}
+
 CHAPTER_PROFILES = {
     "features": FEATURES,
     "fundamentals": FUNDAMENTALS,
     "optimization": OPTIMIZATION,
     "architectures": ARCHITECTURES,
     "mask_detection": MASK_DETECTION,
+    "detection": DETECTION,
     "active_learning": ACTIVE_LEARNING,
     "conformal": CONFORMAL,
 }
