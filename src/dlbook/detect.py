@@ -49,7 +49,7 @@ COMBINATIONS = {
 }
 SINGLE_DETECTORS = (*CASCADES, "mtcnn", *BLAZEFACE_MODELS)
 DETECTORS = (*SINGLE_DETECTORS, *(f"tiled_{n}" for n in BLAZEFACE_MODELS), *COMBINATIONS)
-DEFAULT_DETECTOR = "tiled_blazeface_mtcnn_union"
+DEFAULT_DETECTOR = "tiled_blazeface_short"
 """What ``predict --detect`` uses: the winner of chapter 4's detector comparison (full profile)."""
 
 
