@@ -202,12 +202,13 @@ class KerasApplications:
 
         spec = self.specs[name]
         application = getattr(keras.applications, spec.keras_class)
-        if include_top:
-            shape = (spec.image_size, spec.image_size, 3)
-            base = application(include_top=True, weights=weights, input_shape=shape)
-        else:
-            shape = (None, None, 3)
-            base = application(include_top=False, weights=weights, input_shape=shape, pooling="avg")
-        inputs = keras.Input(shape=shape, name="image")
+        size = (spec.image_size, spec.image_size) if include_top else (None, None)
+        inputs = keras.Input(shape=(*size, 3), name="image")
         x = register_layers()(spec.preprocessing, name="preprocess")(inputs)
-        return keras.Model(inputs, base(x), name=name)
+        # Built on the preprocessed tensor, the application's layers join one flat graph with
+        # the preprocessing (no nested model), which ``fine_tune.split`` can cut anywhere.
+        if include_top:
+            model = application(include_top=True, weights=weights, input_tensor=x)
+        else:
+            model = application(include_top=False, weights=weights, input_tensor=x, pooling="avg")
+        return keras.Model(model.input, model.output, name=name)
