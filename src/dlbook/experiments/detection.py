@@ -66,36 +66,47 @@ def _members(names) -> list[str]:
     return needed
 
 
-def detect_all(names, scenes: list[dict]) -> tuple[dict, dict]:
-    """Boxes of every detector in ``names`` on every scene, and milliseconds per scene.
+def run_members(names, scenes: list[dict], min_score: float) -> tuple[dict, dict]:
+    """Each single detector that ``names`` need, once over every scene.
 
-    Each single detector runs once; a combination merges its members' boxes (``detect.combine``)
-    and costs the sum of their times.
+    BlazeFace-based detectors run at the lowest score threshold to be tried (``min_score``);
+    ``boxes_at`` derives any higher threshold from their output exactly.
 
     Returns
     -------
-    (found, ms): ``{name: [boxes (K, 4) per scene]}``, ``{name: median ms per scene}``.
+    (raw, ms): ``{member: [(boxes, scores) per scene]}`` and ``{member: median ms per scene}``.
     """
     raw, ms = {}, {}
     for member in _members(names):
-        detector = detect.load_detector(member)
-        detect.detect_faces(detector, scenes[0]["scene"])  # first call builds graphs
+        detector = detect.load_detector(member, min_score=min_score)
+        detector.detect(scenes[0]["scene"])  # the first call builds graphs
         raw[member], times = [], []
         for scene in scenes:
             start = time.perf_counter()
             raw[member].append(detector.detect(scene["scene"]))
             times.append((time.perf_counter() - start) * 1000)
         ms[member] = float(np.median(times))
-    found = {}
-    for name in names:
-        members = detect.COMBINATIONS.get(name, (name,))
-        per_scene = []
-        for k, scene in enumerate(scenes):
-            merged = detect.combine([raw[m][k] for m in members])
-            per_scene.append(_clip(merged[0], scene["scene"].shape))
-        found[name] = per_scene
-        ms[name] = float(sum(ms[m] for m in members))
-    return found, ms
+    return raw, ms
+
+
+def boxes_at(name: str, raw: dict, scenes: list[dict], min_score: float | None) -> list:
+    """Boxes detector ``name`` finds in each scene at BlazeFace threshold ``min_score``.
+
+    Members' outputs from ``run_members`` are filtered by score (BlazeFace members only), merged
+    as ``detect.Combined`` merges them, and clipped to the scene as ``detect.detect_faces`` does.
+    """
+    members = detect.COMBINATIONS.get(name, (name,))
+    found = []
+    for k, scene in enumerate(scenes):
+        parts = []
+        for member in members:
+            boxes, scores = raw[member][k]
+            if min_score is not None and detect.uses_blazeface(member):
+                boxes, scores = boxes[scores >= min_score], scores[scores >= min_score]
+            parts.append((boxes, scores))
+        merged = detect.combine(parts) if len(parts) > 1 else parts[0]
+        found.append(_clip(merged[0], scene["scene"].shape))
+    return found
 
 
 def _clip(boxes: np.ndarray, shape) -> np.ndarray:
@@ -109,36 +120,61 @@ def _clip(boxes: np.ndarray, shape) -> np.ndarray:
 
 
 def choose_detector(table: pd.DataFrame, min_precision: float = TARGET_PRECISION) -> str:
-    """The detector finding most masked faces among those with precision >= ``min_precision``.
+    """The row finding most masked faces among those with precision >= ``min_precision``.
 
-    Ties go to the higher overall recall, then the faster detector. If none reaches the
-    precision, the most precise one wins.
+    Ties go to the higher overall recall, then the faster row, then the earlier row. If none
+    reaches the precision, the most precise one wins.
 
     Parameters
     ----------
-    table : indexed by detector, columns ``precision``, ``recall_with_mask``, ``recall``, ``ms``.
+    table : one row per candidate, columns ``precision``, ``recall_with_mask``, ``recall``, ``ms``.
     """
+    order = pd.Series(np.arange(len(table)), index=table.index)
     precise = table[table["precision"] >= min_precision]
     if precise.empty:
-        return str(table.sort_values(["precision", "ms"], ascending=[False, True]).index[0])
-    ranked = precise.assign(neg_ms=-precise["ms"]).sort_values(
-        ["recall_with_mask", "recall", "neg_ms"], ascending=False
+        return str(table.sort_values("precision", ascending=False, kind="stable").index[0])
+    ranked = precise.assign(neg_ms=-precise["ms"], neg_order=-order[precise.index])
+    ranked = ranked.sort_values(
+        ["recall_with_mask", "recall", "neg_ms", "neg_order"], ascending=False
     )
     return str(ranked.index[0])
 
 
-def _score_table(names, scenes: list[dict]) -> tuple[pd.DataFrame, dict]:
-    found, ms = detect_all(names, scenes)
-    rows = []
+def _scores(name, raw, ms, scenes, min_score) -> dict:
+    scored = detect.score_detections(scenes, boxes_at(name, raw, scenes, min_score))
+    scored.pop("matched")
+    members = detect.COMBINATIONS.get(name, (name,))
+    return {**scored, "ms": float(sum(ms[m] for m in members)), "min_score": min_score}
+
+
+def select_on_validation(names, scenes: list[dict], settings: dict) -> tuple[pd.DataFrame, dict]:
+    """Each detector at its best BlazeFace threshold on validation scenes (``choose_detector``).
+
+    Thresholds tried: ``settings["min_scores"]`` (highest first, so ties keep fewer boxes).
+
+    Returns
+    -------
+    (table, thresholds): one validation row per detector; ``{name: min_score or None}``.
+    """
+    grid = sorted(settings["min_scores"], reverse=True)
+    raw, ms = run_members(names, scenes, min(grid))
+    rows, thresholds = {}, {}
     for name in names:
-        scored = detect.score_detections(scenes, found[name])
-        scored.pop("matched")
-        rows.append({"detector": name, **scored, "ms": ms[name]})
-    return pd.DataFrame(rows).set_index("detector"), found
+        tried = grid if detect.uses_blazeface(name) else [None]
+        candidates = pd.DataFrame(
+            [_scores(name, raw, ms, scenes, t) for t in tried], index=[str(t) for t in tried]
+        )
+        pick = choose_detector(candidates, settings["min_precision"])
+        rows[name] = candidates.loc[pick]
+        thresholds[name] = candidates.loc[pick, "min_score"]
+    return pd.DataFrame(rows).T.rename_axis("detector"), thresholds
 
 
 def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
     """Compare the face detectors; choose on validation scenes, score on test scenes; save.
+
+    Each BlazeFace-based detector's score threshold and then the detector are chosen on the
+    validation scenes; the test scenes score every detector once, at its chosen threshold.
 
     Parameters
     ----------
@@ -153,14 +189,21 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
     start = time.perf_counter()
     names = [n for n in settings["detectors"] if detect.available(n)[0]]
     scenes = _scenes(settings, data_dir, seed)
-    val_table, _ = _score_table(names, scenes["val"])
-    best = choose_detector(val_table, settings["min_precision"])
-    table, found = _score_table(names, scenes["test"])
-    table["val_recall_with_mask"] = val_table["recall_with_mask"]
-    table["val_precision"] = val_table["precision"]
+    val_table, thresholds = select_on_validation(names, scenes["val"], settings)
+    best = choose_detector(
+        val_table.astype({"precision": float, "ms": float}), settings["min_precision"]
+    )
+    used = [t for t in thresholds.values() if t is not None]
+    raw, ms = run_members(names, scenes["test"], min(used) if used else None)
+    table = pd.DataFrame(
+        [_scores(n, raw, ms, scenes["test"], thresholds[n]) for n in names], index=names
+    ).rename_axis("detector")
+    table["val_recall_with_mask"] = val_table["recall_with_mask"].astype(float)
+    table["val_precision"] = val_table["precision"].astype(float)
     values = {
         "detector_best": best,
         "detector": best,
+        "detector_best_min_score": thresholds[best],
         "detector_selected_on": "validation",
         "detector_min_precision": settings["min_precision"],
         "detector_recall_with_mask": float(table.loc[best, "recall_with_mask"]),
@@ -179,17 +222,20 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
         values[f"detector_recall_without_mask_{name}"] = float(row["recall_without_mask"])
         values[f"detector_precision_{name}"] = float(row["precision"])
         values[f"detector_ms_{name}"] = float(row["ms"])
+        if thresholds[name] is not None:
+            values[f"detector_min_score_{name}"] = float(thresholds[name])
     values["detector_seconds"] = time.perf_counter() - start
     results.save(paths.results_dir(settings["profile"], results_dir), CHAPTER, values)
+    best_boxes = boxes_at(best, raw, scenes["test"][:3], thresholds[best])
     examples = [
         {"scene": s["scene"], "truth": s["truth"], "boxes": b, "labels": s["labels"]}
-        for s, b in zip(scenes["test"][:3], found[best][:3], strict=True)
+        for s, b in zip(scenes["test"][:3], best_boxes, strict=True)
     ]
     return {"table": table, "best": best, "examples": examples, "values": values}
 
 
-def detector_table(result: dict) -> pd.DataFrame:
-    """The comparison as the page shows it (through ``present.table``)."""
+def detector_table(result: dict):
+    """The comparison as the page shows it (``present.show``: formatted and styled)."""
     frame = result["table"].reset_index()[
         [
             "detector",
@@ -197,6 +243,7 @@ def detector_table(result: dict) -> pd.DataFrame:
             "recall_without_mask",
             "precision",
             "unverified_per_scene",
+            "min_score",
             "ms",
             "val_recall_with_mask",
             "val_precision",
@@ -207,12 +254,13 @@ def detector_table(result: dict) -> pd.DataFrame:
             "recall_with_mask": "recall, masked",
             "recall_without_mask": "recall, unmasked",
             "unverified_per_scene": "unverified boxes per scene",
+            "min_score": "BlazeFace threshold",
             "ms": "ms per scene",
             "val_recall_with_mask": "validation recall, masked",
             "val_precision": "validation precision",
         }
     )
-    return present.table(
+    return present.show(
         frame,
         percent_columns=[
             "recall, masked",
@@ -325,7 +373,8 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
         results.save(out_dir, CHAPTER, values)
         return {"values": values, "rows": []}
     tflite, image_size = shipped
-    best = results.load(out_dir, CHAPTER).get("detector_best", detect.DEFAULT_DETECTOR)
+    saved = results.load(out_dir, CHAPTER)
+    best = saved.get("detector_best", detect.DEFAULT_DETECTOR)
     folder = data.resolve_data_dir(data_dir)
     ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
     images, labels = _face_pool(ds, folder, "test", settings["scene_pool"], seed)
@@ -342,7 +391,8 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
     with deploy.one_core() as core:
         interpreter = deploy.load_interpreter(tflite, num_threads=1)
         for name in dict.fromkeys([best, *settings["pipeline_alternatives"]]):
-            detector = detect.load_detector(name, num_threads=1)
+            min_score = saved.get(f"detector_min_score_{name}", detect.DEFAULT_MIN_SCORE)
+            detector = detect.load_detector(name, num_threads=1, min_score=min_score)
             run_pipeline(detector, interpreter, image_size, frames[:1])  # warm-up
             rows.append(
                 {"detector": name, **run_pipeline(detector, interpreter, image_size, frames)}
