@@ -222,8 +222,10 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
         values[f"detector_recall_without_mask_{name}"] = float(row["recall_without_mask"])
         values[f"detector_precision_{name}"] = float(row["precision"])
         values[f"detector_ms_{name}"] = float(row["ms"])
+        values[f"detector_val_recall_with_mask_{name}"] = float(row["val_recall_with_mask"])
         if thresholds[name] is not None:
             values[f"detector_min_score_{name}"] = float(thresholds[name])
+    values.update(_misses(scenes["test"], boxes_at(best, raw, scenes["test"], thresholds[best])))
     values["detector_seconds"] = time.perf_counter() - start
     results.save(paths.results_dir(settings["profile"], results_dir), CHAPTER, values)
     best_boxes = boxes_at(best, raw, scenes["test"][:3], thresholds[best])
@@ -232,6 +234,22 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
         for s, b in zip(scenes["test"][:3], best_boxes, strict=True)
     ]
     return {"table": table, "best": best, "examples": examples, "values": values}
+
+
+def _misses(scenes: list[dict], found: list) -> dict:
+    """How large the masked faces the chosen detector misses are pasted, against all of them."""
+    scored = detect.score_detections(scenes, found)
+    sizes, missed = [], []
+    for scene, matched in zip(scenes, scored["matched"], strict=True):
+        masked = np.asarray(scene["labels"]) == 1
+        side = np.asarray(scene["truth"])[:, 2:].max(axis=1)
+        sizes += side[masked].tolist()
+        missed += side[masked & (matched < 0)].tolist()
+    return {
+        "detector_best_missed_masked": len(missed),
+        "detector_best_missed_masked_median_px": float(np.median(missed)) if missed else None,
+        "detector_masked_median_px": float(np.median(sizes)) if sizes else None,
+    }
 
 
 def detector_table(result: dict):
@@ -262,6 +280,7 @@ def detector_table(result: dict):
     )
     return present.show(
         frame,
+        missing={"BlazeFace threshold": "none (no BlazeFace)"},
         percent_columns=[
             "recall, masked",
             "recall, unmasked",
@@ -304,6 +323,34 @@ def story_detectors(values: dict) -> str:
             f" Both targets ({present.percent(TARGET_RECALL, 0)} masked-face recall, "
             f"{present.percent(TARGET_PRECISION, 0)} precision) are met on these scenes."
         )
+    if values.get("detector_best_missed_masked"):
+        text += (
+            f" The {values['detector_best_missed_masked']} masked faces it misses are pasted at a "
+            f"median of {present.number(values['detector_best_missed_masked_median_px'])} px "
+            f"(all masked faces: {present.number(values['detector_masked_median_px'])} px)."
+        )
+    others = {
+        name: values[f"detector_recall_with_mask_{name}"]
+        for name in values.get("detector_names", "").split(",")
+        if name and values.get(f"detector_precision_{name}", 0) >= TARGET_PRECISION
+    }
+    if others:
+        top = max(others, key=others.get)
+        if top != best and others[top] > recall:
+            text += (
+                f" On the test scenes **{top}** finds more masked faces "
+                f"({present.percent(others[top])}) at "
+                f"{present.number(values[f'detector_ms_{top}'])} ms a scene against "
+                f"{present.number(values[f'detector_ms_{best}'])} ms"
+            )
+            tied = values.get(f"detector_val_recall_with_mask_{top}") == values.get(
+                f"detector_val_recall_with_mask_{best}"
+            )
+            text += (
+                "; the two tied on validation, where the faster one wins."
+                if tied
+                else "; on validation it found fewer."
+            )
     mtcnn = values.get("detector_recall_with_mask_mtcnn")
     if mtcnn is not None and best != "mtcnn":
         text += f" MTCNN alone finds {present.percent(mtcnn)} of the masked faces."
