@@ -39,7 +39,7 @@ def test_story_detectors_says_by_how_much_a_target_is_missed():
     text = detection.story_detectors(_values())
     assert "**tiled_blazeface_short** finds 90.0% of the 80 masked faces" in text
     assert "misses the 95% target by 5 points" in text and "precision misses" not in text
-    assert "MTCNN alone finds 72.5%" in text
+    assert "MTCNN alone finds 72.5%" in text and "`predict --detect` uses it" in text
     met = detection.story_detectors(_values(detector_recall_with_mask_tiled_blazeface_short=0.97))
     assert "Both targets" in met and "misses" not in met
 

@@ -303,8 +303,10 @@ def story_detectors(values: dict) -> str:
         f"{present.percent(recall)} of the {values['detector_test_masked_faces']} masked faces "
         f"and {present.percent(unmasked)} of the unmasked ones in "
         f"{values['detector_test_scenes']} test scenes, at a precision of "
-        f"{present.percent(precision)}; `predict --detect` uses it."
+        f"{present.percent(precision)}."
     )
+    if best == detect.DEFAULT_DETECTOR:
+        text += " `predict --detect` uses it."
     missed = []
     if recall < TARGET_RECALL:
         missed.append(
