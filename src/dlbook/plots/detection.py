@@ -33,10 +33,9 @@ def detectors(result: dict):
     ax.invert_yaxis()
     ax.set(xlim=(0, 1.0), xlabel="share (composed test scenes)")
     ax.set_title("Face detectors on composed scenes (bold: chosen on validation)", fontsize=10)
-    ax.legend(
-        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(names)), ncol=4
-    )
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -79,6 +78,7 @@ def pipeline(result: dict):
     ax.axvline(1000 / TARGET_FPS, ls="--", c="grey", lw=1, label=f"{TARGET_FPS:g} frames/s")
     ax.invert_yaxis()
     ax.set(xlabel="ms per frame, one CPU core", title="Where a frame's time goes")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
