@@ -54,7 +54,8 @@ def test_story_pipeline_reports_the_split_and_the_shortfall():
         "pipeline_faces_per_frame": 3.0,
         "pipeline_frame_size": "640x480",
         "pipeline_target_fps": 10.0,
-        "pipeline_fps_one_core_blazeface_full": 16.5,
+        "pipeline_fps_one_core_with_blazeface_full": 16.5,
+        "pipeline_fps_one_core_whole_sequence": 3.5,
     }
     text = detection.story_pipeline(values)
     assert "**4 frames/s**" in text and "misses the 10 frames/s target by 6 frames/s" in text

@@ -383,7 +383,7 @@ def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray
     -------
     dict with ``fps`` (1000 over the median frame's milliseconds), ``detector_ms`` and
     ``classifier_ms`` (medians per frame; the classifier's includes cropping),
-    ``faces_per_frame``.
+    ``fps_mean`` (frames over the whole sequence's time), ``faces_per_frame``.
     """
     detector_ms, classifier_ms, total_ms, faces = [], [], [], 0
     for frame in frames:
@@ -400,6 +400,7 @@ def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray
         faces += len(boxes)
     return {
         "fps": 1000 / float(np.median(total_ms)),
+        "fps_mean": 1000 * len(total_ms) / float(np.sum(total_ms)) if total_ms else float("nan"),
         "detector_ms": float(np.median(detector_ms)),
         "classifier_ms": float(np.median(classifier_ms)),
         "faces_per_frame": faces / max(1, len(frames)),
@@ -454,6 +455,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
         "pipeline_run": True,
         "pipeline_detector": best,
         "pipeline_fps_one_core": chosen["fps"],
+        "pipeline_fps_one_core_whole_sequence": chosen["fps_mean"],
         "pipeline_detector_ms": chosen["detector_ms"],
         "pipeline_classifier_ms": chosen["classifier_ms"],
         "pipeline_faces_per_frame": chosen["faces_per_frame"],
@@ -463,7 +465,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
         "pipeline_target_fps": TARGET_FPS,
     }
     for row in rows[1:]:
-        values[f"pipeline_fps_one_core_{row['detector']}"] = row["fps"]
+        values[f"pipeline_fps_one_core_with_{row['detector']}"] = row["fps"]
     results.save(out_dir, CHAPTER, values)
     return {"values": values, "rows": rows}
 
@@ -482,7 +484,9 @@ def story_pipeline(values: dict) -> str:
         f"classifying with the int8 model runs at **{present.number(fps)} frames/s** on "
         f"{values['pipeline_frame_size']} scenes ({present.number(values['pipeline_faces_per_frame'])} "
         f"faces per frame): {present.number(detector_ms)} ms of detection and "
-        f"{present.number(classifier_ms)} ms of classification in the median frame."
+        f"{present.number(classifier_ms)} ms of classification in the median frame "
+        f"({present.number(values['pipeline_fps_one_core_whole_sequence'])} frames/s over the "
+        "whole sequence, pauses included)."
     )
     if fps >= values["pipeline_target_fps"]:
         text += f" That meets the {present.number(values['pipeline_target_fps'])} frames/s target."
@@ -494,9 +498,9 @@ def story_pipeline(values: dict) -> str:
             f"{present.percent(share, 0)} of the time."
         )
     faster = {
-        k.removeprefix("pipeline_fps_one_core_"): v
+        k.removeprefix("pipeline_fps_one_core_with_"): v
         for k, v in values.items()
-        if k.startswith("pipeline_fps_one_core_")
+        if k.startswith("pipeline_fps_one_core_with_")
     }
     if faster:
         name, rate = max(faster.items(), key=lambda item: item[1])
