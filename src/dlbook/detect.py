@@ -383,15 +383,29 @@ def _members(name: str) -> tuple[str, ...]:
     return COMBINATIONS.get(name, (name,))
 
 
+def default_detector() -> str:
+    """``DEFAULT_DETECTOR`` where its package is installed, else MTCNN (with a note on stderr)."""
+    ok, reason = available(DEFAULT_DETECTOR)
+    if ok:
+        return DEFAULT_DETECTOR
+    import sys
+
+    print(f"note: {reason}; using mtcnn instead", file=sys.stderr)
+    return "mtcnn"
+
+
 def load_detector(
-    name: str = DEFAULT_DETECTOR, num_threads: int = 1, min_score: float | None = None, **options
+    name: str | None = None, num_threads: int = 1, min_score: float | None = None, **options
 ):
-    """Load a detector by name (see ``DETECTORS``): an object with ``detect(image)``.
+    """Load a detector by name (see ``DETECTORS``; default ``default_detector()``).
+
+    Returns an object with ``detect(image) -> (boxes, scores)``.
 
     ``min_score`` is the score threshold of every BlazeFace model inside (default
     ``DEFAULT_MIN_SCORE``). ``options`` go to a single detector's constructor (e.g.
     ``min_neighbors`` for a cascade, ``min_confidence`` for MTCNN). ``num_threads`` is TF Lite's.
     """
+    name = default_detector() if name is None else name
     members = _members(name)
     if len(members) > 1:
         return Combined(name, [load_detector(m, num_threads, min_score) for m in members])
