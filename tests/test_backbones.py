@@ -74,15 +74,18 @@ def test_keras_application_without_weights_is_reported_fast(tmp_path, monkeypatc
     import time
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(backbones, "_keras_cache_dirs", lambda: [tmp_path / "keras" / "models"])
-    monkeypatch.setattr(backbones, "_download_reachable", lambda url: (False, "offline"))
+    from dlbook.backbones import keras_applications
+
+    monkeypatch.setattr(keras_applications, "cache_dirs", lambda: [tmp_path / "keras" / "models"])
+    monkeypatch.setattr(keras_applications, "_download_reachable", lambda url: (False, "offline"))
     start = time.perf_counter()
     ok, reason = backbones.available("resnet50")
     assert not ok and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in reason
     with pytest.raises(backbones.BackboneUnavailableError, match="offline"):
         features.extract("resnet50", np.zeros((2, 32, 32, 3), np.uint8))
     assert time.perf_counter() - start < 1.0
-    cached = tmp_path / "keras" / "models" / backbones.BACKBONES["vgg16"].weights_file_no_top
+    name = keras_applications.weight_file_name("vgg16", include_top=False)
+    cached = tmp_path / "keras" / "models" / name
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"")
     assert backbones.available("vgg16")[0]
@@ -90,25 +93,24 @@ def test_keras_application_without_weights_is_reported_fast(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50"])
 def test_keras_application_wrapper_gives_pooled_features(name):
-    model = backbones._build_keras_application(name, include_top=False, weights=None)
+    model = backbones.build(name, include_top=False, weights=None)
     out = model.predict_on_batch(np.zeros((2, 64, 80, 3), np.float32))
     assert out.shape == (2, backbones.BACKBONES[name].feature_dim)
 
 
 def test_preprocessing_modes():
-    import keras
+    from dlbook.backbones import keras_applications
 
+    layer_class = keras_applications.register_layers()
     x = np.array([[[[255.0, 0.0, 127.5]]]], dtype=np.float32)
-    tf_mode = keras.ops.convert_to_numpy(
-        backbones._keras_preprocessing(x, backbones._TF_PREPROCESSING)
-    )
+    tf_mode = np.asarray(layer_class("tf")(x))
     np.testing.assert_allclose(tf_mode.ravel(), [1.0, -1.0, 0.0], atol=1e-6)
-    caffe = keras.ops.convert_to_numpy(
-        backbones._keras_preprocessing(x, backbones._CAFFE_PREPROCESSING)
-    )
+    caffe = np.asarray(layer_class("caffe")(x))
     np.testing.assert_allclose(
         caffe.ravel(), [127.5 - 103.939, -116.779, 255.0 - 123.68], atol=1e-4
     )
+    with pytest.raises(ValueError, match="mode='bgr'"):
+        layer_class("bgr")
 
 
 def test_unknown_backbone_lists_the_known_ones():

@@ -14,8 +14,10 @@ from dlbook.plots import backbones as plots
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(backbones, "_keras_cache_dirs", lambda: [tmp_path / "keras" / "models"])
-    monkeypatch.setattr(backbones, "_download_reachable", lambda url: (False, "offline"))
+    from dlbook.backbones import keras_applications
+
+    monkeypatch.setattr(keras_applications, "cache_dirs", lambda: [tmp_path / "keras" / "models"])
+    monkeypatch.setattr(keras_applications, "_download_reachable", lambda url: (False, "offline"))
 
 
 @pytest.fixture(scope="module")

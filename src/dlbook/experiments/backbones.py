@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from dlbook import backbones, features
-from dlbook.backbones import efficientnet_lite
 
 LITE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 KERAS_APPLICATION_NAMES = ("resnet50", "vgg16", "inception_v3", "mobilenet_v2")
@@ -14,13 +13,8 @@ KERAS_APPLICATION_NAMES = ("resnet50", "vgg16", "inception_v3", "mobilenet_v2")
 def architecture_params(name: str) -> int:
     """Parameters of a backbone's feature extractor as trained (batch norms unfolded, no ImageNet
     classifier), whether or not its weights are available."""
-    if backbones.BACKBONES[name].family == "efficientnet_lite":
-        return int(
-            efficientnet_lite.build_efficientnet_lite(name, include_top=False).count_params()
-        )
-    return int(
-        backbones._build_keras_application(name, include_top=False, weights=None).count_params()
-    )
+    model = backbones.build(name, include_top=False, weights=None, fold_batch_norm=False)
+    return int(model.count_params())
 
 
 def photo_checks(names=LITE_NAMES) -> dict[str, dict]:

@@ -1,0 +1,519 @@
+"""Chapter 4, finding faces: which offline detector finds masked faces, and how fast the pipeline runs.
+
+Two sections, each computing and saving into the ``mask_detection`` results:
+
+- ``detectors``: every detector of ``settings["detectors"]`` (single ones and combinations, see
+  ``dlbook.detect``) on scenes composed from validation-split faces, where the winner is chosen
+  (the most masked faces found among those with precision at least ``min_precision``), then on
+  scenes composed from test-split faces, which score every detector once.
+- ``pipeline``: the whole pipeline (detect with the winner, crop, classify with the int8 TF Lite
+  export of the shipped model) on one CPU core over a sequence of 640x480 scenes: frames per
+  second and the time split between detector and classifier.
+
+The sentences quoting these numbers come from ``story_detectors`` and ``story_pipeline``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlbook import data, deploy, detect, paths, present, results
+
+CHAPTER = "mask_detection"
+TARGET_RECALL = 0.95
+TARGET_PRECISION = 0.95
+TARGET_FPS = 10.0
+
+
+def _face_pool(ds: data.ImageSet, folder: Path, split: str, limit: int, seed: int):
+    """Original (not resized) images of at most ``limit`` faces of one split, label shares kept."""
+    chosen = np.flatnonzero(ds.split == split)
+    if len(chosen) > limit:
+        chosen = chosen[data.stratified_subset(ds.labels[chosen], limit, seed)]
+    images = [data.decode_image(folder / ds.paths[i], None) for i in chosen]
+    return images, ds.labels[chosen]
+
+
+def _scenes(settings: dict, data_dir, seed: int) -> dict[str, list[dict]]:
+    """Composed scenes of validation-split and test-split faces."""
+    folder = data.resolve_data_dir(data_dir)
+    ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
+    scenes = {}
+    for offset, split in enumerate(("val", "test")):
+        images, labels = _face_pool(ds, folder, split, settings["scene_pool"], seed)
+        scenes[split] = detect.compose_scenes(
+            images,
+            labels,
+            settings[f"{split}_scenes"],
+            seed=seed + 1000 * (offset + 1),
+            faces_per_scene=tuple(settings["faces_per_scene"]),
+            face_size=tuple(settings["face_size"]),
+        )
+    return scenes
+
+
+def _members(names) -> list[str]:
+    """The single detectors (tiled ones included) that ``names`` need, each once."""
+    needed = []
+    for name in names:
+        for member in detect.COMBINATIONS.get(name, (name,)):
+            if member not in needed:
+                needed.append(member)
+    return needed
+
+
+def run_members(names, scenes: list[dict], min_score: float) -> tuple[dict, dict]:
+    """Each single detector that ``names`` need, once over every scene.
+
+    BlazeFace-based detectors run at the lowest score threshold to be tried (``min_score``);
+    ``boxes_at`` derives any higher threshold from their output exactly.
+
+    Returns
+    -------
+    (raw, ms): ``{member: [(boxes, scores) per scene]}`` and ``{member: median ms per scene}``.
+    """
+    raw, ms = {}, {}
+    for member in _members(names):
+        detector = detect.load_detector(member, min_score=min_score)
+        detector.detect(scenes[0]["scene"])  # the first call builds graphs
+        raw[member], times = [], []
+        for scene in scenes:
+            start = time.perf_counter()
+            raw[member].append(detector.detect(scene["scene"]))
+            times.append((time.perf_counter() - start) * 1000)
+        ms[member] = float(np.median(times))
+    return raw, ms
+
+
+def boxes_at(name: str, raw: dict, scenes: list[dict], min_score: float | None) -> list:
+    """Boxes detector ``name`` finds in each scene at BlazeFace threshold ``min_score``.
+
+    Members' outputs from ``run_members`` are filtered by score (BlazeFace members only), merged
+    as ``detect.Combined`` merges them, and clipped to the scene as ``detect.detect_faces`` does.
+    """
+    members = detect.COMBINATIONS.get(name, (name,))
+    found = []
+    for k, scene in enumerate(scenes):
+        parts = []
+        for member in members:
+            boxes, scores = raw[member][k]
+            if min_score is not None and detect.uses_blazeface(member):
+                boxes, scores = boxes[scores >= min_score], scores[scores >= min_score]
+            parts.append((boxes, scores))
+        merged = detect.combine(parts) if len(parts) > 1 else parts[0]
+        found.append(_clip(merged[0], scene["scene"].shape))
+    return found
+
+
+def _clip(boxes: np.ndarray, shape) -> np.ndarray:
+    height, width = shape[:2]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0 = np.clip(boxes[:, 0], 0, width), np.clip(boxes[:, 1], 0, height)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    out = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).round().astype(np.int64)
+    return out[(out[:, 2] > 0) & (out[:, 3] > 0)]
+
+
+def choose_detector(table: pd.DataFrame, min_precision: float = TARGET_PRECISION) -> str:
+    """The row finding most masked faces among those with precision >= ``min_precision``.
+
+    Ties go to the higher overall recall, then the faster row, then the earlier row. If none
+    reaches the precision, the most precise one wins.
+
+    Parameters
+    ----------
+    table : one row per candidate, columns ``precision``, ``recall_with_mask``, ``recall``, ``ms``.
+    """
+    order = pd.Series(np.arange(len(table)), index=table.index)
+    precise = table[table["precision"] >= min_precision]
+    if precise.empty:
+        return str(table.sort_values("precision", ascending=False, kind="stable").index[0])
+    ranked = precise.assign(neg_ms=-precise["ms"], neg_order=-order[precise.index])
+    ranked = ranked.sort_values(
+        ["recall_with_mask", "recall", "neg_ms", "neg_order"], ascending=False
+    )
+    return str(ranked.index[0])
+
+
+def _scores(name, raw, ms, scenes, min_score) -> dict:
+    scored = detect.score_detections(scenes, boxes_at(name, raw, scenes, min_score))
+    scored.pop("matched")
+    members = detect.COMBINATIONS.get(name, (name,))
+    return {**scored, "ms": float(sum(ms[m] for m in members)), "min_score": min_score}
+
+
+def select_on_validation(names, scenes: list[dict], settings: dict) -> tuple[pd.DataFrame, dict]:
+    """Each detector at its best BlazeFace threshold on validation scenes (``choose_detector``).
+
+    Thresholds tried: ``settings["min_scores"]`` (highest first, so ties keep fewer boxes).
+
+    Returns
+    -------
+    (table, thresholds): one validation row per detector; ``{name: min_score or None}``.
+    """
+    grid = sorted(settings["min_scores"], reverse=True)
+    raw, ms = run_members(names, scenes, min(grid))
+    rows, thresholds = {}, {}
+    for name in names:
+        tried = grid if detect.uses_blazeface(name) else [None]
+        candidates = pd.DataFrame(
+            [_scores(name, raw, ms, scenes, t) for t in tried], index=[str(t) for t in tried]
+        )
+        pick = choose_detector(candidates, settings["min_precision"])
+        rows[name] = candidates.loc[pick]
+        thresholds[name] = candidates.loc[pick, "min_score"]
+    return pd.DataFrame(rows).T.rename_axis("detector"), thresholds
+
+
+def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Compare the face detectors; choose on validation scenes, score on test scenes; save.
+
+    Each BlazeFace-based detector's score threshold and then the detector are chosen on the
+    validation scenes; the test scenes score every detector once, at its chosen threshold.
+
+    Parameters
+    ----------
+    settings : ``profiles.get(profile, "detection")``.
+
+    Returns
+    -------
+    dict with ``table`` (test scenes, one row per detector, with the validation columns
+    ``val_recall_with_mask`` and ``val_precision``), ``best``, ``examples`` (the first test
+    scenes with the winner's boxes) and ``values`` (the saved result keys).
+    """
+    start = time.perf_counter()
+    names = [n for n in settings["detectors"] if detect.available(n)[0]]
+    scenes = _scenes(settings, data_dir, seed)
+    val_table, thresholds = select_on_validation(names, scenes["val"], settings)
+    best = choose_detector(
+        val_table.astype({"precision": float, "ms": float}), settings["min_precision"]
+    )
+    used = [t for t in thresholds.values() if t is not None]
+    raw, ms = run_members(names, scenes["test"], min(used) if used else None)
+    table = pd.DataFrame(
+        [_scores(n, raw, ms, scenes["test"], thresholds[n]) for n in names], index=names
+    ).rename_axis("detector")
+    table["val_recall_with_mask"] = val_table["recall_with_mask"].astype(float)
+    table["val_precision"] = val_table["precision"].astype(float)
+    values = {
+        "detector_best": best,
+        "detector": best,
+        "detector_best_min_score": thresholds[best],
+        "detector_selected_on": "validation",
+        "detector_min_precision": settings["min_precision"],
+        "detector_recall_with_mask": float(table.loc[best, "recall_with_mask"]),
+        "detector_precision": float(table.loc[best, "precision"]),
+        "detector_test_scenes": len(scenes["test"]),
+        "detector_val_scenes": len(scenes["val"]),
+        "detector_test_faces": int(table.loc[best, "faces"]),
+        "detector_test_masked_faces": int(sum((s["labels"] == 1).sum() for s in scenes["test"])),
+        "detector_face_size_min": int(settings["face_size"][0]),
+        "detector_face_size_max": int(settings["face_size"][1]),
+        "detector_names": ",".join(names),
+    }
+    for name in names:
+        row = table.loc[name]
+        values[f"detector_recall_with_mask_{name}"] = float(row["recall_with_mask"])
+        values[f"detector_recall_without_mask_{name}"] = float(row["recall_without_mask"])
+        values[f"detector_precision_{name}"] = float(row["precision"])
+        values[f"detector_ms_{name}"] = float(row["ms"])
+        values[f"detector_val_recall_with_mask_{name}"] = float(row["val_recall_with_mask"])
+        if thresholds[name] is not None:
+            values[f"detector_min_score_{name}"] = float(thresholds[name])
+    values.update(_misses(scenes["test"], boxes_at(best, raw, scenes["test"], thresholds[best])))
+    values["detector_seconds"] = time.perf_counter() - start
+    results.save(paths.results_dir(settings["profile"], results_dir), CHAPTER, values)
+    best_boxes = boxes_at(best, raw, scenes["test"][:3], thresholds[best])
+    examples = [
+        {"scene": s["scene"], "truth": s["truth"], "boxes": b, "labels": s["labels"]}
+        for s, b in zip(scenes["test"][:3], best_boxes, strict=True)
+    ]
+    return {"table": table, "best": best, "examples": examples, "values": values}
+
+
+def _misses(scenes: list[dict], found: list) -> dict:
+    """How large the masked faces the chosen detector misses are pasted, against all of them."""
+    scored = detect.score_detections(scenes, found)
+    sizes, missed = [], []
+    for scene, matched in zip(scenes, scored["matched"], strict=True):
+        masked = np.asarray(scene["labels"]) == 1
+        side = np.asarray(scene["truth"])[:, 2:].max(axis=1)
+        sizes += side[masked].tolist()
+        missed += side[masked & (matched < 0)].tolist()
+    return {
+        "detector_best_missed_masked": len(missed),
+        "detector_best_missed_masked_median_px": float(np.median(missed)) if missed else None,
+        "detector_masked_median_px": float(np.median(sizes)) if sizes else None,
+    }
+
+
+def detector_table(result: dict):
+    """The comparison as the page shows it (``present.show``: formatted and styled)."""
+    frame = result["table"].reset_index()[
+        [
+            "detector",
+            "recall_with_mask",
+            "recall_without_mask",
+            "precision",
+            "unverified_per_scene",
+            "min_score",
+            "ms",
+            "val_recall_with_mask",
+            "val_precision",
+        ]
+    ]
+    frame = frame.rename(
+        columns={
+            "recall_with_mask": "recall, masked",
+            "recall_without_mask": "recall, unmasked",
+            "unverified_per_scene": "unverified boxes per scene",
+            "min_score": "BlazeFace threshold",
+            "ms": "ms per scene",
+            "val_recall_with_mask": "validation recall, masked",
+            "val_precision": "validation precision",
+        }
+    )
+    return present.show(
+        frame,
+        missing={"BlazeFace threshold": "none (no BlazeFace)"},
+        percent_columns=[
+            "recall, masked",
+            "recall, unmasked",
+            "precision",
+            "validation recall, masked",
+            "validation precision",
+        ],
+    )
+
+
+def story_detectors(values: dict) -> str:
+    """Sentences on the chosen detector against the 95 % targets, from the saved values."""
+    best = values["detector_best"]
+    recall = values[f"detector_recall_with_mask_{best}"]
+    precision = values[f"detector_precision_{best}"]
+    unmasked = values[f"detector_recall_without_mask_{best}"]
+    text = (
+        f"Chosen on validation scenes (the most masked faces found at a precision of at least "
+        f"{present.percent(values['detector_min_precision'], 0)}), **{best}** finds "
+        f"{present.percent(recall)} of the {values['detector_test_masked_faces']} masked faces "
+        f"and {present.percent(unmasked)} of the unmasked ones in "
+        f"{values['detector_test_scenes']} test scenes, at a precision of "
+        f"{present.percent(precision)}."
+    )
+    if best == detect.DEFAULT_DETECTOR:
+        text += " `predict --detect` uses it."
+    missed = []
+    if recall < TARGET_RECALL:
+        missed.append(
+            f"masked-face recall misses the {present.percent(TARGET_RECALL, 0)} target by "
+            f"{present.number(100 * (TARGET_RECALL - recall))} points"
+        )
+    if precision < TARGET_PRECISION:
+        missed.append(
+            f"precision misses the {present.percent(TARGET_PRECISION, 0)} target by "
+            f"{present.number(100 * (TARGET_PRECISION - precision))} points"
+        )
+    if missed:
+        text += " The " + " and ".join(missed) + "."
+    else:
+        text += (
+            f" Both targets ({present.percent(TARGET_RECALL, 0)} masked-face recall, "
+            f"{present.percent(TARGET_PRECISION, 0)} precision) are met on these scenes."
+        )
+    if values.get("detector_best_missed_masked"):
+        text += (
+            f" The {values['detector_best_missed_masked']} masked faces it misses are pasted at a "
+            f"median of {present.number(values['detector_best_missed_masked_median_px'])} px "
+            f"(all masked faces: {present.number(values['detector_masked_median_px'])} px)."
+        )
+    others = {
+        name: values[f"detector_recall_with_mask_{name}"]
+        for name in values.get("detector_names", "").split(",")
+        if name and values.get(f"detector_precision_{name}", 0) >= TARGET_PRECISION
+    }
+    if others:
+        top = max(others, key=others.get)
+        if top != best and others[top] > recall:
+            text += (
+                f" On the test scenes **{top}** finds more masked faces "
+                f"({present.percent(others[top])}) at "
+                f"{present.number(values[f'detector_ms_{top}'])} ms a scene against "
+                f"{present.number(values[f'detector_ms_{best}'])} ms"
+            )
+            tied = values.get(f"detector_val_recall_with_mask_{top}") == values.get(
+                f"detector_val_recall_with_mask_{best}"
+            )
+            text += (
+                "; the two tied on validation, where the faster one wins."
+                if tied
+                else "; on validation it found fewer."
+            )
+    mtcnn = values.get("detector_recall_with_mask_mtcnn")
+    if mtcnn is not None and best != "mtcnn":
+        text += f" MTCNN alone finds {present.percent(mtcnn)} of the masked faces."
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline on one core
+
+
+def shipped_int8(results_dir: Path) -> tuple[Path, int] | None:
+    """The int8 TF Lite export of the shipped model and its input side, if both exist."""
+    import json
+
+    tflite = Path(results_dir) / "models" / "mask_classifier_int8.tflite"
+    meta = Path(results_dir) / "models" / "mask_classifier.json"
+    if not tflite.is_file() or not meta.is_file():
+        return None
+    return tflite, int(json.loads(meta.read_text())["image_size"])
+
+
+def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray]) -> dict:
+    """Detect, crop and classify each frame in turn, timing the detector and the classifier.
+
+    Medians over frames, so a pause caused by other work on a shared machine does not count.
+
+    Returns
+    -------
+    dict with ``fps`` (1000 over the median frame's milliseconds), ``detector_ms`` and
+    ``classifier_ms`` (medians per frame; the classifier's includes cropping),
+    ``fps_mean`` (frames over the whole sequence's time), ``faces_per_frame``.
+    """
+    detector_ms, classifier_ms, total_ms, faces = [], [], [], 0
+    for frame in frames:
+        start = time.perf_counter()
+        boxes = detect.detect_faces(detector, frame)
+        middle = time.perf_counter()
+        crops = detect.crop_faces(frame, boxes, image_size)
+        if len(crops):
+            deploy.tflite_predict(interpreter, crops)
+        end = time.perf_counter()
+        detector_ms.append(1000 * (middle - start))
+        classifier_ms.append(1000 * (end - middle))
+        total_ms.append(1000 * (end - start))
+        faces += len(boxes)
+    return {
+        "fps": 1000 / float(np.median(total_ms)),
+        "fps_mean": 1000 * len(total_ms) / float(np.sum(total_ms)) if total_ms else float("nan"),
+        "detector_ms": float(np.median(detector_ms)),
+        "classifier_ms": float(np.median(classifier_ms)),
+        "faces_per_frame": faces / max(1, len(frames)),
+    }
+
+
+def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Frames per second of detect + crop + int8 classify on one CPU core at 640x480; save.
+
+    Needs the chapter's shipped model and its int8 export (``models/mask_classifier_int8.tflite``
+    in the results folder). The detector is the saved ``detector_best`` (the default otherwise).
+    The process is pinned to one core while the frames run (``deploy.one_core``).
+
+    Returns
+    -------
+    dict with ``values`` (the saved keys: ``pipeline_fps_one_core``, ``pipeline_detector_ms``,
+    ``pipeline_classifier_ms``, ...) and, per detector timed, ``rows``.
+    """
+    out_dir = paths.results_dir(settings["profile"], results_dir)
+    shipped = shipped_int8(out_dir)
+    if shipped is None:
+        values = {"pipeline_run": False, "pipeline_note": "no int8 export of the shipped model"}
+        results.save(out_dir, CHAPTER, values)
+        return {"values": values, "rows": []}
+    tflite, image_size = shipped
+    saved = results.load(out_dir, CHAPTER)
+    best = saved.get("detector_best", detect.DEFAULT_DETECTOR)
+    folder = data.resolve_data_dir(data_dir)
+    ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
+    images, labels = _face_pool(ds, folder, "test", settings["scene_pool"], seed)
+    scenes = detect.compose_scenes(
+        images,
+        labels,
+        settings["pipeline_frames"],
+        seed=seed + 3000,
+        faces_per_scene=tuple(settings["faces_per_scene"]),
+        face_size=tuple(settings["face_size"]),
+    )
+    frames = [s["scene"] for s in scenes]
+    rows = []
+    with deploy.one_core() as core:
+        interpreter = deploy.load_interpreter(tflite, num_threads=1)
+        for name in dict.fromkeys([best, *settings["pipeline_alternatives"]]):
+            min_score = saved.get(f"detector_min_score_{name}", detect.DEFAULT_MIN_SCORE)
+            detector = detect.load_detector(name, num_threads=1, min_score=min_score)
+            run_pipeline(detector, interpreter, image_size, frames[:1])  # warm-up
+            rows.append(
+                {"detector": name, **run_pipeline(detector, interpreter, image_size, frames)}
+            )
+    chosen = rows[0]
+    values = {
+        "pipeline_run": True,
+        "pipeline_detector": best,
+        "pipeline_fps_one_core": chosen["fps"],
+        "pipeline_fps_one_core_whole_sequence": chosen["fps_mean"],
+        "pipeline_detector_ms": chosen["detector_ms"],
+        "pipeline_classifier_ms": chosen["classifier_ms"],
+        "pipeline_faces_per_frame": chosen["faces_per_frame"],
+        "pipeline_frames": len(frames),
+        "pipeline_frame_size": "640x480",
+        "pipeline_core": int(core),
+        "pipeline_target_fps": TARGET_FPS,
+    }
+    for row in rows[1:]:
+        values[f"pipeline_fps_one_core_with_{row['detector']}"] = row["fps"]
+    results.save(out_dir, CHAPTER, values)
+    return {"values": values, "rows": rows}
+
+
+def story_pipeline(values: dict) -> str:
+    """Sentences on the pipeline's frame rate against the 10 frames/s target."""
+    if not values.get("pipeline_run"):
+        return (
+            "The pipeline was not timed: the shipped model's int8 export is missing "
+            "(the TF Lite section writes it)."
+        )
+    fps = values["pipeline_fps_one_core"]
+    detector_ms, classifier_ms = values["pipeline_detector_ms"], values["pipeline_classifier_ms"]
+    text = (
+        f"On one CPU core, detecting with **{values['pipeline_detector']}**, cropping and "
+        f"classifying with the int8 model runs at **{present.number(fps)} frames/s** on "
+        f"{values['pipeline_frame_size']} scenes ({present.number(values['pipeline_faces_per_frame'])} "
+        f"faces per frame): {present.number(detector_ms)} ms of detection and "
+        f"{present.number(classifier_ms)} ms of classification in the median frame "
+        f"({present.number(values['pipeline_fps_one_core_whole_sequence'])} frames/s over the "
+        "whole sequence, pauses included)."
+    )
+    if fps >= values["pipeline_target_fps"]:
+        text += f" That meets the {present.number(values['pipeline_target_fps'])} frames/s target."
+    else:
+        share = detector_ms / (detector_ms + classifier_ms)
+        text += (
+            f" That misses the {present.number(values['pipeline_target_fps'])} frames/s target by "
+            f"{present.number(values['pipeline_target_fps'] - fps)} frames/s; the detector takes "
+            f"{present.percent(share, 0)} of the time."
+        )
+    faster = {
+        k.removeprefix("pipeline_fps_one_core_with_"): v
+        for k, v in values.items()
+        if k.startswith("pipeline_fps_one_core_with_")
+    }
+    if faster:
+        name, rate = max(faster.items(), key=lambda item: item[1])
+        text += f" With {name} alone as the detector it runs at {present.number(rate)} frames/s."
+    text += (
+        " Timings come from the build machine, which may be shared with other work; they are an "
+        "upper bound on the latency of an idle core."
+    )
+    return text
+
+
+def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Both sections: ``detectors`` then ``pipeline``; the saved values of both."""
+    found = detectors(settings, data_dir, seed, results_dir)
+    timed = pipeline(settings, data_dir, seed, results_dir)
+    return {**found["values"], **timed["values"]}

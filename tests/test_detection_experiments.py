@@ -1,0 +1,114 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlbook import profiles
+from dlbook.experiments import detection
+
+
+def _values(**changes):
+    values = {
+        "detector_best": "tiled_blazeface_short",
+        "detector_min_precision": 0.95,
+        "detector_recall_with_mask_tiled_blazeface_short": 0.9,
+        "detector_recall_without_mask_tiled_blazeface_short": 0.985,
+        "detector_precision_tiled_blazeface_short": 0.959,
+        "detector_recall_with_mask_mtcnn": 0.725,
+        "detector_test_masked_faces": 80,
+        "detector_test_scenes": 50,
+    }
+    return {**values, **changes}
+
+
+def test_choose_detector_wants_precision_first_then_masked_recall_then_speed():
+    table = pd.DataFrame(
+        {
+            "precision": [1.0, 0.96, 0.96, 0.90],
+            "recall_with_mask": [0.5, 0.97, 0.97, 1.0],
+            "recall": [0.6, 0.98, 0.98, 1.0],
+            "ms": [10, 80, 700, 5],
+        },
+        index=["precise", "fast_good", "slow_good", "sloppy"],
+    )
+    assert detection.choose_detector(table, 0.95) == "fast_good"
+    assert detection.choose_detector(table, 0.99) == "precise"
+    assert detection.choose_detector(table.drop(index=["precise"]), 0.99) == "fast_good"
+
+
+def test_story_detectors_says_by_how_much_a_target_is_missed():
+    text = detection.story_detectors(_values())
+    assert "**tiled_blazeface_short** finds 90.0% of the 80 masked faces" in text
+    assert "misses the 95% target by 5 points" in text and "precision misses" not in text
+    assert "MTCNN alone finds 72.5%" in text and "`predict --detect` uses it" in text
+    met = detection.story_detectors(_values(detector_recall_with_mask_tiled_blazeface_short=0.97))
+    assert "Both targets" in met and "misses" not in met
+
+
+def test_story_pipeline_reports_the_split_and_the_shortfall():
+    values = {
+        "pipeline_run": True,
+        "pipeline_detector": "tiled_blazeface_short",
+        "pipeline_fps_one_core": 4.0,
+        "pipeline_detector_ms": 200.0,
+        "pipeline_classifier_ms": 50.0,
+        "pipeline_faces_per_frame": 3.0,
+        "pipeline_frame_size": "640x480",
+        "pipeline_target_fps": 10.0,
+        "pipeline_fps_one_core_with_blazeface_full": 16.5,
+        "pipeline_fps_one_core_whole_sequence": 3.5,
+    }
+    text = detection.story_pipeline(values)
+    assert "**4 frames/s**" in text and "misses the 10 frames/s target by 6 frames/s" in text
+    assert "the detector takes 80% of the time" in text and "blazeface_full alone" in text
+    assert "shared" in text
+    assert "not timed" in detection.story_pipeline({"pipeline_run": False})
+
+
+def test_detection_settings_exist_for_both_profiles_and_name_known_detectors():
+    from dlbook import detect
+
+    for profile in profiles.PROFILE_NAMES:
+        settings = profiles.get(profile, "detection")
+        assert settings["profile"] == profile
+        assert set(settings["detectors"]) <= set(detect.DETECTORS)
+        assert set(settings["pipeline_alternatives"]) <= set(detect.DETECTORS)
+    assert detect.DEFAULT_DETECTOR in profiles.get("full", "detection")["detectors"]
+
+
+def test_one_core_pins_and_restores_affinity():
+    import os
+
+    from dlbook import deploy
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = os.sched_getaffinity(0)
+    with deploy.one_core() as core:
+        assert os.sched_getaffinity(0) == {core}
+    assert os.sched_getaffinity(0) == before
+
+
+def test_detectors_section_on_synthetic_faces(synthetic_data, tmp_path, monkeypatch):
+    # Synthetic "faces" are not faces: the section must still run end to end and save its keys.
+    settings = {
+        **profiles.get("smoke", "detection"),
+        "detectors": ("blazeface_full",),
+        "scene_pool": 10,
+        "val_scenes": 1,
+        "test_scenes": 2,
+    }
+    import functools
+
+    from dlbook import data, detect, results
+
+    unverified = functools.partial(data.load_face_mask, verify=False)
+    monkeypatch.setattr(detection.data, "load_face_mask", unverified)
+    if not detect.available("blazeface_full")[0]:
+        pytest.skip(detect.available("blazeface_full")[1])
+    found = detection.detectors(settings, synthetic_data, 0, tmp_path)
+    saved = results.load(tmp_path, "mask_detection")
+    assert saved["detector_best"] == "blazeface_full" == found["best"]
+    for key in ("recall_with_mask", "recall_without_mask", "precision"):
+        assert np.isfinite(saved[f"detector_{key}_blazeface_full"])
+    timed = detection.pipeline(settings, synthetic_data, 0, tmp_path)
+    assert timed["values"]["pipeline_run"] is False  # no shipped model in this folder
