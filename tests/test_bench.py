@@ -35,4 +35,24 @@ def test_smoke_bench_writes_bench_json(tmp_path):
     report = bench.run("smoke", results_dir=tmp_path)
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["features_relative_difference_tflite"] < 1e-4
-    assert report["predict_per_s_batched_tflite"] > report["predict_per_s_one_at_a_time"]
+    assert report["predict_per_s_batched_function"] > report["predict_per_s_one_at_a_time"]
+
+
+def test_page_summary_and_story_read_the_report():
+    report = {
+        "cpu_threads": 2,
+        "load_average_1min": 9.0,
+        "features_backbone": "efficientnet_lite0",
+        "features_image_size": 224,
+        "features_per_s_keras": 20.0,
+        "features_per_s_function": 22.0,
+        "features_per_s_tflite": 41.0,
+        "features_relative_difference_tflite": 3.1e-6,
+        "predict_per_s_one_at_a_time": 3.0,
+        "predict_per_s_batched_function": 30.0,
+    }
+    table = bench.summary(report)
+    assert table.loc[0, "images/s"] == 20.0 and table["measure"].is_unique
+    text = bench.story(report)
+    assert "41" in text and "busy" in text and "{" not in text
+    assert "not been run" in bench.story(None)

@@ -157,7 +157,7 @@ def predict_paths(model_path: Path, files: list[Path], reference_count: int) -> 
         "predict_per_cpu_s_one_at_a_time": reference_count / cpu,
     }
     key = data.file_sha256(model_path)
-    for name in ("keras", runtime.FAST_RUNTIME):
+    for name in dict.fromkeys(("keras", runtime.FAST_RUNTIME, "tflite")):
         start = time.perf_counter()
         predict.classifier(model, size, len(files), name, key).predict_batch(
             np.zeros((1, size, size, 3), np.float32)
@@ -270,3 +270,66 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     print(table(report))
     return report
+
+
+def load(results_dir) -> dict | None:
+    """The last ``bench.json`` in ``results_dir``, or None if the bench never ran there."""
+    path = Path(results_dir) / "bench.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+_SUMMARY_ROWS = (
+    ("feature extraction, Keras", "features_per_s_keras", "features_per_cpu_s_keras"),
+    ("feature extraction, tf.function", "features_per_s_function", "features_per_cpu_s_function"),
+    ("feature extraction, TFLite + XNNPACK", "features_per_s_tflite", "features_per_cpu_s_tflite"),
+    ("feature extraction, ONNX Runtime", "features_per_s_onnx", "features_per_cpu_s_onnx"),
+    ("predict, one image at a time", "predict_per_s_one_at_a_time", "predict_per_cpu_s_one_at_a_time"),
+    ("predict, batched, Keras", "predict_per_s_batched_keras", "predict_per_cpu_s_batched_keras"),
+    ("predict, batched, tf.function", "predict_per_s_batched_function", "predict_per_cpu_s_batched_function"),
+    ("predict, batched, TFLite", "predict_per_s_batched_tflite", "predict_per_cpu_s_batched_tflite"),
+    ("CNN training, NumPy", "numpy_cnn_images_per_s", None),
+    ("CNN training, Keras", "keras_cnn_images_per_s", None),
+)  # fmt: skip
+
+
+def summary(report: dict):
+    """The bench as a page table: images/s by wall clock and per CPU-second, for each path."""
+    import pandas as pd
+
+    rows = [
+        {
+            "measure": label,
+            "images/s": report.get(wall),
+            "images per CPU-second": report.get(cpu) if cpu else None,
+        }
+        for label, wall, cpu in _SUMMARY_ROWS
+    ]
+    return pd.DataFrame(rows)
+
+
+def story(report: dict | None) -> str:
+    """Sentences for the reproducibility page, numbers glued in from ``report``."""
+    from dlbook import present
+
+    if report is None:
+        return "The speed benchmark has not been run on this machine (`python -m dlbook bench`)."
+    fast = runtime.FAST_RUNTIME
+    parts = [
+        f"On this machine ({report['cpu_threads']} CPU threads, 1-minute load average "
+        f"{present.number(report.get('load_average_1min'))}), the {report['features_backbone']} "
+        f"features at {report['features_image_size']} px came at "
+        f"{present.number(report.get('features_per_s_keras'))} images/s through Keras, "
+        f"{present.number(report.get('features_per_s_function'))} through a traced "
+        f"`tf.function` and {present.number(report.get('features_per_s_tflite'))} through "
+        "TFLite with XNNPACK, whose features differ from Keras's by at most "
+        f"{present.number(report.get('features_relative_difference_tflite'), 2)} of their scale.",
+        f"`predict` classified {present.number(report.get('predict_per_s_one_at_a_time'))} "
+        f"images/s one at a time and {present.number(report.get(f'predict_per_s_batched_{fast}'))} "
+        "batched with background decoding.",
+    ]
+    if report.get("load_average_1min", 0) > report["cpu_threads"]:
+        parts.append(
+            "The machine was busy with other work while it ran, so the absolute rates are low; "
+            "the per-CPU-second rates are the fairer comparison."
+        )
+    return " ".join(parts)
