@@ -314,6 +314,9 @@ def story(report: dict | None) -> str:
     if report is None:
         return "The speed benchmark has not been run on this machine (`python -m dlbook bench`)."
     fast = runtime.FAST_RUNTIME
+    batched = report.get(f"predict_per_s_batched_{fast}") or report.get(
+        "predict_per_s_batched_keras"
+    )
     parts = [
         f"On this machine ({report['cpu_threads']} CPU threads, 1-minute load average "
         f"{present.number(report.get('load_average_1min'))}), the {report['features_backbone']} "
@@ -324,8 +327,7 @@ def story(report: dict | None) -> str:
         "TFLite with XNNPACK, whose features differ from Keras's by at most "
         f"{present.number(report.get('features_relative_difference_tflite'), 2)} of their scale.",
         f"`predict` classified {present.number(report.get('predict_per_s_one_at_a_time'))} "
-        f"images/s one at a time and {present.number(report.get(f'predict_per_s_batched_{fast}'))} "
-        "batched with background decoding.",
+        f"images/s one at a time and {present.number(batched)} batched with background decoding.",
     ]
     if report.get("load_average_1min", 0) > report["cpu_threads"]:
         parts.append(
