@@ -87,14 +87,13 @@ def _real_looking_images(size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def test_fast_runtime_gives_the_keras_features():
+@pytest.mark.parametrize("fast_runtime", ["function", "tflite"])
+def test_fast_runtimes_give_the_keras_features(fast_runtime):
     from dlbook import runtime
 
     images = _real_looking_images(96)
     reference = features.extract("efficientnet_lite0", images, progress=False, runtime_name="keras")
-    fast = features.extract(
-        "efficientnet_lite0", images, progress=False, runtime_name=runtime.FAST_RUNTIME
-    )
+    fast = features.extract("efficientnet_lite0", images, progress=False, runtime_name=fast_runtime)
     assert fast.shape == reference.shape == (len(images), 1280)
     assert runtime.relative_difference(fast, reference) < features.MAX_RELATIVE_DIFFERENCE
     # the comparison is not vacuous: different photos give clearly different features
@@ -103,10 +102,38 @@ def test_fast_runtime_gives_the_keras_features():
     )
     # one runtime's cached features are never served for another's
     keras_file = features.cache_path("efficientnet_lite0", images, "keras")
-    fast_file = features.cache_path("efficientnet_lite0", images, runtime.FAST_RUNTIME)
+    fast_file = features.cache_path("efficientnet_lite0", images, fast_runtime)
     assert keras_file != fast_file and keras_file.exists() and fast_file.exists()
 
 
-def test_runtime_choice_depends_only_on_the_number_of_images():
+def test_runtime_choice_depends_only_on_the_number_of_images(monkeypatch):
+    from dlbook import runtime
+
+    assert features.choose_runtime(1) == features.choose_runtime(10**6) == runtime.FAST_RUNTIME
+    monkeypatch.setattr(runtime, "FAST_RUNTIME", "tflite")  # a runtime that converts first
     assert features.choose_runtime(features.FAST_MIN_IMAGES - 1) == "keras"
-    assert features.choose_runtime(features.FAST_MIN_IMAGES) != "keras"
+    assert features.choose_runtime(features.FAST_MIN_IMAGES) == "tflite"
+
+
+def test_a_failed_conversion_falls_back_to_the_keras_features(monkeypatch, capsys):
+    from dlbook import runtime
+
+    real = runtime.compile_model
+
+    def no_converter(model, shape, name, *args, **kwargs):
+        if name != "keras":
+            raise RuntimeError("no converter here")
+        return real(model, shape, name, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "compile_model", no_converter)
+    features.runner.cache_clear()
+    images = np.random.default_rng(2).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    try:
+        fast = features.extract("efficientnet_lite0", images, progress=False, runtime_name="tflite")
+    finally:
+        features.runner.cache_clear()
+    keras_features = features.extract(
+        "efficientnet_lite0", images, progress=False, runtime_name="keras"
+    )
+    np.testing.assert_array_equal(fast, keras_features)
+    assert "using keras" in capsys.readouterr().err

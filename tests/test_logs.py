@@ -14,7 +14,7 @@ def test_progress_in_a_log_prints_a_handful_of_lines():
     lines = stream.getvalue().splitlines()
     assert 2 <= len(lines) <= logs.LOG_LINES
     assert "\r" not in stream.getvalue()
-    assert lines[-1].startswith("predicting: 1400/1400 image")
+    assert lines[-1].startswith("predicting: 1400/1400 (") and "image/s" in lines[-1]
 
 
 def test_progress_with_unknown_total_prints_start_and_end():

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from dlbook import data, paths, profiles
+from dlbook import data, logs, paths, profiles
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "logo.png")
 PACKAGES_REPORTED = (
@@ -174,15 +174,17 @@ def execute_chapter(
 
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=parameters,
-            kernel_name="python3",
-            cwd=str(cwd),
-            progress_bar=False,
-            log_output=False,
-        )
+        # The kernel inherits this stderr: TensorFlow's native start-up lines are held back.
+        with logs.quiet_native_stderr():
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=False,
+            )
     except Exception as error:  # noqa: BLE001 - every failure is recorded, none is fatal here
         status, error_text = "failed", _describe_failure(error)
     else:
@@ -325,7 +327,7 @@ def build(
     results_dir = paths.results_dir(profile, Path(results_root or source_dir / "results") / profile)
     run_file = results_dir / "run.json"
     cache_file = book_dir / "chapter_keys.json"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logs.set_tensorflow_log_level()  # inherited by the kernels, before they import TensorFlow
 
     started = time.perf_counter()
     folder, data_info = _resolve_data(data_dir, verify, allow_data_mismatch, log)

@@ -111,9 +111,9 @@ def add_predict_command(commands) -> None:
     )
     predict.add_argument(
         "--runtime",
-        choices=("auto", "keras", "tflite"),
+        choices=("auto", "keras", "function", "tflite"),
         default="auto",
-        help="inference runtime (auto: TFLite from a few hundred images on, else Keras)",
+        help="inference runtime (auto: the one `python -m dlbook bench` found best, tf.function)",
     )
     predict.set_defaults(run=_predict)
 

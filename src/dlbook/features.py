@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ __all__ = [
 CACHE_VERSION = 2
 BATCH_SIZE = 32
 FAST_MIN_IMAGES = 256
-"""From this many images on, ``extract`` converts the backbone to the fast runtime."""
+"""From this many images on, a converting fast runtime pays for its conversion."""
 MAX_RELATIVE_DIFFERENCE = 1e-4
 """Largest ``runtime.relative_difference`` allowed between a runtime's features and Keras's."""
 
@@ -61,13 +62,15 @@ def array_sha256(images: np.ndarray) -> str:
 
 
 def choose_runtime(count: int) -> str:
-    """The runtime ``extract`` uses for ``count`` images: the fast one once it pays for itself.
+    """The runtime ``extract`` uses for ``count`` images: ``runtime.FAST_RUNTIME``, except that a
+    runtime which converts the model first is used only from ``FAST_MIN_IMAGES`` images on.
 
-    Converting a backbone to TFLite takes seconds (then it is cached on disk); below
-    ``FAST_MIN_IMAGES`` images the Keras reference is as quick. The choice depends only on the
-    number of images, so the same images always get the same features.
+    The choice depends only on the number of images, so the same images always get the same
+    features.
     """
-    return runtime.FAST_RUNTIME if count >= FAST_MIN_IMAGES else "keras"
+    if runtime.FAST_RUNTIME in runtime.CONVERTED and count < FAST_MIN_IMAGES:
+        return "keras"
+    return runtime.FAST_RUNTIME
 
 
 def cache_path(name: str, images: np.ndarray, runtime_name: str = "keras") -> Path:
@@ -160,7 +163,15 @@ def extract(
         return np.load(cache_file)
     if len(images) == 0:
         return np.zeros((0, backbones.spec(name).feature_dim), np.float32)
-    compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
+    try:
+        compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
+    except Exception as error:  # a conversion failure must not stop a chapter: use the reference
+        if runtime_name == "keras":
+            raise
+        print(
+            f"{name}: {runtime_name} failed ({type(error).__name__}); using keras", file=sys.stderr
+        )
+        return extract(name, images, batch_size, progress, "keras")
     result = _extract(compiled, images, progress, f"{name} features")
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")

@@ -96,7 +96,7 @@ class LogProgress:
         rate = self.n / elapsed if elapsed > 0 and self.n else 0.0
         of = f"/{self.total}" if self.total is not None else ""
         print(
-            f"{self.desc}: {self.n}{of} {self.unit} ({elapsed:.1f} s, {rate:.1f} {self.unit}/s)",
+            f"{self.desc}: {self.n}{of} ({elapsed:.1f} s, {rate:.1f} {self.unit}/s)",
             file=self.file,
             flush=True,
         )

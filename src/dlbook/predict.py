@@ -2,8 +2,8 @@
 
 Files are decoded in batches by a background thread while the model runs on the previous batch,
 so memory stays bounded (two batches of images) whatever the folder's size. The model runs
-through ``dlbook.runtime``: the Keras reference for a few images, the faster TFLite path (equal
-to about 1e-6, converted once and cached under the model file's sha256) for many.
+through ``dlbook.runtime`` at one fixed batch shape (``runtime.FAST_RUNTIME`` by default; a
+converting runtime such as TFLite is cached under the model file's sha256).
 ``predict_one_at_a_time`` is the simple reference the batched path is tested against.
 """
 
@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 """Files with these suffixes are picked up when a folder is walked."""
 BATCH_SIZE = 32
 FAST_MIN_IMAGES = 256
-"""From this many files on, ``predict`` converts the model to the fast runtime (cached)."""
+"""From this many files on, a converting runtime (TFLite) pays for its conversion."""
 
 
 @dataclass
@@ -100,11 +100,14 @@ def decoded_batches(
 def classifier(model, image_size: int, count: int, runtime_name: str | None = None, key=None):
     """A ``runtime.Runner`` for the shipped model: ``runner(images)`` -> (N, 1) P(with_mask).
 
-    ``runtime_name`` None picks the fast runtime from ``FAST_MIN_IMAGES`` images on; ``key``
-    (the model file's sha256) lets the converted model be cached.
+    ``runtime_name`` None picks ``runtime.FAST_RUNTIME`` (a converting one only from
+    ``FAST_MIN_IMAGES`` images on); ``key`` (the model file's sha256) lets a converted model be
+    cached.
     """
     if runtime_name is None:
-        runtime_name = runtime.FAST_RUNTIME if count >= FAST_MIN_IMAGES else "keras"
+        runtime_name = runtime.FAST_RUNTIME
+        if runtime_name in runtime.CONVERTED and count < FAST_MIN_IMAGES:
+            runtime_name = "keras"
     return runtime.compile_model(
         model, (image_size, image_size, 3), runtime_name, BATCH_SIZE, cache_key=key
     )

@@ -1,0 +1,58 @@
+"""The bench command's pieces: the build shares, the table, the GFLOP/s probe, the timer."""
+
+import json
+
+import pytest
+
+from dlbook import bench
+
+
+def test_build_shares_come_from_run_json(tmp_path):
+    run = {"chapters": {"a": {"seconds": 30.0}, "b": {"seconds": 10.0}, "c": {"seconds": 0.0}}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    shares = bench.build_shares(tmp_path)
+    assert shares["build_seconds_total"] == 40.0
+    assert shares["build_share_a"] == pytest.approx(0.75) and shares["build_share_c"] == 0.0
+    assert bench.build_shares(tmp_path / "nowhere") == {}
+
+
+def test_matmul_probe_and_timer_measure_something():
+    assert bench.matmul_gflops(64, repeats=2) > 0.01
+    result, wall, cpu = bench.timed(lambda: sum(range(100_000)))
+    assert result == sum(range(100_000)) and wall > 0 and cpu >= 0
+
+
+def test_table_lists_every_measure_once():
+    text = bench.table({"features_per_s_keras": 38.25, "features_note_onnx": "not installed"})
+    assert text.splitlines() == [
+        f"{'features_per_s_keras':<44} 38.2",
+        f"{'features_note_onnx':<44} not installed",
+    ]
+
+
+@pytest.mark.slow
+def test_smoke_bench_writes_bench_json(tmp_path):
+    report = bench.run("smoke", results_dir=tmp_path)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["features_relative_difference_tflite"] < 1e-4
+    assert report["predict_per_s_batched_function"] > report["predict_per_s_one_at_a_time"]
+
+
+def test_page_summary_and_story_read_the_report():
+    report = {
+        "cpu_threads": 2,
+        "load_average_1min": 9.0,
+        "features_backbone": "efficientnet_lite0",
+        "features_image_size": 224,
+        "features_per_s_keras": 20.0,
+        "features_per_s_function": 22.0,
+        "features_per_s_tflite": 41.0,
+        "features_relative_difference_tflite": 3.1e-6,
+        "predict_per_s_one_at_a_time": 3.0,
+        "predict_per_s_batched_function": 30.0,
+    }
+    table = bench.summary(report)
+    assert table.loc[0, "images/s"] == 20.0 and table["measure"].is_unique
+    text = bench.story(report)
+    assert "41" in text and "busy" in text and "{" not in text
+    assert "not been run" in bench.story(None)
