@@ -119,19 +119,20 @@ def decode_images(
     channels = COLOR_MODES[color_mode]
     images = np.empty((len(rel_paths), image_size, image_size, channels), dtype=np.uint8)
     kept, skipped = [], []
-    iterator = rel_paths
-    if progress:
-        from tqdm.auto import tqdm
+    from dlbook import logs
 
-        iterator = tqdm(rel_paths, desc=f"decoding {image_size}px {color_mode}", leave=False)
-    for rel in iterator:
-        try:
-            images[len(kept)] = decode_image(Path(data_dir) / rel, image_size, color_mode)
-        except ImageDecodeError as error:
-            print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
-            skipped.append((rel, error.reason))
-            continue
-        kept.append(rel)
+    with logs.progress(
+        len(rel_paths), desc=f"decoding {image_size}px {color_mode}", unit="img", enabled=progress
+    ) as bar:
+        for rel in rel_paths:
+            bar.update(1)
+            try:
+                images[len(kept)] = decode_image(Path(data_dir) / rel, image_size, color_mode)
+            except ImageDecodeError as error:
+                print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
+                skipped.append((rel, error.reason))
+                continue
+            kept.append(rel)
     return images[: len(kept)], kept, skipped
 
 
