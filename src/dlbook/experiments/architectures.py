@@ -455,7 +455,12 @@ def reference_table(result: dict) -> pd.DataFrame:
     }
     if "params" in table:
         table["params"] = table["params"] / 1e6
-    table = table.rename(columns=columns).drop(columns=["note"], errors="ignore")
+    skipped = table["note"].fillna("") != ""
+    table = table.rename(columns=columns).drop(columns=["note"])
+    table = table.astype(object)
+    table.loc[skipped] = table.loc[skipped].where(
+        table.loc[skipped].notna(), "not built (see below)"
+    )
     return table.rename_axis("model").reset_index()
 
 
