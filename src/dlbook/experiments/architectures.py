@@ -324,6 +324,13 @@ def reference_values(references: pd.DataFrame) -> dict:
 # The chapter as calls: each section computes, saves and returns; ``story_*`` words the results.
 
 
+def quiet():
+    """TensorFlow's retracing warnings kept off the page while many models are timed."""
+    from dlbook.experiments.backbones import quiet as quiet_backbones
+
+    return quiet_backbones()
+
+
 def _save(results_dir, values: dict) -> None:
     if results_dir is not None:
         from dlbook import results
@@ -352,12 +359,13 @@ def families(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
     seconds = equal_time_seconds(curves, settings["equal_time_seconds"])
     equal_time = accuracy_at_equal_time(curves, seconds)
     runs = runs.merge(equal_time, on=["family", "seed"])
-    costs = family_costs(
-        settings["families"],
-        splits["train"].images.shape[1:],
-        settings["latency_batch_sizes"],
-        settings["latency_max_seconds"],
-    )
+    with quiet():
+        costs = family_costs(
+            settings["families"],
+            splits["train"].images.shape[1:],
+            settings["latency_batch_sizes"],
+            settings["latency_max_seconds"],
+        )
     summary = summarize(runs, costs)
     values = result_values(summary)
     values.update(
@@ -384,11 +392,12 @@ def families(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
 
 def references(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
     """The full-size ImageNet models' costs, without weights; saves ``ref_<model>_*``."""
-    table = reference_costs(
-        settings["reference_models"],
-        settings["reference_batch_sizes"],
-        settings["latency_max_seconds"],
-    )
+    with quiet():
+        table = reference_costs(
+            settings["reference_models"],
+            settings["reference_batch_sizes"],
+            settings["latency_max_seconds"],
+        )
     values = reference_values(table)
     _save(results_dir, values)
     return {"table": table, "values": values}
