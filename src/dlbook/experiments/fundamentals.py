@@ -734,11 +734,11 @@ def gap_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "input size (px)": int(size),
                 "ANN test accuracy": summary[f"ann_test_accuracy_{size}px"],
                 "CNN test accuracy": summary[f"cnn_test_accuracy_{size}px"],
-                "CNN - ANN (points)": summary[key],
-                "95% CI low": summary[f"{key}_ci_low"],
-                "95% CI high": summary[f"{key}_ci_high"],
-                "ANN epochs": part.loc[part["model"] == "ANN", "epochs_used"].mean(),
-                "CNN epochs": part.loc[part["model"] == "CNN", "epochs_used"].mean(),
+                "CNN - ANN (points)": round(summary[key], 1),
+                "95% CI low": round(summary[f"{key}_ci_low"], 1),
+                "95% CI high": round(summary[f"{key}_ci_high"], 1),
+                "ANN epochs": round(part.loc[part["model"] == "ANN", "epochs_used"].mean(), 1),
+                "CNN epochs": round(part.loc[part["model"] == "CNN", "epochs_used"].mean(), 1),
             }
         )
     return pd.DataFrame(rows)
