@@ -76,3 +76,11 @@ def test_class_label_falls_back_to_indices():
     assert plots.class_label(967) == "967 espresso"
     assert plots.class_label(904) == "class 904"
     assert plots.class_label(3, names=[f"n{i}" for i in range(1000)]) == "3 n3"
+
+
+def test_availability_table_words_missing_weights_without_paths_or_errors(offline):
+    table = experiments.availability_table({"backbones": ["efficientnet_lite0", "resnet50"]})
+    rows = table.set_index("backbone")
+    assert rows.loc["efficientnet_lite0", "available"] and not rows.loc["resnet50", "available"]
+    assert rows.loc["resnet50", "weights"].startswith("weights not available offline")
+    assert not any("/" in text or "Error" in text for text in table["weights"])
