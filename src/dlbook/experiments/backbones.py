@@ -212,7 +212,14 @@ def backbone_speeds(
 def agreement_table(result: dict) -> pd.DataFrame:
     """The Keras-versus-NumPy agreement, one row per Lite model, for the page."""
     table = result["agreements"].rename_axis("backbone").reset_index()
-    return table
+    return table.rename(
+        columns={
+            "max_abs_diff": "largest logit difference",
+            "max_abs_logit": "largest logit",
+            "top1_agree": "same top-1 class",
+            "size": "input size (px)",
+        }
+    )
 
 
 def story_photo_checks(result: dict) -> str:

@@ -165,6 +165,7 @@ def plot_accuracy_vs_time(curves: dict, seconds: float, ax=None):
     seconds : the equal training time every family is scored at.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2))
@@ -178,7 +179,9 @@ def plot_accuracy_vs_time(curves: dict, seconds: float, ax=None):
         ax.plot(times, accuracy, "o", color=colours[family], markersize=3, alpha=0.5)
     ax.axvline(seconds, color="black", linestyle="--", label=f"equal time, {seconds:.0f} s")
     ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training seconds (log scale, graph tracing left out)")
     ax.set_ylabel("validation accuracy (best so far)")
     ax.set_title("Accuracy against training time, one line per run")
