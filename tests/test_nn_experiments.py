@@ -156,3 +156,20 @@ def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
         (8, "ANN"), (8, "CNN"), (16, "ANN"), (16, "CNN"),
     ]  # fmt: skip
     assert runs["epochs_used"].between(1, 2).all() and runs["test_accuracy"].between(0, 1).all()
+
+
+def test_gradient_and_speed_stories_say_missed_when_a_target_is_missed():
+    values = {
+        "gradcheck_max_rel_error": 1e-3, "gradcheck_count": 21,
+        "tf_crosscheck_max_abs_diff": 1e-9, "tf_crosscheck_output_max_abs_diff": 1e-9,
+        "tf_crosscheck_gradient_max_abs_diff": 1e-10,
+    }  # fmt: skip
+    text = fx.story_gradients({"values": values})
+    assert "(target below 1e-7: missed)" in text and "computes what Keras computes" not in text
+    bench = {
+        "numpy_cnn_images_per_s": 100.0, "keras_cnn_images_per_s": 1000.0,
+        "numpy_over_keras": 0.1, "numpy_rounds": [90.0, 100.0], "keras_rounds": [900.0, 1000.0],
+        "input_shape": (32, 32, 3), "batch_size": 64, "steps": 8, "rounds": 2,
+    }  # fmt: skip
+    text = fx.story_speed(bench)
+    assert "32 x 32 x 3" in text and "(target at least 1/3: missed)" in text
