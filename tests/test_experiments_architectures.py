@@ -24,23 +24,32 @@ def _costs():
     )
 
 
-def test_summary_averages_seeds_with_a_t_interval_and_flattens_to_results(tmp_path):
-    runs = pd.DataFrame(
+def _runs():
+    return pd.DataFrame(
         {
             "family": ["ann", "ann", "ann", "cnn", "cnn", "cnn"],
             "seed": [0, 1, 2, 0, 1, 2],
-            "test_acc": [0.70, 0.72, 0.74, 0.90, 0.91, 0.92],
-            "val_acc": [0.7] * 6,
+            # the ANN is best on test, the CNN on validation: the winner must be the CNN
+            "test_acc": [0.93, 0.95, 0.97, 0.90, 0.91, 0.92],
+            "val_acc": [0.80, 0.80, 0.80, 0.90, 0.90, 0.90],
+            "epochs_used": [4, 5, 6, 10, 12, 12],
+            "stopped_early": [True, True, True, True, False, False],
+            "converged": [True, True, True, True, True, False],
+            "acc_equal_time": [0.85, 0.85, 0.85, 0.80, 0.82, 0.84],
             "train_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             "images_per_s": [1.0] * 6,
         }
     )
-    summary = experiment.summarize(runs, _costs())
-    assert summary.loc["ann", "test_acc"] == pytest.approx(0.72)
+
+
+def test_summary_averages_seeds_picks_the_family_on_validation_and_flattens(tmp_path):
+    summary = experiment.summarize(_runs(), _costs())
+    assert summary.loc["ann", "test_acc"] == pytest.approx(0.95)
     assert summary.loc["cnn", "train_s"] == pytest.approx(5.0)
-    # t(0.975, df=2) = 4.303; standard error of (0.70, 0.72, 0.74) = 0.02 / sqrt(3)
+    assert summary.loc["cnn", "epochs_used"] == pytest.approx(34 / 3)
+    # t(0.975, df=2) = 4.303; standard error of (0.93, 0.95, 0.97) = 0.02 / sqrt(3)
     half = 4.302653 * 0.02 / np.sqrt(3)
-    assert summary.loc["ann", "test_acc_high"] == pytest.approx(0.72 + half, rel=1e-4)
+    assert summary.loc["ann", "test_acc_high"] == pytest.approx(0.95 + half, rel=1e-4)
     assert summary.loc["ann", "seeds"] == 3
 
     references = pd.DataFrame(
@@ -54,8 +63,13 @@ def test_summary_averages_seeds_with_a_t_interval_and_flattens_to_results(tmp_pa
         index=pd.Index(["mobilenet_v2", "efficientnet_lite0"], name="model"),
     )
     values = experiment.result_values(summary, references)
-    assert values["best_family"] == "cnn"
-    assert values["cnn_test_acc"] == pytest.approx(0.91)
+    assert values["best_family"] == "cnn" and values["selected_on"] == "validation"
+    assert values["arch_families"] == "ann,cnn"
+    assert values["arch_test_acc_cnn"] == pytest.approx(0.91)
+    assert values["arch_val_acc_ann"] == pytest.approx(0.80)
+    assert values["arch_epochs_used_ann"] == pytest.approx(5.0)
+    assert values["arch_acc_equal_time_cnn"] == pytest.approx(0.82)
+    assert values["arch_test_acc_ann_ci_high"] == pytest.approx(0.95 + half, rel=1e-4)
     assert values["ann_params"] == 1000
     assert values["cnn_mflops"] == 8.0
     assert values["ann_latency_ms"] == 0.5  # batch 1, ms per image
@@ -67,23 +81,57 @@ def test_summary_averages_seeds_with_a_t_interval_and_flattens_to_results(tmp_pa
     assert saved["ref_mobilenet_v2_mflops"] == 600.0
 
 
-def test_train_families_trains_each_family_per_seed(synthetic_data):
+def test_equal_time_reads_each_run_at_the_same_training_seconds():
+    curves = {
+        ("ann", 0): ([0.7, 0.8, 0.9], [1.0, 1.0, 1.0]),
+        ("cnn", 0): ([0.85, 0.95], [3.0, 3.0]),
+    }
+    # 2 s asked, but the CNN's first epoch took 3 s: every family gets 3 s
+    seconds = experiment.equal_time_seconds(curves, 2.0)
+    assert seconds == 3.0
+    table = experiment.accuracy_at_equal_time(curves, seconds).set_index("family")
+    assert table.loc["ann", "acc_equal_time"] == 0.9
+    assert table.loc["cnn", "acc_equal_time"] == 0.85
+    assert table.loc["cnn", "epochs_equal_time"] == 1
+
+
+def test_stories_word_the_results_without_placeholders():
+    summary = experiment.summarize(_runs(), _costs())
+    values = experiment.result_values(summary)
+    values.update(arch_train_images=100, arch_image_size=32, arch_patience=1, arch_epoch_cap=12,
+                  arch_seeds=3, arch_stopped_early_fraction=0.5, arch_equal_time_seconds=10.0)  # fmt: skip
+    splits = pd.DataFrame({"total": [100, 20, 30]}, index=["train", "val", "test"])
+    result = {"values": values, "summary": summary, "splits": splits}
+    text = experiment.story_budget(result) + experiment.story_families(result)
+    assert "**cnn**" in text and "1 epoch," in text and "(s)" not in text and "nan" not in text
+    assert "ann reaches the highest" in text and "leader is not the family chosen" in text
+    table = experiment.family_table(result)
+    assert list(table["family"]) == ["ann", "cnn"]
+    assert set(experiment.FAMILY_PERCENT_COLUMNS) <= set(table.columns)
+
+
+def test_train_families_trains_each_family_per_seed_to_early_stopping(synthetic_data):
     images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
     # the synthetic set is tiny: use every image in every role so each split is non-empty
     splits = {name: images for name in ("train", "val", "test")}
-    runs = experiment.train_families(
-        splits, ["ann", "cnn"], [0, 1], epochs=1, batch_size=16, learning_rate=1e-3, progress=False
-    )
+    runs, curves = experiment.train_families(
+        splits, ["ann", "cnn"], [0, 1], epoch_cap=2, patience=1, batch_size=16,
+        learning_rate=1e-3,
+    )  # fmt: skip
     assert list(zip(runs["family"], runs["seed"], strict=True)) == [
         ("ann", 0),
         ("ann", 1),
         ("cnn", 0),
         ("cnn", 1),
     ]
-    assert runs["test_acc"].between(0, 1).all()
+    assert runs["test_acc"].between(0, 1).all() and runs["epochs_used"].between(1, 2).all()
     assert (runs["train_s"] > 0).all()
+    accuracy, seconds = curves[("cnn", 1)]
+    assert len(accuracy) == len(seconds) == runs["epochs_used"].iloc[3]
     with pytest.raises(ValueError, match="vit"):
-        experiment.train_families(splits, ["vit"], [0], 1, 16, 1e-3)
+        experiment.train_families(
+            splits, ["vit"], [0], epoch_cap=1, patience=1, batch_size=16, learning_rate=1e-3
+        )
 
 
 def test_reference_costs_counts_and_reports_skips():

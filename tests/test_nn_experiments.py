@@ -69,3 +69,107 @@ def test_face_mask_split_uses_the_books_train_and_test_sets(synthetic_data):
     assert x_train.shape[1:] == (16, 16, 3) and x_train.dtype == np.float32
     assert len(x_train) + len(x_test) < 40  # val and calib images are left out
     assert set(np.unique(y_train)) == {0, 1}
+
+
+def test_downscale_averages_blocks_of_pixels():
+    images = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
+    small = fx.downscale(images, 2)
+    assert small.shape == (2, 2, 2, 1) and small.dtype == np.float32
+    assert small[0, 0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))
+    assert fx.downscale(images, 4)[1, 3, 3, 0] == images[1, 3, 3, 0]
+    with pytest.raises(ValueError, match="divide"):
+        fx.downscale(images, 3)
+
+
+def test_train_subsample_is_stratified_and_changes_with_the_seed():
+    labels = np.array([0] * 50 + [1] * 30)
+    first, second = fx.train_subsample(labels, 0.8, 0), fx.train_subsample(labels, 0.8, 1)
+    assert np.bincount(labels[first]).tolist() == [40, 24]
+    assert not np.array_equal(first, second)
+    assert len(fx.train_subsample(labels, 1.0, 0)) == 80
+
+
+def _gap_runs():
+    rows = []
+    for size, gap in ((8, 0.0), (16, 0.05), (32, 0.10)):
+        for seed in (0, 1, 2):
+            ann = 0.80 + 0.01 * seed
+            for model, acc in (("ANN", ann), ("CNN", ann + gap)):
+                rows.append(
+                    {
+                        "size": size,
+                        "seed": seed,
+                        "model": model,
+                        "test_accuracy": acc,
+                        "val_accuracy": acc,
+                        "epochs_used": 5 + seed,
+                        "stopped_early": seed < 2,
+                        "converged": True,
+                        "train_images": 100,
+                    }  # fmt: skip
+                )
+    return pd.DataFrame(rows)
+
+
+def test_gap_by_size_gives_every_size_its_paired_interval_and_the_largest_as_headline():
+    values = fx.summarize_cnn_ann_sizes(_gap_runs())
+    assert values["cnn_ann_sizes"] == "8,16,32"
+    assert values["cnn_minus_ann_points_16px"] == pytest.approx(5.0)
+    assert values["cnn_minus_ann_points_16px_ci_low"] == pytest.approx(5.0)  # paired: no spread
+    assert values["cnn_minus_ann_points"] == pytest.approx(10.0)  # the largest size
+    assert values["cnn_ann_seeds"] == 3 and values["cnn_ann_converged_fraction"] == 1.0
+    assert values["cnn_ann_stopped_early_fraction"] == pytest.approx(2 / 3)
+    table = fx.gap_table(_gap_runs())
+    assert list(table["input size (px)"]) == [8, 16, 32]
+
+
+def test_cnn_ann_story_quotes_every_size_and_the_training_rule():
+    values = fx.summarize_cnn_ann_sizes(_gap_runs())
+    values.update(
+        cnn_ann_patience=1, cnn_ann_epoch_cap=20, cnn_ann_keras_numpy_max_diff=1e-6,
+        cnn_ann_check_size=16, digits_epochs=4, cnn_minus_ann_points_digits=1.0,
+        cnn_minus_ann_points_ci_low_digits=-1.0, cnn_minus_ann_points_ci_high_digits=3.0,
+    )  # fmt: skip
+    text = fx.story_cnn_vs_ann({"values": values})
+    assert "+5.0 points** at 16 px" in text and "+10.0 points** at 32 px" in text
+    assert "grows with the input size" in text
+    assert "for 1 epoch (cap 20" in text and "(s)" not in text and "nan" not in text
+
+
+def test_keras_twins_match_the_numpy_nets_on_images():
+    x = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype(np.float32)
+    assert fx.keras_numpy_max_diff(x) < 1e-4
+
+
+def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
+    from dlbook import data
+
+    images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
+    images.split[:] = np.where(np.arange(len(images)) % 3 == 0, "val", "train")
+    images.split[1::6] = "test"
+    settings = {
+        "cnn_ann_sizes": (8, 16), "cnn_ann_train_fraction": 0.8, "cnn_ann_epoch_cap": 2,
+        "cnn_ann_patience": 1, "batch_size": 8, "learning_rate": 1e-3,
+    }  # fmt: skip
+    runs = fx.cnn_ann_runs(images, settings, seeds=[0])
+    assert sorted(zip(runs["size"], runs["model"])) == [
+        (8, "ANN"), (8, "CNN"), (16, "ANN"), (16, "CNN"),
+    ]  # fmt: skip
+    assert runs["epochs_used"].between(1, 2).all() and runs["test_accuracy"].between(0, 1).all()
+
+
+def test_gradient_and_speed_stories_say_missed_when_a_target_is_missed():
+    values = {
+        "gradcheck_max_rel_error": 1e-3, "gradcheck_count": 21,
+        "tf_crosscheck_max_abs_diff": 1e-9, "tf_crosscheck_output_max_abs_diff": 1e-9,
+        "tf_crosscheck_gradient_max_abs_diff": 1e-10,
+    }  # fmt: skip
+    text = fx.story_gradients({"values": values})
+    assert "(target below 1e-7: missed)" in text and "computes what Keras computes" not in text
+    bench = {
+        "numpy_cnn_images_per_s": 100.0, "keras_cnn_images_per_s": 1000.0,
+        "numpy_over_keras": 0.1, "numpy_rounds": [90.0, 100.0], "keras_rounds": [900.0, 1000.0],
+        "input_shape": (32, 32, 3), "batch_size": 64, "steps": 8, "rounds": 2,
+    }  # fmt: skip
+    text = fx.story_speed(bench)
+    assert "32 x 32 x 3" in text and "(target at least 1/3: missed)" in text

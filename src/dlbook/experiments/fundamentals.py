@@ -7,7 +7,6 @@ check the NumPy gradients and to time the same CNN, and is imported inside those
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -509,9 +508,10 @@ def benchmark_cnn_training(
     Each round times ``steps`` Adam steps on batches of random images in NumPy, then one epoch of
     the same ``steps`` batches in Keras (``fit``), after a warm-up. Rounds alternate the two so
     that both see the same load on a shared machine, and each library's best round is kept, as
-    ``timeit`` does: other work only ever slows a run down. The figures are printed and returned
-    (``numpy_cnn_images_per_s``, ``keras_cnn_images_per_s``, ``numpy_over_keras``, plus the
-    per-round lists as ``numpy_rounds`` / ``keras_rounds``, not saved as results).
+    ``timeit`` does: other work only ever slows a run down. Returns ``numpy_cnn_images_per_s``,
+    ``keras_cnn_images_per_s``, ``numpy_over_keras``, the per-round lists ``numpy_rounds`` /
+    ``keras_rounds`` (not saved as results) and the setting (``input_shape``, ``batch_size``,
+    ``steps``, ``rounds``).
     """
     if steps < 1 or rounds < 1:
         raise ValueError(f"steps={steps!r} and rounds={rounds!r} must be at least 1")
@@ -552,68 +552,465 @@ def benchmark_cnn_training(
         numpy_rounds.append(numpy_epoch(steps))
         keras_rounds.append(keras_epoch(steps))
     numpy_rate, keras_rate = max(numpy_rounds), max(keras_rounds)
-    print(
-        f"training throughput, CNN on {tuple(input_shape)} images, batch {batch_size}, "
-        f"{os.cpu_count()} CPU cores (NumPy with {BLAS_THREADS} BLAS thread, Keras with its own "
-        f"thread pool), best of {rounds} rounds of {steps} steps: NumPy {numpy_rate:,.0f} images/s, "
-        f"Keras {keras_rate:,.0f} images/s (NumPy/Keras = {numpy_rate / keras_rate:.2f})\n"
-        f"  every round, NumPy: {', '.join(f'{r:,.0f}' for r in numpy_rounds)}; "
-        f"Keras: {', '.join(f'{r:,.0f}' for r in keras_rounds)}"
-    )
     return {
         "numpy_cnn_images_per_s": numpy_rate,
         "keras_cnn_images_per_s": keras_rate,
         "numpy_over_keras": numpy_rate / keras_rate,
         "numpy_rounds": numpy_rounds,
         "keras_rounds": keras_rounds,
+        "input_shape": tuple(input_shape),
+        "batch_size": batch_size,
+        "steps": steps,
+        "rounds": rounds,
     }
 
 
-def run_ann_vs_cnn(
-    seeds,
-    face_mask_epochs: int,
-    digits_epochs: int,
-    image_size: int = 32,
-    color_mode: str = "grayscale",
-    limit: int | None = None,
-    batch_size: int = 64,
-    data_dir=None,
-) -> tuple[pd.DataFrame, dict]:
-    """ANN vs CNN on the face-mask images and on scikit-learn's digits, one run per seed.
+# ---------------------------------------------------------------------------------------------
+# 4b. The CNN-ANN gap against input size, both nets trained to early stopping (Keras twins)
 
-    The face-mask split is the book's fixed split (``dlbook.data``); the seed changes
-    initialisation and minibatch order. The digits split also changes with the seed.
+
+def downscale(images: np.ndarray, size: int) -> np.ndarray:
+    """Square images shrunk to ``size`` px by averaging blocks of pixels (area resampling).
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, S, S, C); S must be a multiple of ``size``.
 
     Returns
     -------
-    runs : DataFrame, one row per (dataset, model, seed)
-    summary : the chapter's result keys: face-mask ``ann_test_accuracy``,
-        ``cnn_test_accuracy``, ``cnn_minus_ann_points`` with ``_ci_low`` / ``_ci_high``, the same
-        with a ``_digits`` suffix, and ``seeds``.
+    ndarray, shape (N, size, size, C), float32.
     """
-    seeds = list(seeds)
+    side = images.shape[1]
+    if images.ndim != 4 or images.shape[2] != side:
+        raise ValueError(f"images have shape {images.shape}; expected (N, S, S, C)")
+    if not isinstance(size, (int, np.integer)) or size < 1 or side % size:
+        raise ValueError(f"size={size!r} must divide the image side {side}")
+    factor = side // size
+    blocks = images.astype(np.float32).reshape(len(images), size, factor, size, factor, -1)
+    return blocks.mean(axis=(2, 4))
+
+
+def keras_twin(model: Sequential):
+    """The Keras twin of a built NumPy classifier (same layers and weights) with a softmax on its
+    logits, ready for ``training.fit``."""
+    import keras
+
+    return keras.Sequential([keras_equivalent(model), keras.layers.Softmax()])
+
+
+def keras_numpy_max_diff(x: np.ndarray, num_classes: int = 2, seed: int = 0) -> float:
+    """Largest absolute difference in logits between the NumPy ANN and CNN and their Keras twins,
+    same weights, on the images ``x`` (shape (N, H, W, C), float32)."""
+    worst = 0.0
+    for maker in (make_ann, make_cnn):
+        model = maker(num_classes, seed=seed).build(x.shape[1:])
+        k_model = keras_equivalent(model)
+        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+            ours = model.decision_function(x)
+        theirs = np.asarray(k_model(x, training=False))
+        worst = max(worst, float(np.abs(ours - theirs).max()))
+    return worst
+
+
+def train_subsample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a random ``fraction`` of the training images, drawn by ``seed`` within
+    each class (all of them when ``fraction`` is 1)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must lie in (0, 1]")
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), round(fraction * np.sum(labels == c)), False)
+        for c in np.unique(labels)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def cnn_ann_runs(images, settings: dict, seeds) -> pd.DataFrame:
+    """Train the chapter's ANN and CNN (as Keras twins of the NumPy nets) at each input size
+    and seed, to early stopping on the validation split, and score each once on the test split.
+
+    Parameters
+    ----------
+    images : ``data.ImageSet`` at the largest of ``settings["cnn_ann_sizes"]``.
+    settings : ``cnn_ann_sizes``, ``cnn_ann_train_fraction``, ``cnn_ann_epoch_cap``,
+        ``cnn_ann_patience``, ``batch_size``, ``learning_rate``.
+    seeds : a seed sets the initial weights, the mini-batch order and the training subsample.
+
+    Returns
+    -------
+    DataFrame, one row per (size, seed, model): ``val_accuracy``, ``test_accuracy``,
+    ``epochs_used``, ``stopped_early``, ``converged``, ``train_images``.
+    """
+    from dlbook import convergence
+
+    train, val, test = (images.where(name) for name in ("train", "val", "test"))
+    num_classes = int(images.labels.max()) + 1
+    rows = []
+    for size in settings["cnn_ann_sizes"]:
+        pixels = {name: downscale(part.images, size) for name, part in
+                  (("train", train), ("val", val), ("test", test))}  # fmt: skip
+        for seed in seeds:
+            keep = train_subsample(train.labels, settings["cnn_ann_train_fraction"], seed)
+            x_train, x_val, x_test = standardize(
+                pixels["train"][keep], pixels["val"], pixels["test"]
+            )
+            for name, maker in (("ANN", make_ann), ("CNN", make_cnn)):
+                net = maker(num_classes, seed=seed).build(x_train.shape[1:])
+                fit = convergence.fit_to_convergence(
+                    lambda net=net: keras_twin(net),
+                    (x_train, train.labels[keep]),
+                    (x_val, val.labels),
+                    epoch_cap=settings["cnn_ann_epoch_cap"],
+                    patience=settings["cnn_ann_patience"],
+                    batch_size=settings["batch_size"],
+                    learning_rate=settings["learning_rate"],
+                    seed=seed,
+                )
+                predict = fit.model
+                rows.append(
+                    {
+                        "size": int(size),
+                        "seed": int(seed),
+                        "model": name,
+                        "val_accuracy": _accuracy(predict, x_val, val.labels),
+                        "test_accuracy": _accuracy(predict, x_test, test.labels),
+                        "epochs_used": fit.epochs_used,
+                        "stopped_early": fit.stopped_early,
+                        "converged": fit.converged,
+                        "train_images": len(keep),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _accuracy(model, x, y, batch_size: int = 512) -> float:
+    """Accuracy of a Keras model called directly on batches (``predict`` would trace a new
+    function for every model of the sweep)."""
+    probs = np.concatenate(
+        [
+            np.asarray(model(x[i : i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+    return float(np.mean(np.argmax(probs, axis=1) == y))
+
+
+def summarize_cnn_ann_sizes(runs: pd.DataFrame) -> dict:
+    """Per input size the paired CNN-minus-ANN test gap in points with a 95% t interval over seeds
+    (``cnn_minus_ann_points_<s>px``); ``cnn_minus_ann_points`` is the gap at the largest size."""
+    values = {}
+    sizes = sorted(runs["size"].unique())
+    for size in sizes:
+        part = runs[runs["size"] == size]
+        gap = summarize_ann_vs_cnn(part)
+        for key in ("cnn_minus_ann_points", "cnn_minus_ann_points_ci_low",
+                    "cnn_minus_ann_points_ci_high"):  # fmt: skip
+            suffix = key.removeprefix("cnn_minus_ann_points")
+            values[f"cnn_minus_ann_points_{size}px{suffix}"] = gap[key]
+        values[f"ann_test_accuracy_{size}px"] = gap["ann_test_accuracy"]
+        values[f"cnn_test_accuracy_{size}px"] = gap["cnn_test_accuracy"]
+    largest = summarize_ann_vs_cnn(runs[runs["size"] == sizes[-1]])
+    values.update(largest)
+    values["cnn_ann_sizes"] = ",".join(str(size) for size in sizes)
+    values["cnn_ann_seeds"] = int(runs["seed"].nunique())
+    values["cnn_ann_train_images"] = int(runs["train_images"].max())
+    values["cnn_ann_converged_fraction"] = float(runs["converged"].mean())
+    values["cnn_ann_stopped_early_fraction"] = float(runs["stopped_early"].mean())
+    values["cnn_ann_epochs_used_mean"] = float(runs["epochs_used"].mean())
+    values["cnn_ann_epochs_used_max"] = int(runs["epochs_used"].max())
+    return values
+
+
+def gap_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per input size: mean test accuracy of each net, the paired gap with its interval,
+    and the epochs early stopping used (mean)."""
+    summary = summarize_cnn_ann_sizes(runs)
+    rows = []
+    for size in sorted(runs["size"].unique()):
+        part = runs[runs["size"] == size]
+        key = f"cnn_minus_ann_points_{size}px"
+        rows.append(
+            {
+                "input size (px)": int(size),
+                "ANN test accuracy": summary[f"ann_test_accuracy_{size}px"],
+                "CNN test accuracy": summary[f"cnn_test_accuracy_{size}px"],
+                "CNN - ANN (points)": round(summary[key], 1),
+                "95% CI low": round(summary[f"{key}_ci_low"], 1),
+                "95% CI high": round(summary[f"{key}_ci_high"], 1),
+                "ANN epochs": round(part.loc[part["model"] == "ANN", "epochs_used"].mean(), 1),
+                "CNN epochs": round(part.loc[part["model"] == "CNN", "epochs_used"].mean(), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter as calls: each section computes, saves and returns; ``story_*`` words the results.
+
+
+def _save(results_dir, values: dict) -> None:
+    if results_dir is not None:
+        from dlbook import results
+
+        results.save(results_dir, "fundamentals", values)
+
+
+def worked_pass(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Section 1: the arrays of one forward and backward pass (``arrays``) and their text."""
+    arrays = worked_example(seed)
+    return {"arrays": arrays, "text": describe_arrays(arrays)}
+
+
+def gradients(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Sections 1-2: the gradient checks and the TensorFlow cross-check; saves their maxima."""
+    checks = gradient_checks(seed)
+    cross = tf_crosscheck(seed)
+    values = {
+        "gradcheck_max_rel_error": float(checks["max_rel_error"].max()),
+        "gradcheck_count": len(checks),
+        "tf_crosscheck_max_abs_diff": cross["max_abs_diff"],
+        "tf_crosscheck_output_max_abs_diff": cross["output_max_abs_diff"],
+        "tf_crosscheck_gradient_max_abs_diff": cross["gradient_max_abs_diff"],
+    }
+    _save(results_dir, values)
+    return {"checks": checks, "crosscheck": cross["table"], "values": values}
+
+
+def initialization(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Section 3: activation and gradient spread through a deep MLP per initialiser; saves the
+    last-layer spreads and gradient ratios of the pairs the story quotes."""
+    stats = initialization_statistics(
+        depth=settings["init_depth"],
+        width=settings["init_width"],
+        batch=settings["init_batch"],
+        seed=seed,
+    )
+    summary = initialization_summary(stats)
+
+    def row(init_name, act):
+        return summary[(summary["initializer"] == init_name) & (summary["activation"] == act)].iloc[
+            0
+        ]
+
+    small, he_relu = row("normal", "relu"), row("he_normal", "relu")
+    small_tanh, glorot_tanh = row("normal", "tanh"), row("glorot_normal", "tanh")
+    values = {
+        "init_layers": settings["init_depth"],
+        "init_normal_relu_last_activation_std": small["activation_std_last_layer"],
+        "init_he_relu_last_activation_std": he_relu["activation_std_last_layer"],
+        "init_normal_tanh_last_activation_std": small_tanh["activation_std_last_layer"],
+        "init_glorot_tanh_last_activation_std": glorot_tanh["activation_std_last_layer"],
+        "init_he_relu_gradient_ratio": he_relu["gradient_std_ratio_first_to_last"],
+        "init_normal_relu_gradient_ratio": small["gradient_std_ratio_first_to_last"],
+    }
+    _save(results_dir, values)
+    return {"stats": stats, "summary": summary, "values": values}
+
+
+def init_table(result: dict) -> pd.DataFrame:
+    """The initialisation summary with short column names, for the page."""
+    return result["summary"].rename(
+        columns={
+            "activation_std_first_layer": "std, first layer",
+            "activation_std_last_layer": "std, last layer",
+            "gradient_std_ratio_first_to_last": "gradient std, first / last",
+        }
+    )
+
+
+def check_table(result: dict) -> pd.DataFrame:
+    """The gradient checks with short column names, for the page."""
+    return result["checks"].rename(columns={"max_rel_error": "relative error"})
+
+
+def crosscheck_table(result: dict) -> pd.DataFrame:
+    """The TensorFlow cross-check, shapes written as ``5 x 3``, for the page."""
+    table = result["crosscheck"].copy()
+    table["shape"] = [" x ".join(map(str, shape)) or "scalar" for shape in table["shape"]]
+    return table.rename(columns={"max_abs_diff": "max abs difference"})
+
+
+def cnn_vs_ann(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Section 4: the CNN-ANN gap at each input size (Keras twins trained to early stopping),
+    the twins' equality with the NumPy nets, and the NumPy nets on scikit-learn's digits.
+
+    Run seeds are ``seed + i`` for ``i < settings["seeds"]``; ``seed`` also fixes the split.
+    Returns ``runs`` (face-mask), ``digits`` (NumPy runs), ``table`` and ``values`` (saved).
+    """
+    from dlbook import data
+
+    seeds = [seed + i for i in range(settings["seeds"])]
     if not seeds:
-        raise ValueError("seeds is empty; give at least one seed")
-    face = face_mask_split(data_dir, image_size, color_mode, limit)
-    face_runs = ann_vs_cnn(*face, seeds=seeds, epochs=face_mask_epochs, batch_size=batch_size)
-    digit_runs = pd.concat(
+        raise ValueError(f"settings['seeds']={settings['seeds']!r} must be at least 1")
+    images = data.load_face_mask(
+        data_dir,
+        image_size=max(settings["cnn_ann_sizes"]),
+        color_mode=settings["color_mode"],
+        limit=settings["limit"],
+        seed=seed,
+        progress=False,
+    )
+    runs = cnn_ann_runs(images, settings, seeds)
+    values = summarize_cnn_ann_sizes(runs)
+    check_size = settings["cnn_ann_check_size"]
+    sample = downscale(images.where("val").images[:64], check_size)
+    values["cnn_ann_keras_numpy_max_diff"] = keras_numpy_max_diff(standardize(sample)[0], seed=seed)
+    values["cnn_ann_check_size"] = int(check_size)
+    values["cnn_ann_epoch_cap"] = int(settings["cnn_ann_epoch_cap"])
+    values["cnn_ann_patience"] = int(settings["cnn_ann_patience"])
+    values["seeds"] = len(seeds)
+    values["face_mask_train_images"] = values["cnn_ann_train_images"]
+    values["face_mask_test_images"] = int(np.sum(images.split == "test"))
+    digits = pd.concat(
         [
             ann_vs_cnn(
-                *digits_split(seed), seeds=[seed], epochs=digits_epochs, batch_size=batch_size
-            )
-            for seed in seeds
+                *digits_split(s),
+                seeds=[s],
+                epochs=settings["digits_epochs"],
+                batch_size=settings["batch_size"],
+            )  # fmt: skip
+            for s in seeds
         ],
         ignore_index=True,
     )
-    summary = summarize_ann_vs_cnn(face_runs)
-    summary.update(
-        {f"{key}_digits": value for key, value in summarize_ann_vs_cnn(digit_runs).items()}
+    values.update({f"{k}_digits": v for k, v in summarize_ann_vs_cnn(digits).items()})
+    values["digits_epochs"] = int(settings["digits_epochs"])
+    _save(results_dir, values)
+    return {"runs": runs, "digits": digits, "table": gap_table(runs), "values": values}
+
+
+def speed(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Section 5: training throughput of the NumPy CNN against its Keras twin; saves the rates."""
+    channels = 1 if settings["color_mode"] == "grayscale" else 3
+    size = settings["image_size"]
+    bench = benchmark_cnn_training(
+        input_shape=(size, size, channels),
+        batch_size=settings["batch_size"],
+        steps=settings["benchmark_steps"],
+        rounds=settings["benchmark_rounds"],
+        seed=seed,
     )
-    summary["seeds"] = len(seeds)
-    summary["face_mask_train_images"] = len(face[1])
-    summary["face_mask_test_images"] = len(face[3])
-    runs = pd.concat(
-        [face_runs.assign(dataset="face-mask"), digit_runs.assign(dataset="digits")],
-        ignore_index=True,
+    keys = ("numpy_cnn_images_per_s", "keras_cnn_images_per_s", "numpy_over_keras")
+    _save(results_dir, {key: bench[key] for key in keys})
+    return bench
+
+
+def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Every section of chapter 1, in order; returns each section's result by name."""
+    return {
+        name: section(settings, data_dir, seed, results_dir)
+        for name, section in (
+            ("worked_pass", worked_pass),
+            ("gradients", gradients),
+            ("initialization", initialization),
+            ("cnn_vs_ann", cnn_vs_ann),
+            ("speed", speed),
+        )
+    }
+
+
+# -- sentences from the results ------------------------------------------------------------
+
+
+def story_gradients(result: dict) -> str:
+    """The gradient checks and the TensorFlow cross-check, against their targets."""
+    from dlbook import present
+
+    v = result["values"]
+    grad_ok = v["gradcheck_max_rel_error"] < 1e-7
+    tf_ok = v["tf_crosscheck_max_abs_diff"] < 1e-4
+    return (
+        f"The largest gradient-check error over {v['gradcheck_count']} checks is "
+        f"**{present.number(v['gradcheck_max_rel_error'], 2)}** (target below 1e-7: "
+        f"{'met' if grad_ok else 'missed'}). Against TensorFlow, outputs differ by at most "
+        f"**{present.number(v['tf_crosscheck_output_max_abs_diff'], 2)}** and gradients by at most "
+        f"**{present.number(v['tf_crosscheck_gradient_max_abs_diff'], 2)}** (target below 1e-4: "
+        f"{'met' if tf_ok else 'missed'})"
+        + (": the NumPy network computes what Keras computes." if grad_ok and tf_ok else ".")
     )
-    return runs, summary
+
+
+def story_initialization(result: dict) -> str:
+    """What the small normal, He and Glorot do to the signal after the deep stack."""
+    from dlbook import present
+
+    v = result["values"]
+    n = present.number
+    return (
+        f"After {v['init_layers']} ReLU layers the activations of the small fixed normal have a "
+        f"spread of **{n(v['init_normal_relu_last_activation_std'], 2)}**; He keeps it at "
+        f"**{n(v['init_he_relu_last_activation_std'])}**, and the gradient reaching its first layer "
+        f"has **{n(v['init_he_relu_gradient_ratio'])}** times the spread it had at the last layer, "
+        f"against **{n(v['init_normal_relu_gradient_ratio'], 2)}** for the small normal (1 would be "
+        f"perfectly balanced). With tanh the small normal ends at "
+        f"**{n(v['init_normal_tanh_last_activation_std'], 2)}** and Glorot at "
+        f"**{n(v['init_glorot_tanh_last_activation_std'])}** (tanh squashes, so some decay "
+        "remains). The chapter's ANN and CNN use He for the ReLU layers and Glorot for the output "
+        "layer."
+    )
+
+
+def story_cnn_vs_ann(result: dict) -> str:
+    """The gap at each size with its interval, how the runs were trained, and the digits."""
+    from dlbook import present
+
+    v = result["values"]
+    sizes = [int(s) for s in v["cnn_ann_sizes"].split(",")]
+    gaps = []
+    for size in sizes:
+        key = f"cnn_minus_ann_points_{size}px"
+        low, high = v[f"{key}_ci_low"], v[f"{key}_ci_high"]
+        gaps.append(f"**{present.points(v[key])}** at {size} px ({_points_interval(low, high)})")
+    trend = _trend([v[f"cnn_minus_ann_points_{size}px"] for size in sizes])
+    converged = v["cnn_ann_converged_fraction"]
+    return (
+        f"CNN minus ANN on the face-mask test split, mean over {v['cnn_ann_seeds']} seeds: "
+        + "; ".join(gaps)
+        + f". {trend} Each net trained on {v['cnn_ann_train_images']} images per seed until the "
+        f"validation loss stopped improving for {_epochs(v['cnn_ann_patience'])} (cap "
+        f"{v['cnn_ann_epoch_cap']}; {present.number(v['cnn_ann_epochs_used_mean'], 2)} epochs on "
+        f"average); {present.percent(converged, 0)} of the runs converged by that rule. "
+        f"The Keras twins match the NumPy nets to "
+        f"{present.number(v['cnn_ann_keras_numpy_max_diff'], 2)} in the logits at "
+        f"{v['cnn_ann_check_size']} px. On scikit-learn's digits, with the NumPy nets themselves "
+        f"({v['digits_epochs']} epochs), the gap is **{present.points(v['cnn_minus_ann_points_digits'])}** "
+        f"({_points_interval(v['cnn_minus_ann_points_ci_low_digits'], v['cnn_minus_ann_points_ci_high_digits'])})."
+    )
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
+def _points_interval(low, high) -> str:
+    return f"95% CI {low:+.1f} to {high:+.1f}"
+
+
+def _trend(gaps) -> str:
+    """Say whether the gap grows, shrinks or neither as the input grows."""
+    steps = np.diff(gaps)
+    if len(steps) and (steps > 0).all():
+        return "The gap grows with the input size."
+    if len(steps) and (steps < 0).all():
+        return "The gap shrinks as the input grows."
+    return "The gap does not move steadily with the input size."
+
+
+def story_speed(bench: dict) -> str:
+    """The throughput of each library and their ratio against the one-third target."""
+    from dlbook import present
+
+    ratio = bench["numpy_over_keras"]
+    shape = " x ".join(str(d) for d in bench["input_shape"])
+    return (
+        f"On {shape} inputs in batches of {bench['batch_size']}, best of {bench['rounds']} rounds of "
+        f"{bench['steps']} steps, the NumPy CNN trains at "
+        f"**{present.number(bench['numpy_cnn_images_per_s'])} images/s** and the Keras CNN at "
+        f"**{present.number(bench['keras_cnn_images_per_s'])} images/s**: NumPy reaches "
+        f"**{present.number(ratio, 2)}** of Keras's throughput (target at least 1/3: "
+        f"{'met' if ratio >= 1 / 3 else 'missed'}). The rounds ranged from "
+        f"{present.number(min(bench['numpy_rounds']))} to {present.number(max(bench['numpy_rounds']))} "
+        f"images/s for NumPy and {present.number(min(bench['keras_rounds']))} to "
+        f"{present.number(max(bench['keras_rounds']))} for Keras, a measure of how much other work "
+        "on the machine moves the figures."
+    )

@@ -59,7 +59,7 @@ def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
             (row["mflops"], row["test_acc"]),
             textcoords="offset points",
             xytext=(8, -4),
-            fontsize=8,
+            fontsize=9,
         )
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
@@ -67,7 +67,9 @@ def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
     ax.set_ylabel("test accuracy")
     seeds = int(summary["seeds"].min())
     ax.set_title(
-        f"Accuracy against compute, trained from scratch ({seeds} seed(s), 95% t interval)"
+        "Test accuracy against compute (95% t interval)"
+        if seeds > 1
+        else "Test accuracy against compute (one seed)"
     )
     ax.grid(alpha=0.3)
     return ax
@@ -89,7 +91,8 @@ def plot_cost_vs_latency(costs: pd.DataFrame, references: pd.DataFrame | None = 
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.2))
+        _, ax = plt.subplots(figsize=(7, 5))
+    labels = []
     tables = [("compact families", costs, "o")]
     if references is not None and "mflops" in references:
         tables.append(("full-size ImageNet models", references.dropna(subset=["mflops"]), "s"))
@@ -106,19 +109,82 @@ def plot_cost_vs_latency(costs: pd.DataFrame, references: pd.DataFrame | None = 
                 alpha=0.8,
                 label=f"{label}, batch {batch}",
             )
-        for name, row in table.iterrows():
-            ax.annotate(
-                name,
-                (row["mflops"], row["latency_b1_ms"]),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=8,
-            )
+        labels.extend((name, row["mflops"], row["latency_b1_ms"]) for name, row in table.iterrows())
     ax.set_xscale("log")
     ax.set_yscale("log")
+    place_labels(ax, labels)
     ax.set_xlabel("MFLOPs per image (log scale)")
     ax.set_ylabel("CPU latency, ms per image (log scale)")
     ax.set_title("Compute against measured CPU latency")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="upper left")
+    return ax
+
+
+_OFFSETS = [(6, 4), (6, -12), (-6, 4), (-6, -12), (6, 14), (-6, 14), (6, -22), (-6, -22)]
+
+
+def place_labels(ax, labels, fontsize: int = 9):
+    """Annotate points ``(text, x, y)`` so that no two labels overlap: each label tries a few
+    offsets around its point and keeps the first whose box is clear of the labels placed so far
+    (the last candidate when none is)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for text, x, y in labels:
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        for dx, dy in _OFFSETS:
+            note = ax.annotate(
+                text,
+                (x, y),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha="left" if dx > 0 else "right",
+                fontsize=fontsize,
+            )
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+        else:
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4),
+                               fontsize=fontsize)  # fmt: skip
+            box = note.get_window_extent(renderer)
+        placed.append(box)
+
+
+def plot_accuracy_vs_time(curves: dict, seconds: float, ax=None):
+    """Validation accuracy against training seconds for every run (one colour per family, the
+    best-so-far accuracy a run stopped then would keep), with the equal-time mark.
+
+    Parameters
+    ----------
+    curves : ``{(family, seed): (val_accuracy per epoch, training seconds per epoch)}`` from
+        ``experiments.architectures.train_families``.
+    seconds : the equal training time every family is scored at.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    families = list(dict.fromkeys(family for family, _ in curves))
+    colours = dict(zip(families, plt.get_cmap("tab10").colors))
+    for (family, seed), (accuracy, epoch_s) in curves.items():
+        times = np.cumsum(epoch_s)
+        best = np.maximum.accumulate(accuracy)
+        ax.step(times, best, where="post", color=colours[family], alpha=0.8,
+                label=family if seed == min(s for f, s in curves if f == family) else None)  # fmt: skip
+        ax.plot(times, accuracy, "o", color=colours[family], markersize=3, alpha=0.5)
+    ax.axvline(seconds, color="black", linestyle="--", label=f"equal time, {seconds:.0f} s")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training seconds (log scale, graph tracing left out)")
+    ax.set_ylabel("validation accuracy (best so far)")
+    ax.set_title("Accuracy against training time, one line per run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
     return ax

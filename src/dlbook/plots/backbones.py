@@ -26,7 +26,8 @@ def plot_photo_checks(checks: dict[str, dict]):
     Returns
     -------
     matplotlib.figure.Figure
-        One row per photo; bars of the expected classes are highlighted.
+        The photos in the first row, then per photo the top-5 of each backbone, at most three
+        panels a row; bars of the expected classes are highlighted.
     """
     import matplotlib.pyplot as plt
 
@@ -34,28 +35,36 @@ def plot_photo_checks(checks: dict[str, dict]):
         raise ValueError("checks is empty; pass {backbone name: imagenet_photo_check(name)}")
     names = backbones.imagenet_class_names()
     photos = backbones.imagenet_photos()
-    columns = 1 + len(checks)
-    fig, axes = plt.subplots(
-        len(photos), columns, figsize=(3.2 * columns, 2.8 * len(photos)), squeeze=False
-    )
-    for row, (photo, image) in enumerate(photos.items()):
-        size = min(check["image_size"] for check in checks.values())
-        axes[row, 0].imshow(backbones.photo_input(image, size))
-        axes[row, 0].set_title(f"{photo} (scikit-image)")
-        axes[row, 0].axis("off")
+    columns = max(len(photos), min(3, len(checks)))
+    rows_per_photo = -(-len(checks) // columns)
+    rows = 1 + rows_per_photo * len(photos)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.4 * rows), squeeze=False)
+    used = set()
+    size = min(check["image_size"] for check in checks.values())
+    for col, (photo, image) in enumerate(photos.items()):
+        axes[0, col].imshow(backbones.photo_input(image, size))
+        axes[0, col].axis("off")
+        used.add((0, col))
+        axes[0, col].set_title(f"{photo} (scikit-image)", fontsize=10)
+    for index, (photo, _) in enumerate(photos.items()):
         expected = backbones.PHOTO_EXPECTED_CLASSES[photo]
-        for col, (backbone, check) in enumerate(checks.items(), start=1):
-            ax = axes[row, col]
+        for position, (backbone, check) in enumerate(checks.items()):
+            where = (1 + index * rows_per_photo + position // columns, position % columns)
+            used.add(where)
+            ax = axes[where]
             top = check[f"{photo}_top_k"]
             labels = [class_label(i, names) for i, _ in top]
             probs = np.array([p for _, p in top])
             colors = ["tab:green" if i in expected else "tab:gray" for i, _ in top]
             ax.barh(np.arange(len(top))[::-1], probs, color=colors)
-            ax.set_yticks(np.arange(len(top))[::-1], labels, fontsize=8)
+            ax.set_yticks(np.arange(len(top))[::-1], [label[:18] for label in labels], fontsize=9)
             ax.set_xlim(0, 1)
             ax.set_xlabel("probability")
             verdict = "pass" if check[f"{photo}_ok"] else "FAIL"
-            ax.set_title(f"{backbone}: {verdict}", fontsize=9)
-    fig.suptitle("ImageNet top-5 on two real photos (green: an expected class)")
+            ax.set_title(f"{photo}, {backbone}: {verdict}", fontsize=10)
+    for where in np.ndindex(axes.shape):
+        if where not in used:
+            fig.delaxes(axes[where])
+    fig.suptitle("ImageNet top-5 on two real photos (green: an expected class)", fontsize=11)
     fig.tight_layout()
     return fig

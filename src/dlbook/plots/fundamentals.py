@@ -25,7 +25,9 @@ def plot_initialization(stats: pd.DataFrame):
     """Activation and gradient spread per layer: one column per activation function,
     one line per initialiser, log scale (vanishing goes down, exploding goes up)."""
     activations = list(dict.fromkeys(stats["activation"]))
-    fig, axes = plt.subplots(2, len(activations), figsize=(5 * len(activations), 7), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(activations), figsize=(4 * len(activations), 6.5), squeeze=False
+    )
     for col, act in enumerate(activations):
         part = stats[stats["activation"] == act]
         for row, (column, label) in enumerate(
@@ -35,26 +37,52 @@ def plot_initialization(stats: pd.DataFrame):
             sns.lineplot(data=part, x="layer", y=column, hue="initializer", marker="o", ax=ax)
             ax.set_yscale("log")
             ax.set_ylabel(label)
-            ax.set_title(f"{act}: {label} by layer")
-            ax.legend(title="initialiser", fontsize=8)
+            ax.set_title(f"{act}: {label}", fontsize=10)
+            ax.legend(title="initialiser", fontsize=9, title_fontsize=9)
     fig.suptitle("Initialisation through a deep fully connected network")
     fig.tight_layout()
     return fig
 
 
-def plot_ann_vs_cnn(runs: pd.DataFrame, claimed_gap: float = 9.0):
-    """Test accuracy per seed for each model and dataset (points) with the mean (bar)."""
-    datasets = list(dict.fromkeys(runs["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, name in zip(axes[0], datasets):
-        part = runs[runs["dataset"] == name]
-        sns.barplot(data=part, x="model", y="test_accuracy", errorbar=None, alpha=0.4, ax=ax)
-        sns.stripplot(data=part, x="model", y="test_accuracy", color="black", size=5, ax=ax)
-        low = part["test_accuracy"].min()
-        ax.set_ylim(max(0.0, low - 0.1), 1.0)
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{name}: ANN vs CNN, one point per seed")
-    fig.suptitle(f"NumPy ANN vs CNN (the dissertation claims a {claimed_gap:g}-point gap)")
+def plot_gap_by_size(runs: pd.DataFrame, claimed_gap: float = 9.0):
+    """Left: test accuracy of the ANN and the CNN at each input size (one point per seed, line
+    through the means). Right: the paired CNN-minus-ANN gap in points with its 95% interval, against
+    the dissertation's claimed gap and no gap.
+
+    Parameters
+    ----------
+    runs : from ``experiments.fundamentals.cnn_ann_runs``: ``size``, ``seed``, ``model``,
+        ``test_accuracy``.
+    """
+    from dlbook.experiments.fundamentals import summarize_ann_vs_cnn
+
+    sizes = sorted(runs["size"].unique())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6))
+    for model, colour in (("ANN", "tab:blue"), ("CNN", "tab:orange")):
+        part = runs[runs["model"] == model]
+        left.scatter(part["size"], part["test_accuracy"], color=colour, alpha=0.5, s=20)
+        means = part.groupby("size")["test_accuracy"].mean()
+        left.plot(means.index, means.to_numpy(), marker="o", color=colour, label=model)
+    left.set_xscale("log", base=2)
+    left.set_xticks(sizes, [str(s) for s in sizes])
+    left.set_xlabel("input size (px)")
+    left.set_ylabel("test accuracy")
+    left.set_title("Accuracy by input size")
+    left.legend()
+    per_size = [summarize_ann_vs_cnn(runs[runs["size"] == s]) for s in sizes]
+    gaps = [v["cnn_minus_ann_points"] for v in per_size]
+    lows = [v["cnn_minus_ann_points_ci_low"] for v in per_size]
+    highs = [v["cnn_minus_ann_points_ci_high"] for v in per_size]
+    errors = [[g - lo for g, lo in zip(gaps, lows)], [hi - g for g, hi in zip(gaps, highs)]]
+    right.errorbar(sizes, gaps, yerr=errors, fmt="o", color="black", capsize=4)
+    right.axhline(claimed_gap, color="tab:red", linestyle="--", label=f"claimed {claimed_gap:g}")
+    right.axhline(0, color="0.5", linewidth=1, label="no gap")
+    right.set_xscale("log", base=2)
+    right.set_xticks(sizes, [str(s) for s in sizes])
+    right.set_xlabel("input size (px)")
+    right.set_ylabel("CNN - ANN (points)")
+    right.set_title("Gap with 95% interval")
+    right.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
