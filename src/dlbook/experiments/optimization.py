@@ -1,5 +1,12 @@
 """Chapter 2's experiments: optimiser paths, learning-rate / batch-size / initialisation sweeps,
-regularisers and schedules, on small networks over low-resolution face-mask images.
+schedules and clipping, the NumPy networks trained from scratch, and the regulariser study.
+
+The chapter is a sequence of sections, each a call ``<section>(settings, data_dir, seed,
+results_dir)`` that computes, saves its results to ``results_dir`` (when given) and returns them:
+``optimizers``, ``schedules``, ``from_scratch``, ``learning_rates``, ``batch_sizes``,
+``high_learning_rates``, ``regularizers``; ``run`` runs them all. The sentences on the page come
+from the ``story_*`` functions, which read what a section returned; a sentence about one of the
+dissertation's claims comes from ``dlbook.claims``.
 
 The NumPy optimisers of ``dlbook.optim`` are first shown equal to Keras's (``keras_match``); the
 sweeps then run in Keras. To make a sweep cheap, one Keras model holds several *independent*
@@ -8,7 +15,8 @@ and is trained on the sum of their losses: each member's gradient is exactly the
 own loss, and every optimiser here keeps per-parameter state, so one ``fit`` call trains all the
 members as if they had been trained one by one on the same mini-batches. (Per-variable clipping
 stays per member because members share no variables; a *global* norm would couple them, so it is
-not used in the sweeps.)
+not used in the sweeps.) The regulariser study uses the same idea with a small CNN per seed, each
+seed on its own training subsample.
 """
 
 from __future__ import annotations
