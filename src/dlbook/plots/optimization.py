@@ -58,7 +58,8 @@ def paths(section: dict, grid: int = 200):
     by_function = section["paths"]
     cols = min(len(by_function), 3)
     rows = int(np.ceil(len(by_function) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, 3.8 * rows + 0.9), squeeze=False)
+    height = 3.8 * rows + 0.5
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, height), squeeze=False)
     for ax, (function, by_name) in zip(axes.flat, by_function.items(), strict=False):
         func, _, start, _ = optim.TEST_FUNCTIONS[function]
         finite = np.concatenate([p[np.isfinite(p).all(axis=1)] for p in by_name.values()])
@@ -78,7 +79,7 @@ def paths(section: dict, grid: int = 200):
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
     fig.suptitle("Optimiser paths from the same start (black dot)")
-    fig.tight_layout(rect=(0, 0.9 / (3.8 * rows + 0.9), 1, 1))
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1))
     return fig
 
 
