@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullFormatter, NullLocator
@@ -33,7 +34,12 @@ def _styled(plot):
     @functools.wraps(plot)
     def wrapper(*args, **kwargs):
         with plt.rc_context(STYLE):
-            return plot(*args, **kwargs)
+            figure = plot(*args, **kwargs)
+            interactive = matplotlib.is_interactive()
+        # The first figure may set up Jupyter's inline backend, which turns interactive mode on;
+        # leaving the context would turn it off again and hide every later figure.
+        matplotlib.interactive(interactive)
+        return figure
 
     return wrapper
 
@@ -89,6 +95,8 @@ def path_table(section: dict):
         index="optimizer", columns="function", values="distance_to_minimum"
     )
     table.columns = [c.replace("_", " ") for c in table.columns]
+    # below 1e-4 the path has reached the minimum for the eye; the exact tiny value says nothing
+    table = table.map(lambda d: "< 0.0001" if d < 1e-4 else d)
     return present.show(table, index=True)
 
 
