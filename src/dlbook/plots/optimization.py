@@ -263,7 +263,7 @@ def regularizers(section: dict):
     """Left: per regulariser at its chosen strength, validation and test accuracy with 95%
     intervals over seeds. Right: validation accuracy against strength, per method with a grid."""
     table, runs = section["table"], section["runs"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 0.45 * len(table) + 2.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 0.45 * len(table) + 3.2))
     order = table.iloc[::-1].reset_index(drop=True)
     rows = np.arange(len(order))
     for offset, column, low, high, label in (
@@ -276,7 +276,7 @@ def regularizers(section: dict):
     left.set_yticks(rows)
     left.set_yticklabels(order["method"])
     left.set(title="Small CNN, chosen strengths", xlabel="accuracy (95% CI over seeds)")
-    left.legend(loc="lower left")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     means = runs.groupby(["method", "strength"], sort=False)["val_acc"].mean()
     for method in ("l1", "l2", "dropout"):
         if method in means.index.get_level_values(0):
