@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlbook import optim
 from dlbook.nn import gradcheck, losses
 from dlbook.nn import init as initializers
 from dlbook.nn import layers as L
@@ -69,6 +70,39 @@ def test_whole_model_gradients_match_finite_differences():
     ).build((5, 5, 2))
     x, y = rng.standard_normal((4, 5, 5, 2)), rng.integers(0, 3, 4)
     assert gradcheck.check_model(model, x, y) < 1e-7
+
+
+def test_l1_and_l2_penalties_pass_the_whole_model_gradient_check():
+    rng = np.random.default_rng(2)
+    model = Sequential(
+        [Dense(4), Activation("tanh"), Dense(3)], l1=0.03, l2=0.02, dtype=np.float64
+    ).build((5,))
+    for layer in model.layers:  # keep weights off the kink of |w| at 0
+        for key in layer.params:
+            layer.params[key] = gradcheck._away_from_zero(layer.params[key], 1e-2)
+    x, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+    assert gradcheck.check_model(model, x, y) < 1e-7
+    penalised, _ = model.loss_and_grads(x, y)
+    model.l1 = model.l2 = 0.0
+    plain, _ = model.loss_and_grads(x, y)
+    kernels = [layer.params["W"] for layer in model.layers if "W" in layer.params]
+    expected = 0.03 * sum(np.abs(w).sum() for w in kernels) + 0.02 * sum(
+        (w**2).sum() for w in kernels
+    )
+    assert penalised - plain == pytest.approx(expected)
+
+
+def test_inverted_dropout_passes_the_whole_model_gradient_check():
+    rng = np.random.default_rng(3)
+    model = Sequential(
+        [Dense(6), Activation("tanh"), Dropout(0.4), Dense(3)], dtype=np.float64
+    ).build((5,))
+    x, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+    assert gradcheck.check_model(model, x, y, dropout_seed=7) < 1e-7
+    # different masks give a different loss: the check really ran with dropout on
+    first = model.loss_and_grads(x, y, rng=np.random.default_rng(7))[0]
+    other = model.loss_and_grads(x, y, rng=np.random.default_rng(8))[0]
+    assert first != other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,12 +377,81 @@ def test_small_cnn_trains_on_images():
 def test_sequential_validates_its_arguments():
     with pytest.raises(ValueError, match="loss='mse'"):
         Sequential([Dense(1)], loss="mse")
-    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
-        Sequential([Dense(1)], optimizer="rmsprop")
+    with pytest.raises(ValueError, match="optimizer='lion'"):
+        Sequential([Dense(1)], optimizer="lion")
+    with pytest.raises(ValueError, match="l1=-0.1"):
+        Sequential([Dense(1)], l1=-0.1)
     with pytest.raises(ValueError, match="x has 3 rows but y has 2"):
         Sequential([Dense(2)]).fit(np.zeros((3, 2)), np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match="needs an rng"):
         Dropout(0.5).forward(np.zeros((2, 2)), training=True)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_sequential_fit_trains_through_optim_step_for_step(name):
+    """``fit`` with an optimiser name is ``optim.make_optimizer(name, lr).step`` on the layers'
+    parameters, mini-batch after mini-batch (float64, so the match is exact)."""
+    x, y = _blobs(n=40)
+
+    def net():
+        return Sequential([Dense(5), Activation("tanh"), BatchNorm(), Dropout(0.2), Dense(3)],
+                          optimizer=name, learning_rate=0.03, batch_size=16, epochs=3, seed=2,
+                          dtype=np.float64)  # fmt: skip
+
+    fitted = net().fit(x, y)
+    by_hand = net().build(x.shape[1:])
+    optimizer, rng = optim.make_optimizer(name, 0.03), np.random.default_rng(2 + 1)
+    for _ in range(3):
+        order = rng.permutation(len(x))
+        for begin in range(0, len(x), 16):
+            batch = order[begin : begin + 16]
+            _, grads = by_hand.loss_and_grads(x[batch], y[batch], rng=rng)
+            params = [p for layer in by_hand.layers for p in layer.params.values()]
+            optimizer.step(
+                params, [g[k] for layer, g in zip(by_hand.layers, grads) for k in layer.params]
+            )
+    assert optimizer.iterations == 9
+    for (_, _, a), (_, _, b) in zip(fitted.parameters(), by_hand.parameters(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    start = net().build(x.shape[1:])
+    moved = max(
+        np.abs(a - b).max() for (_, _, a), (_, _, b) in zip(fitted.parameters(), start.parameters())
+    )
+    assert moved > 1e-3
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_sequential_fit_equals_keras_training_with_the_same_optimiser(name):
+    """Full-batch training of a small dense net: NumPy ``fit`` against Keras's ``train_on_batch``
+    with ``optim.make_keras_optimizer``, from the same weights, in float64."""
+    import keras
+
+    x, y = _blobs(n=32)
+    model = Sequential([Dense(4), Activation("tanh"), Dense(3)], optimizer=name,
+                       learning_rate=0.05, batch_size=32, epochs=6, dtype=np.float64).build((2,))  # fmt: skip
+    start = [p.copy() for _, _, p in model.parameters()]
+    model.fit(x, y)
+    inputs = keras.Input((2,), dtype="float64")
+    hidden = keras.layers.Dense(4, activation="tanh", dtype="float64")(inputs)
+    k_model = keras.Model(inputs, keras.layers.Dense(3, dtype="float64")(hidden))
+    k_model.set_weights(start)
+    k_model.compile(optimizer=optim.make_keras_optimizer(name, float(np.float32(0.05))),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+    for _ in range(6):
+        k_model.train_on_batch(x, y)
+    for (_, _, ours), theirs in zip(model.parameters(), k_model.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_sequential_accepts_an_optimizer_instance_and_resets_it():
+    x, y = _blobs(n=60)
+    given = optim.RMSprop(0.01)
+    by_instance = Sequential([Dense(3)], optimizer=given, epochs=2, dtype=np.float64).fit(x, y)
+    by_name = Sequential([Dense(3)], optimizer="rmsprop", learning_rate=0.01, epochs=2,
+                         dtype=np.float64).fit(x, y)  # fmt: skip
+    for (_, _, a), (_, _, b) in zip(by_instance.parameters(), by_name.parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert given.iterations == 0  # the instance itself is left untouched
 
 
 @pytest.mark.parametrize(

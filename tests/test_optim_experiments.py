@@ -64,14 +64,6 @@ def test_invalid_regularizer_names_raise(name):
         ex.parse_regularizer(name)
 
 
-def test_separated_winner_needs_a_clear_interval():
-    separated = pd.DataFrame({"method": ["batchnorm", "l2", "none"], "test_acc": [0.9, 0.8, 0.79],
-                              "ci_low": [0.88, 0.77, 0.76], "ci_high": [0.92, 0.83, 0.82]})  # fmt: skip
-    assert ex.separated_winner(separated) == "batchnorm"
-    overlapping = separated.assign(ci_high=[0.92, 0.89, 0.82])
-    assert ex.separated_winner(overlapping) == "none-clear"
-
-
 def test_learning_rate_values_span_both_ends():
     values = ex.learning_rate_values(0.001, 0.6, 8)
     assert (
@@ -99,3 +91,150 @@ def test_best_learning_rate_passes_over_diverged_rates():
     assert best.loc["adam", "best_lr"] == 0.01
     assert best.loc["adam", "val_acc"] == pytest.approx(0.81)
     assert best.loc["sgd", "best_lr"] == 0.6  # every rate diverged: the best of them
+
+
+# ---------------------------------------------------------------------------------------------
+# The regulariser study: selection on validation, members, stories
+
+
+def chosen_rows(val_by_method, test_by_method=None, seeds=(0, 1, 2)):
+    rows = []
+    for method, values in val_by_method.items():
+        for seed, value in zip(seeds, values, strict=True):
+            rows.append({"method": method, "strength": 0.0, "seed": seed, "val_acc": value,
+                         "val_loss": 1 - value, "train_acc": 1.0, "best_epoch": 3,
+                         "stopped_early": True})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if test_by_method:
+        frame["test_acc"] = [v for m in val_by_method for v in test_by_method[m]]
+    return frame
+
+
+def test_regularizer_pick_is_made_on_validation_and_paired_by_seed():
+    val = {"batchnorm": [0.80, 0.85, 0.90], "l2": [0.79, 0.84, 0.89], "none": [0.7, 0.7, 0.7]}
+    test = {"batchnorm": [0.5, 0.5, 0.5], "l2": [0.99, 0.99, 0.99], "none": [0.99, 0.99, 0.99]}
+    pick = ex.pick_regularizer(chosen_rows(val, test))
+    assert pick["best_regularizer"] == "batchnorm"  # the test scores do not move the pick
+    assert pick["runner_up"] == "l2"
+    # +1 point on every seed: the paired interval excludes zero although the seeds' spread is wide
+    assert pick["best_regularizer_separated"] and pick["margin"] == pytest.approx(0.01)
+    noisy = {"batchnorm": [0.80, 0.85, 0.90], "l2": [0.82, 0.80, 0.90], "none": [0.7] * 3}
+    assert not ex.pick_regularizer(chosen_rows(noisy))["best_regularizer_separated"]
+
+
+def test_strengths_are_chosen_on_validation_and_refuse_test_scores():
+    runs = pd.DataFrame({"method": ["l2"] * 4 + ["none"] * 2, "strength": [1e-3, 1e-3, 1e-2, 1e-2, 0, 0],
+                         "seed": [0, 1] * 3, "val_acc": [0.8, 0.82, 0.85, 0.86, 0.7, 0.7],
+                         "val_loss": [0.5] * 6})  # fmt: skip
+    assert ex.choose_strengths(runs) == {"l2": 1e-2, "none": 0.0}
+    with pytest.raises(ValueError, match="validation"):
+        ex.choose_strengths(runs.assign(test_acc=0.9))
+
+
+def test_regularizer_configs_expand_each_grid():
+    grid = {"l1": (1e-4, 1e-3), "dropout": (0.5,), "l2": (1e-2,)}
+    configs = ex.regularizer_configs(("none", "l1", "dropout", "batchnorm"), grid)
+    assert configs == [("none", 0.0), ("l1", 1e-4), ("l1", 1e-3), ("dropout", 0.5),
+                       ("batchnorm", 0.0)]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown"):
+        ex.regularizer_configs(("none", "weight_noise"), grid)
+    with pytest.raises(ValueError, match="l2"):
+        ex.regularizer_configs(("l2",), {"l2": ()})
+
+
+def tiny_cnn_settings(**changes):
+    settings = {"reg_filters": (2,), "reg_dense": 4, "reg_bn_momentum": 0.9,
+                "reg_learning_rate": 0.01, "reg_patience": 2, "reg_epochs": 3,
+                "reg_batch_size": 8}  # fmt: skip
+    return {**settings, **changes}
+
+
+def tiny_images(n=16, seeds=2, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, (n, seeds)).astype(np.float32)
+    x = rng.random((n, seeds, 8, 8, 3)).astype(np.float32) * 0.2
+    x[..., 0] += y[:, :, None, None]  # the red channel carries the label
+    return x, y
+
+
+def test_cnn_members_read_only_their_own_seed_slot():
+    model, member_layers, knobs = ex.build_cnn_members(
+        (8, 8, 3), [0, 1], filters=(2,), dense_units=4
+    )
+    x, _ = tiny_images()
+    changed = x.copy()
+    changed[:, 1] = 0.0
+    before, after = np.asarray(model(x)), np.asarray(model(changed))
+    np.testing.assert_allclose(before[:, 0], after[:, 0])
+    assert not np.allclose(before[:, 1], after[:, 1])
+    assert len(member_layers) == 2 and set(knobs) == {"l1", "l2", "rate"}
+
+
+def test_cnn_trainer_runs_are_reproducible_and_regularisers_change_them():
+    x, y = tiny_images()
+    val = (x[:, :1].repeat(2, axis=1), y[:, 0].astype(np.float64))
+    trainer = ex.CnnMemberTrainer((8, 8, 3), [0, 1], False, tiny_cnn_settings())
+    first = trainer.run("none", 0.0, (x, y), val, shuffle_seed=0)
+    penalised = trainer.run("l2", 0.5, (x, y), val, shuffle_seed=0)
+    again = trainer.run("none", 0.0, (x, y), val, shuffle_seed=0)
+    np.testing.assert_allclose(first["val_loss"], again["val_loss"], rtol=1e-6)
+    assert not np.allclose(first["val_loss"], penalised["val_loss"])
+    assert 1 <= first["best_epoch"].min() and first["epochs_run"] <= 3
+
+
+def regularizer_section(gap=0.12, winner="batchnorm", separated=False):
+    table = pd.DataFrame({"method": [winner, "none"], "strength": [0.0, 0.0],
+                          "val_acc": [0.9, 0.85], "test_acc": [0.88, 0.86],
+                          "ci_low": [0.86, 0.84], "ci_high": [0.9, 0.88]})  # fmt: skip
+    values = {"best_regularizer": winner, "reg_runner_up": "none", "reg_unregularized_gap": gap,
+              "reg_unregularized_gap_ci_low": gap - 0.02, "reg_unregularized_gap_ci_high": gap + 0.02,
+              "reg_seeds": 5, "reg_train_images": 256, "reg_image_size": 32, "reg_epoch_cap": 40,
+              "reg_converged_fraction": 1.0, "reg_winner_margin": 0.05,
+              "reg_winner_margin_ci_low": 0.01 if separated else -0.02,
+              "reg_winner_margin_ci_high": 0.09, "best_regularizer_separated": separated}  # fmt: skip
+    return {"table": table, "results": values}
+
+
+def test_story_regularizers_reports_regime_winner_and_separation():
+    text = ex.story_regularizers(regularizer_section())
+    assert "**batchnorm**" in text and "over-fits" in text and "88.0%" in text
+    assert "includes zero" in text and "+12.0 points" in text
+    small_gap = ex.story_regularizers(regularizer_section(gap=0.01, separated=True))
+    assert "cannot rank" in small_gap and "excludes zero" in small_gap
+
+
+def test_story_high_learning_rates_never_names_a_diverged_setting():
+    """Issue: 'adam@0.6 one_cycle' was named best while its row showed every run diverged."""
+    table = pd.DataFrame({"optimizer": ["adam"] * 3, "lr": [0.6] * 3,
+                          "variant": ["constant", "one_cycle", "clipnorm"],
+                          "val_acc": [0.5, 0.9, 0.6], "diverged": [1.0, 1.0, 0.0],
+                          "gain_vs_constant": [0.0, 0.4, 0.1]})  # fmt: skip
+    text = ex.story_high_learning_rates({"table": table})
+    assert "one_cycle" not in text and "**clipnorm**" in text
+    all_diverged = table.assign(diverged=1.0)
+    assert "None of the 2" in ex.story_high_learning_rates({"table": all_diverged})
+
+
+def test_numpy_training_runs_every_optimiser_and_regulariser_from_scratch():
+    splits = toy_splits()
+    settings = {"numpy_optimizers": ("rmsprop", "adamw"), "hidden": 8, "numpy_epochs": 2,
+                "batch_size": 32, "reg_train_size": 48, "reg_hidden": 8, "numpy_reg_epochs": 2}  # fmt: skip
+    out = ex.numpy_training(splits, settings)
+    assert list(out["optimizers"]["optimizer"].unique()) == ["rmsprop", "adamw"]
+    assert len(out["optimizers"]) == 4 and out["optimizers"]["val_acc"].between(0, 1).all()
+    assert list(out["regularizers"]["method"]) == list(ex.NUMPY_REGULARIZERS)
+
+
+def test_batch_size_axis_has_plain_tick_labels_only():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.plots import optimization as plots
+
+    table = pd.DataFrame({"batch_size": [32, 64, 256] * 2, "rule": ["fixed"] * 3 + ["linear"] * 3,
+                          "val_acc": [0.8, 0.82, 0.81, 0.8, 0.83, 0.84]})  # fmt: skip
+    ax = plots.batch_sizes({"table": table}).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "256"]
+    assert ax.get_xticklabels(minor=True) == [] or all(
+        t.get_text() == "" for t in ax.get_xticklabels(minor=True)
+    )

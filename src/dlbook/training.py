@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from dlbook import cache
+from dlbook import cache, optim
 
 LR_SCHEDULES = ("constant", "cosine")
-
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-}
 
 
 @dataclass
@@ -129,7 +123,8 @@ def fit(
     epochs : passes over the training set.
     batch_size : images per replica per step; the global batch is ``batch_size * replicas``.
     learning_rate : of the optimiser.
-    optimizer : one of ``OPTIMIZERS``.
+    optimizer : a name from ``dlbook.optim.OPTIMIZERS``; the Keras optimiser comes from
+        ``optim.make_keras_optimizer``, with the hyper-parameters of the NumPy one.
     lr_schedule : "constant", or "cosine" (decay from ``learning_rate`` to 0 over all steps; a
         short run then ends with small steps, and batch-norm statistics catch up with the weights).
     seed : seeds Python, NumPy and TensorFlow (initial weights, dropout, augmentation) and the
@@ -162,8 +157,8 @@ def fit(
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
         raise ValueError(f"learning_rate={learning_rate!r} must be a positive number")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {tuple(OPTIMIZERS)}")
+    if optimizer not in optim.OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {optim.OPTIMIZERS}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r} is unknown; use one of {LR_SCHEDULES}")
     if strategy is None:
@@ -185,7 +180,7 @@ def fit(
             raise ValueError(f"model_fn returned {type(model).__name__}; expected a keras.Model")
         binary = model.outputs[0].shape[-1] == 1
         model.compile(
-            optimizer=OPTIMIZERS[optimizer](learning_rate=rate),
+            optimizer=optim.make_keras_optimizer(optimizer, rate),
             loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )

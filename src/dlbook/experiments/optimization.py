@@ -1,5 +1,12 @@
 """Chapter 2's experiments: optimiser paths, learning-rate / batch-size / initialisation sweeps,
-regularisers and schedules, on small networks over low-resolution face-mask images.
+schedules and clipping, the NumPy networks trained from scratch, and the regulariser study.
+
+The chapter is a sequence of sections, each a call ``<section>(settings, data_dir, seed,
+results_dir)`` that computes, saves its results to ``results_dir`` (when given) and returns them:
+``optimizers``, ``schedules``, ``from_scratch``, ``learning_rates``, ``batch_sizes``,
+``high_learning_rates``, ``regularizers``; ``run`` runs them all. The sentences on the page come
+from the ``story_*`` functions, which read what a section returned; a sentence about one of the
+dissertation's claims comes from ``dlbook.claims``.
 
 The NumPy optimisers of ``dlbook.optim`` are first shown equal to Keras's (``keras_match``); the
 sweeps then run in Keras. To make a sweep cheap, one Keras model holds several *independent*
@@ -8,18 +15,24 @@ and is trained on the sum of their losses: each member's gradient is exactly the
 own loss, and every optimiser here keeps per-parameter state, so one ``fit`` call trains all the
 members as if they had been trained one by one on the same mini-batches. (Per-variable clipping
 stays per member because members share no variables; a *global* norm would couple them, so it is
-not used in the sweeps.)
+not used in the sweeps.) The regulariser study uses the same idea with a small CNN per seed, each
+seed on its own training subsample.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 import pandas as pd
 
-from dlbook import data, metrics, optim
+from dlbook import claims, data, metrics, nn, optim, present, results
 
+CHAPTER = "optimization"
+OVERFIT_GAP = 0.05
+"""Train-minus-validation accuracy of the unregularised network from which the regulariser
+study counts as an over-fitting regime (where regularisers can be ranked)."""
 STEPS_PER_EXECUTION = 8
 """Mini-batch steps per compiled call: the models are tiny, so per-call overhead dominates."""
 REGULARIZERS = ("none", "l1", "l2", "dropout", "batchnorm")
@@ -554,75 +567,6 @@ def batch_size_sweep(
     return pd.DataFrame(rows)
 
 
-def regularizer_study(
-    splits,
-    methods,
-    seeds,
-    train_size=200,
-    epochs=40,
-    batch_size=32,
-    hidden=128,
-    optimizer="adam",
-    learning_rate=3e-3,
-    subset_seed=0,
-) -> pd.DataFrame:
-    """Each regulariser on a reduced training set (``train_size`` images, where a wide network
-    over-fits), ``len(seeds)`` members each; scored on the test split after the last epoch.
-
-    Returns
-    -------
-    DataFrame, one row per (method, seed): ``test_acc``, ``train_acc``, ``test_loss``.
-    """
-    x_small, y_small = subsample(*splits["train"], train_size, subset_seed)
-    rows = []
-    for method in methods:
-        parse_regularizer(method)
-        result = train_members(
-            splits,
-            optimizer,
-            learning_rate,
-            seeds,
-            epochs,
-            batch_size,
-            regularizer=method,
-            hidden=hidden,
-            train=(x_small, y_small),
-            eval_split="test",
-        )
-        train_loss = result["train_loss"][-1]
-        for k, seed in enumerate(seeds):
-            rows.append(
-                {
-                    "method": method,
-                    "seed": seed,
-                    "test_acc": result["eval_acc"][-1, k],
-                    "test_loss": result["eval_loss"][-1, k],
-                    "train_loss": train_loss[k],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def regularizer_table(study: pd.DataFrame) -> pd.DataFrame:
-    """Per method: mean test accuracy with its 95% Student-t interval, sorted best first."""
-    rows = []
-    for method, group in study.groupby("method", sort=False):
-        mean, low, high = metrics.mean_confidence_interval(group["test_acc"].to_numpy())
-        rows.append({"method": method, "test_acc": mean, "ci_low": low, "ci_high": high,
-                     "train_loss": group["train_loss"].mean(), "seeds": len(group)})  # fmt: skip
-    return pd.DataFrame(rows).sort_values("test_acc", ascending=False).reset_index(drop=True)
-
-
-def separated_winner(table: pd.DataFrame) -> str:
-    """The top method if its interval lies wholly above every other method's interval, else
-    ``"none-clear"``. ``table`` is ``regularizer_table`` output."""
-    top = table.iloc[0]
-    others = table.iloc[1:]
-    if len(others) and (top["ci_low"] > others["ci_high"]).all():
-        return str(top["method"])
-    return "none-clear"
-
-
 def high_lr_study(
     splits, optimizers, learning_rates, variants, seeds, epochs=5, batch_size=64, hidden=32
 ) -> pd.DataFrame:
@@ -691,43 +635,691 @@ def high_lr_table(study: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def chapter_results(
-    match: pd.DataFrame,
-    runs: pd.DataFrame,
-    learning_rates: np.ndarray,
-    seeds,
-    batch: pd.DataFrame,
-    regularizers: pd.DataFrame,
-    high_lr: pd.DataFrame,
-) -> dict:
-    """The flat result keys the chapter saves (see the chapter's results section)."""
-    out = {
-        "keras_match_max_abs_diff": float(match["max_abs_diff"].max()),
-        "keras_match_steps": int(match["steps"].min()),
-        "lr_values": len(learning_rates),
-        "lr_min": float(np.min(learning_rates)),
-        "lr_max": float(np.max(learning_rates)),
-        "seeds": len(seeds),
-        "sweep_runs": len(runs),
-        "diverged_share": float(runs["diverged"].mean()),
+# ---------------------------------------------------------------------------------------------
+# Regularisers on a small CNN, in an over-fitting regime
+
+REG_METHODS = ("none", "l1", "l2", "dropout", "batchnorm")
+STRENGTH_METHODS = ("l1", "l2", "dropout")
+"""Methods with a strength (penalty or rate) picked on validation; BatchNorm and none have none."""
+
+
+def load_images(data_dir=None, image_size: int = 32, seed: int = 0) -> dict:
+    """Face-mask images as RGB floats in [0, 1], per split: ``{split: (x, y)}`` with x float32
+    (N, image_size, image_size, 3) and y int64 (N,)."""
+    dataset = data.load_face_mask(data_dir, image_size=image_size, seed=seed, progress=False)
+    images = dataset.images.astype(np.float32) / 255.0
+    return {
+        name: (images[mask], dataset.labels[mask])
+        for name in data.SPLIT_NAMES
+        if (mask := dataset.split == name).any()
     }
-    for _, row in best_learning_rates(runs).iterrows():
-        out[f"best_lr_{row['optimizer']}"] = float(row["best_lr"])
-        out[f"best_val_acc_{row['optimizer']}"] = float(row["val_acc"])
-    for _, row in best_learning_rates(runs, by=("optimizer", "initializer")).iterrows():
-        out[f"best_lr_{row['optimizer']}_{row['initializer']}"] = float(row["best_lr"])
-    for (rule, size), group in batch.groupby(["rule", "batch_size"]):
-        out[f"batch_val_acc_{rule}_{size}"] = float(group["val_acc"].mean())
-    for _, row in regularizers.iterrows():
-        out[f"reg_test_acc_{row['method']}"] = float(row["test_acc"])
-        out[f"reg_test_acc_ci_low_{row['method']}"] = float(row["ci_low"])
-        out[f"reg_test_acc_ci_high_{row['method']}"] = float(row["ci_high"])
-    out["reg_seeds"] = int(regularizers["seeds"].min())
-    out["best_regularizer"] = separated_winner(regularizers)
-    out["highest_mean_regularizer"] = str(regularizers.iloc[0]["method"])
-    table = high_lr_table(high_lr)
-    for _, row in table.iterrows():
-        out[f"high_lr_val_acc_{row['optimizer']}_{row['lr']:.3g}_{row['variant']}"] = float(
-            row["val_acc"]
+
+
+def regularizer_configs(methods, grid: dict) -> list[tuple[str, float]]:
+    """``(method, strength)`` for every method and every strength of its grid (0 for methods
+    without one)."""
+    unknown = set(methods) - set(REG_METHODS)
+    if unknown:
+        raise ValueError(f"methods has unknown names {sorted(unknown)}; use {REG_METHODS}")
+    configs = []
+    for method in methods:
+        values = grid.get(method, ()) if method in STRENGTH_METHODS else (0.0,)
+        if not values:
+            raise ValueError(f"grid has no strengths for {method!r}; give at least one")
+        configs += [(method, float(v)) for v in values]
+    return configs
+
+
+def _strength_parts(method: str, strength: float) -> dict:
+    """The variable settings of one configuration: L1, L2 and dropout rate."""
+    return {
+        "l1": strength if method == "l1" else 0.0,
+        "l2": strength if method == "l2" else 0.0,
+        "rate": strength if method == "dropout" else 0.0,
+    }
+
+
+def build_cnn_members(image_shape, seeds, batchnorm: bool = False, filters=(8, 16),
+                      dense_units: int = 32, bn_momentum: float = 0.9):  # fmt: skip
+    """One Keras model holding a small CNN per seed, all independent, whose L1 / L2 strengths and
+    dropout rate are variables (set per run without re-compiling).
+
+    Input: images stacked per seed, float32 (N, len(seeds), H, W, C); the member of seed slot
+    ``s`` reads slice ``[:, s]`` (its own training subsample). A member is [conv 3x3 - (BN) -
+    ReLU - max-pool 2] per entry of ``filters``, flatten, dropout, dense ``dense_units`` - (BN) -
+    ReLU - dropout, one logit; the penalties apply to every kernel, and BatchNorm replaces the
+    biases before it. A member's kernels start from its seed alone, so the members of one seed
+    start alike whatever the regulariser (paired comparisons).
+
+    Returns
+    -------
+    (model, member_layers, knobs): model maps the input to logits float32 (N, len(seeds));
+    member_layers[s] lists the layers holding member s's weights; knobs is
+    ``{"l1", "l2", "rate"}`` of scalar Keras variables.
+    """
+    import keras
+
+    knobs = {name: keras.Variable(0.0, trainable=False, name=name) for name in ("l1", "l2", "rate")}
+
+    class Penalty(keras.regularizers.Regularizer):
+        def __call__(self, w):
+            return knobs["l1"] * keras.ops.sum(keras.ops.abs(w)) + knobs["l2"] * keras.ops.sum(
+                keras.ops.square(w)
+            )
+
+    class RateDropout(keras.layers.Layer):
+        """Inverted dropout whose rate is ``knobs["rate"]`` (0: the identity)."""
+
+        def __init__(self, seed):
+            super().__init__()
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, x, training=False):
+            if not training:
+                return x
+            keep = 1.0 - knobs["rate"]
+            mask = keras.random.uniform(keras.ops.shape(x), seed=self.generator) < keep
+            return keras.ops.where(mask, x / keep, 0.0)
+
+    inputs = keras.Input((len(seeds), *image_shape))
+    outputs, member_layers = [], []
+    for slot, seed in enumerate(seeds):
+        layers = []
+
+        def add(layer, x, layers=layers):
+            layers.append(layer)
+            return layer(x)
+
+        def kernel_init(index, seed=seed):
+            return keras.initializers.HeNormal(seed=1000 * int(seed) + index)
+
+        h = inputs[:, slot]
+        for index, width in enumerate(filters):
+            h = add(keras.layers.Conv2D(width, 3, padding="same", use_bias=not batchnorm,
+                                        kernel_initializer=kernel_init(index),
+                                        kernel_regularizer=Penalty()), h)  # fmt: skip
+            if batchnorm:
+                h = add(keras.layers.BatchNormalization(momentum=bn_momentum), h)
+            h = keras.layers.MaxPooling2D()(keras.layers.ReLU()(h))
+        h = add(RateDropout(int(seed)), keras.layers.Flatten()(h))
+        h = add(keras.layers.Dense(dense_units, use_bias=not batchnorm,
+                                   kernel_initializer=kernel_init(len(filters)),
+                                   kernel_regularizer=Penalty()), h)  # fmt: skip
+        if batchnorm:
+            h = add(keras.layers.BatchNormalization(momentum=bn_momentum), h)
+        h = add(RateDropout(int(seed) + 1), keras.layers.ReLU()(h))
+        init = keras.initializers.GlorotUniform(seed=1000 * int(seed) + 99)
+        outputs.append(add(keras.layers.Dense(1, kernel_initializer=init,
+                                              kernel_regularizer=Penalty()), h))  # fmt: skip
+        member_layers.append(layers)
+    logits = keras.layers.Concatenate()(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, logits), member_layers, knobs
+
+
+def _logits(model, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Inference logits, float64 (N, members), computed eagerly in chunks (no tracing)."""
+    return np.concatenate(
+        [np.asarray(model(x[i : i + chunk], training=False), np.float64)
+         for i in range(0, len(x), chunk)]
+    )  # fmt: skip
+
+
+def _member_bce(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Mean binary cross-entropy per member column, float64 (members,)."""
+    logits = np.clip(logits, -50, 50)
+    return np.mean(np.logaddexp(0, logits) - targets * logits, axis=0)
+
+
+class CnnMemberTrainer:
+    """``build_cnn_members`` compiled once; each run restores the initial weights, optimiser state
+    and dropout generators, sets the regulariser's variables, and trains with early stopping."""
+
+    def __init__(self, image_shape, seeds, batchnorm: bool, settings: dict):
+        import keras
+
+        self.model, self.member_layers, self.knobs = build_cnn_members(
+            image_shape, seeds, batchnorm, settings["reg_filters"], settings["reg_dense"],
+            settings["reg_bn_momentum"],
+        )  # fmt: skip
+        self.model.compile(
+            optimizer=optim.make_keras_optimizer("adam", settings["reg_learning_rate"]),
+            loss=summed_member_loss,
+            steps_per_execution=STEPS_PER_EXECUTION,
         )
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.settings = settings
+        self.initial = [v.numpy() for v in self.model.variables]
+        self.initial_optimizer = [v.numpy() for v in self.model.optimizer.variables]
+        self._keras = keras
+
+    def run(self, method: str, strength: float, train, val, shuffle_seed: int) -> dict:
+        """Train one configuration; return the members' best-epoch weights and scores.
+
+        ``train``: (x float32 (N, seeds, H, W, C), y float32 (N, seeds)); ``val``: (x tiled the
+        same way, y float64 (M,)). Stops when no member's validation loss improved for
+        ``reg_patience`` epochs, or at ``reg_epochs``; every member gets its best epoch back.
+        """
+        model, settings = self.model, self.settings
+        for variable, value in zip(model.variables, self.initial, strict=True):
+            variable.assign(value)
+        for variable, value in zip(model.optimizer.variables, self.initial_optimizer, strict=True):
+            variable.assign(value)
+        for name, value in _strength_parts(method, strength).items():
+            self.knobs[name].assign(value)
+        self._keras.utils.set_random_seed(shuffle_seed)
+        members = len(self.member_layers)
+        best_loss, best_epoch = np.full(members, np.inf), np.zeros(members, dtype=int)
+        snapshots: list = [None] * members
+        patience, epoch = settings["reg_patience"], 0
+        for epoch in range(1, settings["reg_epochs"] + 1):
+            model.fit(*train, batch_size=settings["reg_batch_size"], epochs=1, verbose=0)
+            loss = _member_bce(_logits(model, val[0]), val[1][:, None])
+            for k in np.flatnonzero(loss < best_loss - 1e-4):
+                snapshots[k] = [layer.get_weights() for layer in self.member_layers[k]]
+                best_loss[k], best_epoch[k] = loss[k], epoch
+            if np.all(epoch - best_epoch >= patience):
+                break
+        self.restore(snapshots)
+        train_logits, val_logits = _logits(model, train[0]), _logits(model, val[0])
+        return {
+            "snapshots": snapshots,
+            "train_acc": np.mean((train_logits > 0) == (train[1] > 0.5), axis=0),
+            "val_acc": np.mean((val_logits > 0) == (val[1][:, None] > 0.5), axis=0),
+            "val_loss": _member_bce(val_logits, val[1][:, None]),
+            "best_epoch": best_epoch,
+            "stopped_early": epoch - best_epoch >= patience,
+            "epochs_run": epoch,
+        }
+
+    def restore(self, snapshots) -> None:
+        for layers, weights in zip(self.member_layers, snapshots, strict=True):
+            for layer, values in zip(layers, weights, strict=True):
+                layer.set_weights(values)
+
+
+def regularizer_study(images: dict, settings: dict, seed: int = 0) -> dict:
+    """Every regulariser x strength on ``reg_seeds`` small CNNs (``CnnMemberTrainer``), early
+    stopped on validation, then the chosen settings scored once on test.
+
+    Each seed draws its own stratified training subsample of ``reg_train_size`` images from the
+    train split, its own order of it (mini-batches) and its own initial kernels; all
+    configurations share them (paired by seed). Strengths are chosen on validation
+    (``choose_strengths``); the test images then pass once through each method's chosen members.
+
+    Returns
+    -------
+    dict with ``runs`` (DataFrame, one row per (method, strength, seed): train_acc, val_acc,
+    val_loss, best_epoch, stopped_early), ``chosen`` (the rows at each method's chosen strength,
+    with test_acc), ``seeds``, ``train_images``.
+    """
+    seeds = [seed + i for i in range(settings["reg_seeds"])]
+    configs = regularizer_configs(settings["reg_methods"], settings["reg_grid"])
+    x_train, y_train = images["train"]
+    picks = []
+    for s in seeds:
+        index = data.stratified_subset(y_train, settings["reg_train_size"], s)
+        picks.append(np.random.default_rng(s).permutation(index))
+    size = min(len(p) for p in picks)
+    train = (np.stack([x_train[p[:size]] for p in picks], axis=1),
+             np.stack([y_train[p[:size]] for p in picks], axis=1).astype(np.float32))  # fmt: skip
+
+    def tiled(split):
+        xs, ys = images[split]
+        return np.repeat(xs[:, None], len(seeds), axis=1), ys.astype(np.float64)
+
+    val = tiled("val")
+    trainers, kept, rows = {}, {}, []
+    for method, strength in configs:
+        batchnorm = method == "batchnorm"
+        if batchnorm not in trainers:
+            trainers[batchnorm] = CnnMemberTrainer(x_train.shape[1:], seeds, batchnorm, settings)
+        result = trainers[batchnorm].run(method, strength, train, val, shuffle_seed=seed)
+        kept[(method, strength)] = result["snapshots"]
+        for k, s in enumerate(seeds):
+            rows.append({"method": method, "strength": strength, "seed": s,
+                         "train_acc": result["train_acc"][k], "val_acc": result["val_acc"][k],
+                         "val_loss": result["val_loss"][k], "best_epoch": result["best_epoch"][k],
+                         "stopped_early": bool(result["stopped_early"][k])})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    strengths = choose_strengths(runs)
+    x_test, y_test = tiled("test")
+    chosen = []
+    for method, strength in strengths.items():
+        trainer = trainers[method == "batchnorm"]
+        trainer.restore(kept[(method, strength)])
+        correct = (_logits(trainer.model, x_test) > 0) == (y_test[:, None] > 0.5)
+        part = runs[(runs["method"] == method) & (runs["strength"] == strength)].copy()
+        part["test_acc"] = correct.mean(axis=0)
+        chosen.append(part)
+    chosen = pd.concat(chosen, ignore_index=True)
+    return {"runs": runs, "chosen": chosen, "seeds": seeds, "train_images": size}
+
+
+def choose_strengths(runs: pd.DataFrame) -> dict[str, float]:
+    """Per method, the strength with the highest mean validation accuracy over seeds (ties: the
+    lower mean validation loss). Reads validation columns only."""
+    if "test_acc" in runs.columns:
+        raise ValueError("runs holds test scores; strengths are chosen on validation only")
+    means = runs.groupby(["method", "strength"], sort=False)[["val_acc", "val_loss"]].mean()
+    means = means.reset_index().sort_values(["val_acc", "val_loss"], ascending=[False, True])
+    return {str(m): float(s) for m, s in means.drop_duplicates("method")[["method", "strength"]]
+            .itertuples(index=False)}  # fmt: skip
+
+
+def _accuracy_interval(values, bound: float = 1.0) -> tuple[float, float, float]:
+    """Mean with its 95% Student-t interval over seeds, the interval clipped to
+    ``[-bound, bound]`` for differences or ``[0, bound]`` for accuracies (``bound`` > 0 and
+    values all >= 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean, low, high = metrics.mean_confidence_interval(values)
+    floor = 0.0 if (values >= 0).all() and bound == 1.0 else -bound
+    return mean, float(max(low, floor)), float(min(high, bound))
+
+
+def regularizer_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per method at its chosen strength: mean validation and test accuracy over seeds with 95%
+    intervals, train minus validation accuracy, epochs; sorted by validation accuracy."""
+    rows = []
+    for method, group in chosen.groupby("method", sort=False):
+        val, val_low, val_high = _accuracy_interval(group["val_acc"])
+        test, low, high = _accuracy_interval(group["test_acc"])
+        rows.append({"method": method, "strength": float(group["strength"].iloc[0]),
+                     "val_acc": val, "val_ci_low": val_low, "val_ci_high": val_high,
+                     "test_acc": test, "ci_low": low, "ci_high": high,
+                     "train_minus_val": float((group["train_acc"] - group["val_acc"]).mean()),
+                     "best_epoch": float(group["best_epoch"].mean()), "seeds": len(group)})  # fmt: skip
+    table = pd.DataFrame(rows).sort_values(["val_acc"], ascending=False, kind="stable")
+    return table.reset_index(drop=True)
+
+
+def pick_regularizer(chosen: pd.DataFrame) -> dict:
+    """The winner on validation and whether it is separated from the runner-up: the 95% interval
+    of the per-seed validation-accuracy difference (winner minus runner-up, paired by seed: same
+    subsample, order and initial kernels) lies above zero."""
+    if "test_acc" in chosen.columns:
+        chosen = chosen.drop(columns="test_acc")
+    means = chosen.groupby("method")["val_acc"].mean().sort_values(ascending=False, kind="stable")
+    winner = str(means.index[0])
+    out = {"best_regularizer": winner, "best_regularizer_separated": False,
+           "runner_up": None, "margin": 0.0, "margin_ci_low": 0.0, "margin_ci_high": 0.0}  # fmt: skip
+    if len(means) > 1:
+        runner_up = str(means.index[1])
+        by_seed = chosen.pivot_table(index="seed", columns="method", values="val_acc")
+        diff = (by_seed[winner] - by_seed[runner_up]).dropna().to_numpy()
+        margin, low, high = metrics.mean_confidence_interval(diff)
+        low, high = max(low, -1.0), min(high, 1.0)
+        out.update(runner_up=runner_up, margin=margin, margin_ci_low=low, margin_ci_high=high,
+                   best_regularizer_separated=bool(len(diff) > 1 and low > 0))  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The NumPy networks of chapter 1, trained from scratch with every optimiser and regulariser
+
+NUMPY_LEARNING_RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3,
+                        "adagrad": 0.05, "adam": 1e-3, "adamw": 1e-3}  # fmt: skip
+"""A standard learning rate per optimiser for the from-scratch demonstration (not tuned)."""
+NUMPY_REGULARIZERS = {"none": {}, "l1": {"l1": 1e-3}, "l2": {"l2": 1e-3},
+                      "dropout": {"dropout": 0.5}, "batchnorm": {"batchnorm": True}}  # fmt: skip
+"""Fixed strengths for the from-scratch demonstration (the tuned study is ``regularizer_study``)."""
+
+
+def numpy_mlp(hidden: int, seed: int, dropout: float = 0.0, batchnorm: bool = False, **fit):
+    """``dlbook.nn.Sequential``: Dense(hidden) - (BatchNorm) - ReLU - (Dropout) - Dense(2)."""
+    layers = [nn.Dense(hidden, initializer="he_normal")]
+    layers += [nn.BatchNorm(momentum=0.9)] if batchnorm else []
+    layers += [nn.Activation("relu")]
+    layers += [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential([*layers, nn.Dense(2)], seed=seed, **fit)
+
+
+def numpy_training(splits, settings: dict, seed: int = 0) -> dict:
+    """The chapter-1 NumPy network trained from scratch: once per optimiser on the whole train
+    split (``numpy_epochs`` epochs), and once per regulariser on a ``reg_train_size`` subsample
+    with Adam (``numpy_reg_epochs`` epochs). Scores are on the validation split.
+
+    Returns
+    -------
+    dict with ``optimizers`` (DataFrame: optimizer, lr, epoch, loss, val_acc) and
+    ``regularizers`` (DataFrame: method, train_acc, val_acc).
+    """
+    (x, y), (x_val, y_val) = splits["train"], splits["val"]
+    y, y_val = y.astype(np.int64), y_val.astype(np.int64)
+    rows = []
+    for name in settings["numpy_optimizers"]:
+        lr = NUMPY_LEARNING_RATES[name]
+        model = numpy_mlp(settings["hidden"], seed, optimizer=name, learning_rate=lr,
+                          epochs=settings["numpy_epochs"], batch_size=settings["batch_size"])  # fmt: skip
+        for record in model.fit(x, y, x_val, y_val).history_:
+            rows.append({"optimizer": name, "lr": lr, "epoch": record["epoch"],
+                         "loss": record["loss"], "val_acc": record["val_accuracy"]})  # fmt: skip
+    x_small, y_small = subsample(x, y, settings["reg_train_size"], seed)
+    regs = []
+    for method, options in NUMPY_REGULARIZERS.items():
+        penalties = {k: v for k, v in options.items() if k in ("l1", "l2")}
+        model = numpy_mlp(settings["reg_hidden"], seed, options.get("dropout", 0.0),
+                          options.get("batchnorm", False), optimizer="adam", learning_rate=1e-3,
+                          epochs=settings["numpy_reg_epochs"], batch_size=32, **penalties)  # fmt: skip
+        model.fit(x_small, y_small)
+        regs.append({"method": method, "train_acc": model.score(x_small, y_small),
+                     "val_acc": model.score(x_val, y_val)})  # fmt: skip
+    return {"optimizers": pd.DataFrame(rows), "regularizers": pd.DataFrame(regs)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's sections: each computes, saves (when given a results folder) and returns
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(data_dir, image_size: int, limit, seed: int) -> dict:
+    return load_arrays(data_dir, image_size=image_size, limit=limit, seed=seed)
+
+
+def splits_for(settings: dict, data_dir=None, seed: int = 0) -> dict:
+    """The flat grayscale splits of the sweeps (``load_arrays``), loaded once per process."""
+    data_dir = None if data_dir is None else str(data_dir)
+    return _splits(data_dir, settings["image_size"], settings["limit"], seed)
+
+
+def _save(results_dir, values: dict) -> dict:
+    """Save ``values`` as this chapter's results when ``results_dir`` is given; return them."""
+    if results_dir is not None:
+        results.save(results_dir, CHAPTER, values)
+    return values
+
+
+def optimizers(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """The NumPy optimisers against Keras's, and their paths on the 2-D test functions."""
+    match = keras_match(steps=settings["keras_match_steps"], seed=seed)
+    paths = optimizer_paths(settings["path_steps"])
+    values = {"keras_match_max_abs_diff": float(match["max_abs_diff"].max()),
+              "keras_match_steps": int(match["steps"].min())}  # fmt: skip
+    return {"match": match, "paths": paths, "path_table": path_summary(paths),
+            "path_steps": settings["path_steps"], "results": _save(results_dir, values)}  # fmt: skip
+
+
+def schedules(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Every learning-rate schedule over 200 steps at peak 0.1 (nothing to save)."""
+    return {"table": schedule_table(total_steps=200, lr=0.1)}
+
+
+def from_scratch(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """``numpy_training`` on the chapter's images; saves ``numpy_val_acc_<optimizer>`` and
+    ``numpy_reg_val_acc_<method>``, ``numpy_reg_train_acc_<method>``."""
+    splits = splits_for(settings, data_dir, seed)
+    out = numpy_training(splits, settings, seed)
+    last = out["optimizers"].groupby("optimizer", sort=False).last()
+    values = {f"numpy_val_acc_{name}": float(row["val_acc"]) for name, row in last.iterrows()}
+    for row in out["regularizers"].itertuples(index=False):
+        values[f"numpy_reg_val_acc_{row.method}"] = float(row.val_acc)
+        values[f"numpy_reg_train_acc_{row.method}"] = float(row.train_acc)
+    values["numpy_epochs"] = settings["numpy_epochs"]
+    return {**out, "settings": settings, "results": _save(results_dir, values)}
+
+
+def data_summary(settings: dict, data_dir=None, seed: int = 0) -> str:
+    """One sentence on the images the sweeps use."""
+    splits = splits_for(settings, data_dir, seed)
+    counts = ", ".join(f"{len(y)} {name}" for name, (_, y) in splits.items())
+    side = settings["image_size"]
+    return (f"{side}×{side} grayscale images: {counts}; {splits['train'][0].shape[1]} inputs "
+            "per image.")  # fmt: skip
+
+
+def sweep_learning_rates(settings: dict) -> np.ndarray:
+    return learning_rate_values(settings["lr_min"], settings["lr_max"], settings["lr_count"])
+
+
+def learning_rates(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """The learning-rate sweep (every optimiser x rate x initialiser x seed), best rates chosen on
+    validation."""
+    splits = splits_for(settings, data_dir, seed)
+    rates = sweep_learning_rates(settings)
+    seeds = [seed + i for i in range(settings["seeds"])]
+    runs, curves = learning_rate_sweep(
+        splits, settings["sweep_optimizers"], rates, seeds, settings["initializers"],
+        epochs=settings["epochs"], batch_size=settings["batch_size"], hidden=settings["hidden"],
+    )  # fmt: skip
+    best = best_learning_rates(runs)
+    by_init = best_learning_rates(runs, by=("optimizer", "initializer"))
+    values = {"lr_values": len(rates), "lr_min": float(rates.min()), "lr_max": float(rates.max()),
+              "seeds": len(seeds), "sweep_runs": len(runs),
+              "diverged_share": float(runs["diverged"].mean()), "selected_on": "validation"}  # fmt: skip
+    for row in best.itertuples(index=False):
+        values[f"best_lr_{row.optimizer}"] = float(row.best_lr)
+        values[f"best_val_acc_{row.optimizer}"] = float(row.val_acc)
+    for row in by_init.itertuples(index=False):
+        values[f"best_lr_{row.optimizer}_{row.initializer}"] = float(row.best_lr)
+    return {"runs": runs, "curves": curves, "best": best, "by_init": by_init, "rates": rates,
+            "seeds": seeds, "results_dir": results_dir,
+            "results": _save(results_dir, values)}  # fmt: skip
+
+
+def batch_sizes(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Plain SGD per batch size, fixed rate vs the linear-scaling rule."""
+    splits = splits_for(settings, data_dir, seed)
+    seeds = [seed + i for i in range(settings["seeds"])]
+    table = batch_size_sweep(splits, settings["batch_sizes"], settings["batch_base_lr"], seeds,
+                             epochs=settings["epochs"], hidden=settings["hidden"])  # fmt: skip
+    values = {
+        f"batch_val_acc_{rule}_{size}": float(group["val_acc"].mean())
+        for (rule, size), group in table.groupby(["rule", "batch_size"])
+    }
+    return {"table": table, "results": _save(results_dir, values)}
+
+
+def regularizers(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """The regulariser study on a small CNN (``regularizer_study``); strengths and the winner
+    chosen on validation, the chosen settings scored once on test."""
+    images = load_images(data_dir, settings["reg_image_size"], seed)
+    study = regularizer_study(images, settings, seed)
+    table = regularizer_table(study["chosen"])
+    pick = pick_regularizer(study["chosen"])
+    none = study["chosen"][study["chosen"]["method"] == "none"]
+    gap, gap_low, gap_high = metrics.mean_confidence_interval(
+        (none["train_acc"] - none["val_acc"]).to_numpy()
+    )
+    gap_low, gap_high = max(gap_low, -1.0), min(gap_high, 1.0)
+    values = {
+        "reg_methods": ",".join(settings["reg_methods"]),
+        "reg_unregularized_gap": gap, "reg_unregularized_gap_ci_low": gap_low,
+        "reg_unregularized_gap_ci_high": gap_high,
+        "best_regularizer": pick["best_regularizer"],
+        "best_regularizer_separated": pick["best_regularizer_separated"],
+        "reg_runner_up": pick["runner_up"] or "",
+        "reg_winner_margin": pick["margin"], "reg_winner_margin_ci_low": pick["margin_ci_low"],
+        "reg_winner_margin_ci_high": pick["margin_ci_high"],
+        "reg_seeds": len(study["seeds"]), "reg_image_size": settings["reg_image_size"],
+        "reg_train_images": study["train_images"], "reg_epoch_cap": settings["reg_epochs"],
+        "reg_patience": settings["reg_patience"], "reg_bn_momentum": settings["reg_bn_momentum"],
+        "reg_converged_fraction": float(study["chosen"]["stopped_early"].mean()),
+        "reg_epochs_used_mean": float(study["chosen"]["best_epoch"].mean()),
+        "selected_on": "validation",
+    }  # fmt: skip
+    for row in table.itertuples(index=False):
+        values[f"reg_test_acc_{row.method}"] = row.test_acc
+        values[f"reg_test_acc_{row.method}_ci_low"] = row.ci_low
+        values[f"reg_test_acc_{row.method}_ci_high"] = row.ci_high
+        values[f"reg_val_acc_{row.method}"] = row.val_acc
+        if row.method in STRENGTH_METHODS:
+            values[f"reg_strength_{row.method}"] = row.strength
+    return {**study, "table": table, "pick": pick, "settings": settings,
+            "results_dir": results_dir, "results": _save(results_dir, values)}  # fmt: skip
+
+
+def high_learning_rates(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Schedules and clipping at the sweep's highest learning rates (validation scores)."""
+    splits = splits_for(settings, data_dir, seed)
+    seeds = [seed + i for i in range(settings["seeds"])]
+    rates = sweep_learning_rates(settings)[-settings["high_lr_count"] :]
+    study = high_lr_study(splits, settings["high_lr_optimizers"], rates,
+                          settings["high_lr_variants"], seeds, epochs=settings["epochs"],
+                          hidden=settings["hidden"])  # fmt: skip
+    table = high_lr_table(study)
+    values = {
+        f"high_lr_val_acc_{row.optimizer}_{row.lr:.3g}_{row.variant}": float(row.val_acc)
+        for row in table.itertuples(index=False)
+    }
+    return {"study": study, "table": table, "results": _save(results_dir, values)}
+
+
+def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+    """Every section of the chapter, in order; each saves its results to ``results_dir``."""
+    sections = (optimizers, schedules, from_scratch, learning_rates, batch_sizes, regularizers,
+                high_learning_rates)  # fmt: skip
+    return {f.__name__: f(settings, data_dir, seed, results_dir) for f in sections}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentences for the page, built from the results
+
+INITIALIZER_NAMES = {"he": "He", "xavier": "Xavier"}
+
+
+def _points_interval(low: float, high: float) -> str:
+    """A 95% interval of a difference of fractions, in points: '95% CI -1.2 to +3.4 points'."""
+    return f"95% CI {100 * low:+.1f} to {100 * high:+.1f} points"
+
+
+def story_optimizers(section: dict) -> str:
+    match = section["match"]
+    return (
+        f"Largest difference between the NumPy and the Keras parameters after "
+        f"{int(match['steps'].min())} steps, over all {len(match)} optimisers: "
+        f"**{match['max_abs_diff'].max():.1e}** (the parameters themselves moved by up to "
+        f"{present.number(match['max_abs_change'].max())})."
+    )
+
+
+def story_from_scratch(section: dict) -> str:
+    curves, regs = section["optimizers"], section["regularizers"]
+    last = curves.groupby("optimizer", sort=False).last()
+    best, worst = last["val_acc"].idxmax(), last["val_acc"].idxmin()
+    epochs = int(curves["epoch"].max())
+    regs = regs.set_index("method")
+    gaps = regs["train_acc"] - regs["val_acc"]
+    return (
+        f"After {epochs} epochs from scratch in NumPy, validation accuracy ranges from "
+        f"{present.percent(last.loc[worst, 'val_acc'])} ({worst}) to "
+        f"{present.percent(last.loc[best, 'val_acc'])} ({best}), each optimiser at one standard "
+        "rate, untuned. On the small training subset, the unregularised network's training "
+        f"accuracy exceeds its validation accuracy by {present.points(100 * gaps['none'])}; "
+        f"the smallest gap is {present.points(100 * gaps.min())} ({gaps.idxmin()}), the largest "
+        f"{present.points(100 * gaps.max())} ({gaps.idxmax()})."
+    )
+
+
+def story_learning_rates(section: dict) -> str:
+    best, runs, rates = section["best"], section["runs"], section["rates"]
+    top = best.sort_values("val_acc", ascending=False).iloc[0]
+    shares = runs.groupby("optimizer", sort=False)["diverged"].mean()
+    text = (
+        f"{runs['optimizer'].nunique()} optimisers at {len(rates)} learning rates from "
+        f"{present.number(rates.min())} to {present.number(rates.max())}, {len(runs)} trained "
+        f"networks. On validation, the best setting is **{top['optimizer']} at "
+        f"{present.number(top['best_lr'])}** ({present.percent(top['val_acc'])} validation "
+        f"accuracy, {present.interval(top['ci_low'], top['ci_high'])}). Share of diverged runs "
+        "per optimiser: " + ", ".join(f"{n} {present.percent(s, 0)}" for n, s in shares.items())
+        + "."
+    )  # fmt: skip
+    if section.get("results_dir") is not None:
+        results_by_chapter = results.load_all(section["results_dir"])
+        text += " " + claims.sentence("learning_rate_range", results_by_chapter)
+    return text
+
+
+def story_initializers(section: dict) -> str:
+    by_init, runs = section["by_init"], section["runs"]
+    table = by_init.pivot(index="optimizer", columns="initializer", values=["best_lr", "val_acc"])
+    inits = list(table["best_lr"].columns)
+    same = int((table["best_lr"].nunique(axis=1) == 1).sum())
+    text = (
+        f"{' and '.join(INITIALIZER_NAMES.get(i, i) for i in inits)} pick the same best learning rate for **{same} of "
+        f"{len(table)}** optimisers."
+    )
+    if len(inits) == 2:
+        gap = (table["val_acc"][inits[0]] - table["val_acc"][inits[1]]).abs()
+        half = (by_init["ci_high"] - by_init["ci_low"]).max() / 2
+        relation = "within" if gap.max() <= half else "beyond"
+        text += (
+            f" At each initialiser's best rate the accuracies differ by at most "
+            f"{present.points(100 * gap.max()).lstrip('+')} ({gap.idxmax()}), {relation} the "
+            f"widest half-width of a cell's 95% interval ({present.points(100 * half).lstrip('+')}"
+            f"; {runs['seed'].nunique()} seeds per cell)."
+        )
+    return text
+
+
+def story_batch_sizes(section: dict) -> str:
+    means = section["table"].groupby(["rule", "batch_size"])["val_acc"].mean()
+    parts = []
+    for rule in ("fixed", "linear"):
+        if rule in means.index.get_level_values(0):
+            by_size = means.loc[rule]
+            parts.append(
+                f"with the {rule} rule, validation accuracy is highest at batch size "
+                f"{by_size.idxmax()} ({present.percent(by_size.max())}) and lowest at "
+                f"{by_size.idxmin()} ({present.percent(by_size.min())})"
+            )
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
+
+
+def story_regularizers(section: dict) -> str:
+    values, table = section["results"], section["table"].set_index("method")
+    winner, runner_up = values["best_regularizer"], values["reg_runner_up"]
+    gap = values["reg_unregularized_gap"]
+    regime = ("the unregularised network over-fits" if gap >= OVERFIT_GAP
+              else "the unregularised network hardly over-fits, so this setting cannot rank "
+              "regularisers")  # fmt: skip
+    text = (
+        f"{values['reg_seeds']} seeds, each with its own {values['reg_train_images']} training "
+        f"images at {values['reg_image_size']} px, mini-batch order and initial kernels; at most "
+        f"{values['reg_epoch_cap']} epochs with early stopping on validation (it fired before the "
+        f"cap in {present.percent(values['reg_converged_fraction'], 0)} of the chosen runs). "
+        f"Without regularisation, training accuracy exceeds validation accuracy by "
+        f"{present.points(100 * gap)} "
+        f"({_points_interval(values['reg_unregularized_gap_ci_low'], values['reg_unregularized_gap_ci_high'])}): "
+        f"{regime}. "
+    )  # fmt: skip
+    chosen = [f"{m} {present.number(table.loc[m, 'strength'])}" for m in STRENGTH_METHODS
+              if m in table.index]  # fmt: skip
+    if chosen:
+        text += "Strengths chosen on validation: " + ", ".join(chosen) + ". "
+    row = table.loc[winner]
+    text += (
+        f"The best on validation is **{winner}** ({present.percent(row['val_acc'])}); on the test "
+        f"set, scored once, it reaches {present.percent(row['test_acc'])} "
+        f"({present.interval(row['ci_low'], row['ci_high'])})."
+    )
+    if runner_up:
+        margin = present.points(100 * values["reg_winner_margin"])
+        interval = _points_interval(
+            values["reg_winner_margin_ci_low"], values["reg_winner_margin_ci_high"]
+        )
+        separated = "excludes" if values["best_regularizer_separated"] else "includes"
+        text += (
+            f" Its validation lead over {runner_up}, paired by seed, is {margin} ({interval}), "
+            f"an interval that {separated} zero."
+        )
+    if section.get("results_dir") is not None:
+        text += " " + claims.sentence("batchnorm_best", results.load_all(section["results_dir"]))
+    return text
+
+
+def story_high_learning_rates(section: dict) -> str:
+    table = section["table"]
+    fixes = table[(table["variant"] != "constant") & (table["diverged"] < 0.5)]
+    tried = int((table["variant"] != "constant").sum())
+    better = int((fixes["gain_vs_constant"] > 0).sum())
+    if fixes.empty:
+        return (f"None of the {tried} schedule or clipping settings kept half of its runs from "
+                "diverging at these rates.")  # fmt: skip
+    best = fixes.sort_values("gain_vs_constant", ascending=False).iloc[0]
+    return (
+        f"Among the settings where fewer than half of the runs diverged, the largest gain on "
+        f"validation over a constant rate is **{best['variant']}** for {best['optimizer']} at "
+        f"{present.number(best['lr'])} ({present.points(100 * best['gain_vs_constant'])}); "
+        f"{better} of {tried} schedule or clipping settings beat the constant rate without "
+        "diverging."
+    )

@@ -4,7 +4,8 @@
   dropout, batch-norm, activations);
 - ``losses``: softmax and binary cross-entropy, MSE, L1/L2 penalties;
 - ``init``: zeros, normal, Glorot/Xavier and He initialisers;
-- ``model``: layer objects and ``Sequential`` with ``fit`` / ``predict`` / ``predict_proba``;
+- ``model``: layer objects and ``Sequential`` with ``fit`` (any ``dlbook.optim`` optimiser, L1 / L2
+  penalties) / ``predict`` / ``predict_proba``;
 - ``gradcheck``: analytic gradients against centred finite differences.
 """
 

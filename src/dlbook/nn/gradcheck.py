@@ -199,13 +199,23 @@ def gradient_check_table(seed: int = 0) -> list[dict]:
     return rows
 
 
-def check_model(model, x: np.ndarray, y: np.ndarray) -> float:
-    """Largest relative error over every parameter of a built ``Sequential`` (float64, no dropout
-    randomness: the model must be deterministic at train time)."""
-    _, grads = model.loss_and_grads(x, y, training=True)
+def check_model(model, x: np.ndarray, y: np.ndarray, dropout_seed: int | None = None) -> float:
+    """Largest relative error over every parameter of a built ``Sequential`` (float64), penalties
+    included.
+
+    The loss must be a deterministic function of the parameters: with dropout layers, pass
+    ``dropout_seed`` and every evaluation draws the same masks from a fresh generator.
+    """
+
+    def rng():
+        return None if dropout_seed is None else np.random.default_rng(dropout_seed)
+
+    _, grads = model.loss_and_grads(x, y, training=True, rng=rng())
     worst = 0.0
     for layer, g in zip(model.layers, grads):
         for key, param in layer.params.items():
-            numeric = numeric_gradient(lambda: model.loss_and_grads(x, y, training=True)[0], param)
+            numeric = numeric_gradient(
+                lambda: model.loss_and_grads(x, y, training=True, rng=rng())[0], param
+            )
             worst = max(worst, relative_error(g[key], numeric))
     return worst

@@ -3,16 +3,20 @@
 A layer object holds its parameters (``params``, a dict of arrays) and any state (batch-norm's
 running statistics); its ``forward(x, training, rng) -> (out, cache)`` and
 ``backward(dout, cache) -> (dx, grads)`` just call the functions in ``dlbook.nn.layers``.
-``Sequential`` chains layers, trains them by minibatch gradient descent (Adam or SGD with
-momentum) on a loss from ``dlbook.nn.losses`` and predicts like a scikit-learn classifier.
+``Sequential`` chains layers, trains them by minibatch gradient descent with any optimiser of
+``dlbook.optim`` (SGD, momentum, Nesterov, RMSprop, Adagrad, Adam, AdamW) on a loss from
+``dlbook.nn.losses``, optionally with L1 / L2 penalties on the kernels, and predicts like a
+scikit-learn classifier.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
 
+from dlbook import optim
 from dlbook.nn import init as initializers
 from dlbook.nn import layers as L
 from dlbook.nn import losses
@@ -206,46 +210,10 @@ class Activation(Layer):
         return self._backward(dout, cache)
 
 
-# ---------------------------------------------------------------------------------------------
-# Optimisers: update(params, grads) in place, one state slot per parameter array
-
-
-class SGD:
-    """Gradient descent with (heavy-ball) momentum: ``v = m v - lr g; w += v``."""
-
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9):
-        self.learning_rate, self.momentum = learning_rate, momentum
-        self.velocity: dict = {}
-
-    def update(self, key, param: np.ndarray, grad: np.ndarray) -> None:
-        v = self.velocity.get(key)
-        v = (
-            -self.learning_rate * grad
-            if v is None
-            else self.momentum * v - self.learning_rate * grad
-        )
-        self.velocity[key] = v
-        param += v
-
-
-class Adam:
-    """Adam (Kingma and Ba, 2015) with bias correction; defaults match Keras."""
-
-    def __init__(self, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
-        self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, eps
-        self.moments: dict = {}
-
-    def update(self, key, param: np.ndarray, grad: np.ndarray) -> None:
-        m, v, t = self.moments.get(key, (0.0, 0.0, 0))
-        t += 1
-        m = self.beta1 * m + (1 - self.beta1) * grad
-        v = self.beta2 * v + (1 - self.beta2) * grad * grad
-        self.moments[key] = (m, v, t)
-        step = self.learning_rate * np.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
-        param -= (step * m / (np.sqrt(v) + self.eps)).astype(param.dtype)
-
-
-OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+# The optimisers live in ``dlbook.optim`` (the only implementation, proven equal to Keras's); these
+# names stay importable from here for code written against the earlier ``nn.model`` optimisers.
+SGD = optim.SGD
+Adam = optim.Adam
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,9 +228,13 @@ class Sequential:
     layers : list of Layer; the last one outputs logits (K units for
         ``softmax_cross_entropy``, 1 unit for ``binary_cross_entropy``).
     loss : "softmax_cross_entropy" or "binary_cross_entropy".
-    optimizer : "adam" or "sgd".
+    optimizer : a name from ``dlbook.optim.OPTIMIZERS`` ("sgd", "momentum", "nesterov",
+        "rmsprop", "adagrad", "adam", "adamw"), built by ``optim.make_optimizer`` with the book's
+        hyper-parameters, or an ``optim.Optimizer`` instance (then ``learning_rate`` is its own;
+        its state is reset by each ``fit``).
     learning_rate, batch_size, epochs : training settings.
-    l2 : L2 penalty strength on dense and conv kernels (not biases or batch-norm).
+    l2 : L2 penalty ``l2 * sum(W**2)`` on dense and conv kernels (not biases or batch-norm).
+    l1 : L1 penalty ``l1 * sum(|W|)`` on the same kernels.
     seed : fixes initialisation, minibatch order and dropout masks.
     dtype : float32 for training, float64 for checks.
     """
@@ -278,14 +250,21 @@ class Sequential:
         l2: float = 0.0,
         seed: int = 0,
         dtype=np.float32,
+        l1: float = 0.0,
     ):
         if loss not in ("softmax_cross_entropy", "binary_cross_entropy"):
             raise ValueError(
                 f"loss={loss!r} is not a classification loss; use 'softmax_cross_entropy' or "
                 "'binary_cross_entropy'"
             )
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {tuple(OPTIMIZERS)}")
+        if not isinstance(optimizer, optim.Optimizer) and optimizer not in optim.OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={optimizer!r} is unknown; use one of {optim.OPTIMIZERS} or an "
+                "optim.Optimizer"
+            )
+        for name, value in (("l1", l1), ("l2", l2)):
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} is invalid; use a finite number >= 0")
         if batch_size < 1 or epochs < 0:
             raise ValueError(f"batch_size={batch_size!r} must be >= 1 and epochs={epochs!r} >= 0")
         self.layers = list(layers)
@@ -295,13 +274,8 @@ class Sequential:
             if layer.name is None:
                 layer.name = f"{layer.kind}_{counts[layer.kind]}"
         self.loss, self.optimizer, self.learning_rate = loss, optimizer, learning_rate
-        self.batch_size, self.epochs, self.l2, self.seed, self.dtype = (
-            batch_size,
-            epochs,
-            l2,
-            seed,
-            dtype,
-        )
+        self.batch_size, self.epochs, self.seed, self.dtype = batch_size, epochs, seed, dtype
+        self.l1, self.l2 = l1, l2
         self.input_shape_: tuple | None = None
         self.history_: list[dict] = []
 
@@ -338,14 +312,17 @@ class Sequential:
         return dout, grads
 
     def loss_and_grads(self, x, y, training: bool = True, rng=None):
-        """Loss (with the L2 term) on one batch and the gradients of every parameter."""
+        """Loss (with the L1 / L2 terms) on one batch and the gradients of every parameter."""
         logits, caches = self.forward(x, training, rng)
         loss, dlogits = losses.LOSSES[self.loss](logits, y)
         _, grads = self.backward(dlogits, caches, need_dx=False)
-        if self.l2:
-            for layer, g in zip(self.layers, grads):
-                if "W" in layer.params:
-                    value, (dw,) = losses.l2_penalty([layer.params["W"]], self.l2)
+        penalties = ((losses.l1_penalty, self.l1), (losses.l2_penalty, self.l2))
+        for layer, g in zip(self.layers, grads):
+            if "W" not in layer.params:
+                continue
+            for penalty, strength in penalties:
+                if strength:
+                    value, (dw,) = penalty([layer.params["W"]], strength)
                     loss += value
                     g["W"] = g["W"] + dw
         return loss, grads
@@ -365,12 +342,22 @@ class Sequential:
             )
         return x
 
-    def train_step(self, x, y, optimizer, rng) -> float:
-        """One gradient step on a minibatch; returns its loss."""
+    def make_optimizer(self) -> optim.Optimizer:
+        """A fresh optimiser for ``fit``: ``optim.make_optimizer(name, learning_rate)``, or a
+        reset copy of the instance given."""
+        if isinstance(self.optimizer, optim.Optimizer):
+            fresh = copy.deepcopy(self.optimizer)
+            fresh.iterations, fresh.state = 0, None
+            return fresh
+        return optim.make_optimizer(self.optimizer, self.learning_rate)
+
+    def train_step(self, x, y, optimizer: optim.Optimizer, rng) -> float:
+        """One gradient step on a minibatch with ``optimizer.step(params, grads)``, every
+        parameter array in layer order; returns the batch's loss."""
         loss, grads = self.loss_and_grads(x, y, training=True, rng=rng)
-        for i, (layer, g) in enumerate(zip(self.layers, grads)):
-            for key, param in layer.params.items():
-                optimizer.update((i, key), param, g[key])
+        params = [p for layer in self.layers for p in layer.params.values()]
+        flat = [g[key] for layer, g in zip(self.layers, grads) for key in layer.params]
+        optimizer.step(params, flat)
         return loss
 
     def fit(self, x, y, x_val=None, y_val=None, verbose: bool = False) -> Sequential:
@@ -392,7 +379,7 @@ class Sequential:
             self.build(x.shape[1:])
         x = self._prepare(x)
         rng = np.random.default_rng(self.seed + 1)
-        optimizer = OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate)
+        optimizer = self.make_optimizer()
         self.history_ = []
         for epoch in range(self.epochs):
             start = time.perf_counter()
