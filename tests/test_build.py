@@ -136,4 +136,9 @@ def test_chapter_table_lists_chapters_in_book_order():
         },
     }
     table = book.chapter_table(run)
-    assert list(table["chapter"]) == ["fundamentals", "conformal", "claims", "reproducibility"]
+    assert list(table["page"]) == [
+        "1. Fundamentals",
+        "6. Conformal prediction",
+        "The claims, checked",
+        "How this book was built",
+    ]

@@ -1,9 +1,127 @@
-"""The reproducibility page: what a build ran on and how long each chapter took."""
+"""The book's own pages: the claims, checked, and how the book was built.
+
+``claim_cards`` lays the judged claims (``dlbook.claims.write``) out as cards, two or three a row
+on a desktop and one a row on a phone (``_static/dlbook.css``); ``describe_run``,
+``chapter_table`` and ``plot_chapter_seconds`` show a build record ``run.json``.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
+
+from dlbook import present
+
+SECTION_TITLES = {
+    "01_fundamentals.html#ann-vs-cnn": "ANN vs CNN",
+    "02_optimization.html#regularisation-which-one-wins": "Regularisation: which one wins?",
+    "02_optimization.html#learning-rate-sweep": "Learning-rate sweep",
+    "04_mask_detection.html#evaluation-on-the-test-split": "Evaluation on the test split",
+    "05_active_learning.html#seven-strategies-and-a-variant-against-random-sampling": (
+        "Seven strategies against random sampling"
+    ),
+    "06_conformal.html#coverage-over-many-re-splits": "Coverage over many re-splits",
+}
+"""Link text of the chapter sections the claims point at (anchors as Sphinx makes them)."""
+
+CHAPTER_TITLES = {
+    "fundamentals": "1. Fundamentals",
+    "optimization": "2. Optimisation",
+    "architectures": "3. Architectures",
+    "mask_detection": "4. Face-mask detection",
+    "active_learning": "5. Active learning",
+    "conformal": "6. Conformal prediction",
+    "future_work": "7. Future work",
+    "claims": "The claims, checked",
+    "reproducibility": "How this book was built",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The claims page
+
+
+def _slug(verdict: str) -> str:
+    return verdict.replace(" ", "-")
+
+
+def describe_budget(budget: dict) -> str:
+    """A budget in words: ``{"pixels": 64, "seeds": 3} -> "64 px · 3 seeds"``."""
+    if not budget:
+        return "not recorded"
+    parts = []
+    for key, value in budget.items():
+        if key == "pixels":
+            sizes = [s.strip() for s in str(value).split(",") if s.strip()]
+            parts.append(
+                (", ".join(sizes[:-1]) + " and " + sizes[-1] if len(sizes) > 1 else sizes[0])
+                + " px"
+            )
+        elif key == "epoch_cap":
+            parts.append(f"at most {present.number(value)} epochs")
+        else:
+            words = {
+                "images": "images",
+                "epochs": "epochs",
+                "seeds": "seeds",
+                "folds": "folds",
+                "labels": "labels",
+                "resplits": "re-splits",
+                "learning_rates": "learning rates",
+                "clients": "clients",
+                "rounds": "rounds",
+            }.get(key, key.replace("_", " "))
+            parts.append(f"{present.number(value)} {words}")
+    return " · ".join(parts)
+
+
+def _chapters_in_book() -> set[str]:
+    from dlbook.build import CHAPTERS
+
+    return {chapter.name for chapter in CHAPTERS}
+
+
+def _card(row: dict) -> str:
+    e = html.escape
+    section = row.get("section") or ""
+    title = SECTION_TITLES.get(section, "")
+    where = CHAPTER_TITLES.get(row["chapter"], row.get("where", ""))
+    link_text = f"Chapter {where}" + (f", “{title}”" if title else "")
+    measured = row["measured"] != "-"
+    fields = [("Measured", e(row["measured"]) if measured else "nothing")]
+    if measured:
+        fields.append(("Budget", e(describe_budget(row.get("budget") or {}))))
+    if row.get("note"):
+        fields.append(("Why", e(row["note"])))
+    rule = e(row.get("rule", ""))
+    fields.append(("Rule", f"<details><summary>how it is judged</summary>{rule}</details>"))
+    if section and row["chapter"] in _chapters_in_book():
+        fields.append(("Where", f'<a href="{e(section)}">{e(link_text)}</a>'))
+    else:
+        fields.append(("Where", e(link_text) + " (not in this build of the book)"))
+    body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
+    verdict = row["verdict"]
+    return (
+        f'<article class="dlbook-claim" id="claim-{e(row["id"])}">'
+        f'<p class="dlbook-claim-head"><span class="dlbook-verdict '
+        f'dlbook-verdict-{_slug(verdict)}">{e(verdict)}</span> '
+        f"<strong>{e(row['text'])}</strong></p><dl>{body}</dl></article>"
+    )
+
+
+def claim_cards(rows: list[dict], kinds=("finding",)):
+    """The judged claims of ``kinds`` as HTML cards (an ``IPython.display.HTML``)."""
+    from IPython.display import HTML
+
+    chosen = [row for row in rows if row["kind"] in kinds]
+    if not chosen:
+        return HTML("<p>No claims of this kind.</p>")
+    return HTML('<div class="dlbook-claims">' + "".join(map(_card, chosen)) + "</div>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The reproducibility page
 
 
 def load_run(results_dir) -> dict:
@@ -12,8 +130,15 @@ def load_run(results_dir) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _executed_and_reused(run: dict) -> tuple[list[str], list[str]]:
+    chapters = run.get("chapters", {})
+    executed = [n for n, c in chapters.items() if not c.get("cached") and c["status"] != "not run"]
+    reused = [n for n, c in chapters.items() if c.get("cached")]
+    return executed, reused
+
+
 def describe_run(run: dict) -> str:
-    """A Markdown paragraph summarising a build record."""
+    """A Markdown paragraph summarising a build record (no path of the build machine)."""
     if not run:
         return (
             "No build record for this profile yet: run `python -m dlbook build` to make one. "
@@ -25,17 +150,35 @@ def describe_run(run: dict) -> str:
         if run.get("data_verified")
         else "**not verified** against the manifest"
     )
+    executed, reused = _executed_and_reused(run)
+    seconds = sum(run["chapters"][n]["seconds"] for n in executed)
+    timing = (
+        f"This build executed {len(executed)} page{'s' if len(executed) != 1 else ''} "
+        f"in {present.number(seconds)} s"
+    )
+    if reused:
+        earlier = sum(run["chapters"][n]["seconds"] for n in reused)
+        timing += (
+            f" and reused {len(reused)} chapter{'s' if len(reused) != 1 else ''} executed by an "
+            f"earlier build, unchanged since (they took {present.number(earlier)} s then; the "
+            "table's seconds are each page's time when it last ran)"
+        )
+    commit = run.get("git_commit") or "unknown"
     return (
         f"Profile **{run['profile']}**, seed {run['seed']}, started {run['started_at']} on "
-        f"{run['cpu_count']} CPU cores ({run['platform']}); commit `{run.get('git_commit')}`. "
-        f"Data: {run['data_dir']}, {verified}; manifest sha256 `{run['data_manifest_sha256'][:16]}…`. "
-        f"Chapters executed in this build took {run.get('seconds_executing', 0):.0f} s. "
-        f"Packages: {packages}."
+        f"{run['cpu_count']} CPU cores ({run['platform']}); commit `{commit[:12]}`"
+        f"{' with uncommitted changes' if commit.endswith('-dirty') else ''}. "
+        f"Data: the face-mask images, {verified} (manifest sha256 "
+        f"`{run['data_manifest_sha256'][:16]}…`). {timing}. Packages: {packages}."
     )
 
 
+_STATUS_WORDS = {"ok": "ran", "failed": "failed", "not run": "not run"}
+
+
 def chapter_table(run: dict):
-    """One row per chapter, in book order: status, seconds, whether it was reused, error."""
+    """One row per page, in book order, as a DataFrame: whether this build ran it or reused it
+    unchanged, and its seconds when it last ran."""
     import pandas as pd
 
     from dlbook.build import CHAPTERS, PAGES
@@ -46,20 +189,33 @@ def chapter_table(run: dict):
     )
     rows = [
         {
-            "chapter": name,
-            "status": info["status"],
-            "seconds": info["seconds"],
-            "reused": bool(info.get("cached")),
+            "page": CHAPTER_TITLES.get(name, name.replace("_", " ")),
+            "this build": (
+                "reused"
+                if info.get("cached")
+                else _STATUS_WORDS.get(info["status"], info["status"])
+            ),
+            "seconds": info["seconds"] if info["status"] != "not run" else None,
             "error": info.get("error") or "",
         }
         for name, info in chapters
     ]
-    return pd.DataFrame(rows, columns=["chapter", "status", "seconds", "reused", "error"])
+    columns = ["page", "this build", "seconds", "error"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if not frame["error"].astype(bool).any():
+        frame = frame.drop(columns="error")
+    return frame
+
+
+def show_chapter_table(run: dict):
+    """:func:`chapter_table` formatted for the page by ``dlbook.present``."""
+    return present.show(chapter_table(run), missing={"seconds": "never ran"})
 
 
 def plot_chapter_seconds(run: dict):
     """Horizontal bars of each chapter's execution time; returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     table = chapter_table(run)
     fig, ax = plt.subplots(figsize=(7, 0.4 * max(len(table), 2) + 1))
@@ -67,10 +223,18 @@ def plot_chapter_seconds(run: dict):
         ax.text(0.5, 0.5, "no build record yet", ha="center", va="center")
         ax.set_axis_off()
         return ax
-    colours = ["tab:green" if s == "ok" else "tab:red" for s in table["status"]]
-    ax.barh(table["chapter"], table["seconds"], color=colours)
+    colours = {"ran": "tab:green", "reused": "tab:gray", "failed": "tab:red"}
+    ax.barh(
+        table["page"],
+        table["seconds"].fillna(0),
+        color=[colours.get(s, "white") for s in table["this build"]],
+    )
     ax.invert_yaxis()
-    ax.set_xlabel("seconds (when the chapter last executed)")
-    ax.set_title(f"Execution time per chapter, profile {run['profile']}")
+    ax.set_xlabel("seconds (when the page last executed)")
+    ax.set_title(f"Execution time per page, profile {run['profile']}")
+    shown = [s for s in colours if s in set(table["this build"])]
+    labels = {"ran": "ran in this build", "reused": "reused, unchanged", "failed": "failed"}
+    handles = [Patch(color=colours[s], label=labels[s]) for s in shown]
+    ax.legend(handles=handles, loc="lower right")
     fig.tight_layout()
     return ax
