@@ -5,7 +5,7 @@ import importlib
 import numpy as np
 import pytest
 
-from dlbook import backbones, data, profiles
+from dlbook import backbones, features
 from dlbook.backbones import efficientnet_lite
 
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -80,7 +80,7 @@ def test_keras_application_without_weights_is_reported_fast(tmp_path, monkeypatc
     ok, reason = backbones.available("resnet50")
     assert not ok and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in reason
     with pytest.raises(backbones.BackboneUnavailableError, match="offline"):
-        backbones.features("resnet50", np.zeros((2, 32, 32, 3), np.uint8))
+        features.extract("resnet50", np.zeros((2, 32, 32, 3), np.uint8))
     assert time.perf_counter() - start < 1.0
     cached = tmp_path / "keras" / "models" / backbones.BACKBONES["vgg16"].weights_file_no_top
     cached.parent.mkdir(parents=True)
@@ -111,78 +111,6 @@ def test_preprocessing_modes():
     )
 
 
-def test_features_are_cached_and_batch_independent(monkeypatch):
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
-    first = backbones.features("efficientnet_lite0", images, batch_size=2, progress=False)
-    assert first.shape == (5, 1280) and first.dtype == np.float32
-    assert (first >= 0).all()  # pooled ReLU6 activations
-    alone = backbones.features("efficientnet_lite0", images[3:4], progress=False)
-    np.testing.assert_allclose(alone[0], first[3], rtol=1e-4, atol=1e-5)
-
-    def no_extraction(*args, **kwargs):
-        raise AssertionError("features should have come from the cache")
-
-    monkeypatch.setattr(backbones, "_extract", no_extraction)
-    np.testing.assert_array_equal(backbones.features("efficientnet_lite0", images), first)
-    changed = images.copy()
-    changed[0, 0, 0, 0] ^= 1
-    with pytest.raises(AssertionError, match="cache"):
-        backbones.features("efficientnet_lite0", changed)
-    assert backbones.feature_cache_path(
-        "efficientnet_lite0", images
-    ) != backbones.feature_cache_path("efficientnet_lite1", images)
-
-
-@pytest.mark.parametrize(
-    "images, match",
-    [
-        (np.zeros((2, 32, 32), np.uint8), "shape"),
-        (np.zeros((2, 32, 32, 1), np.uint8), "shape"),
-        (np.zeros((2, 32, 32, 3), np.int64), "dtype"),
-        (np.zeros((2, 16, 16, 3), np.uint8), "at least 32"),
-    ],
-)
-def test_features_validates_images(images, match):
-    with pytest.raises(ValueError, match=match):
-        backbones.features("efficientnet_lite0", images, progress=False)
-
-
 def test_unknown_backbone_lists_the_known_ones():
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         backbones.available("resnet18")
-
-
-def test_face_mask_features_line_up_with_the_images(synthetic_data, monkeypatch):
-    monkeypatch.setitem(
-        profiles.FEATURES,
-        "smoke",
-        {"backbone": "efficientnet_lite0", "image_size": 40, "limit": None},
-    )
-    real_loader = data.load_face_mask
-    monkeypatch.setattr(data, "load_face_mask", lambda **kw: real_loader(verify=False, **kw))
-    result = backbones.face_mask_features("smoke", data_dir=synthetic_data, progress=False)
-    images = real_loader(synthetic_data, image_size=40, verify=False, progress=False)
-    assert result.features.shape == (40, 1280) and result.image_size == 40
-    np.testing.assert_array_equal(result.labels, images.labels)
-    assert result.paths == images.paths and set(result.split) <= {"train", "val", "calib", "test"}
-    np.testing.assert_array_equal(
-        result.features, backbones.features("efficientnet_lite0", images.images, progress=False)
-    )
-    train_x, train_y = result.where("train")
-    assert len(train_x) == len(train_y) == (result.split == "train").sum()
-
-
-@pytest.mark.slow
-def test_smoke_features_separate_the_real_classes(real_data):
-    """Pooled ImageNet features make the face-mask classes linearly separable (a linear probe)."""
-    from sklearn.linear_model import LogisticRegression
-
-    result = backbones.face_mask_features("smoke", data_dir=real_data, progress=False)
-    settings = profiles.get("smoke", "features")
-    assert result.features.shape == (settings["limit"], 1280)
-    assert result.backbone == settings["backbone"] and np.isfinite(result.features).all()
-    train_x, train_y = result.where("train")
-    test_x, test_y = result.where("test")
-    probe = LogisticRegression(max_iter=2000).fit(train_x, train_y)
-    assert probe.score(test_x, test_y) > 0.9

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import cli, data, mask
+from dlbook import cli, data, mask, predict
 
 
 def _tiny_backbone(image_size):
@@ -171,10 +171,10 @@ def test_predict_with_detect_reports_images_without_faces(tiny_model, tmp_path, 
 
 def test_predictions_csv_has_box_columns_when_faces_were_found(tmp_path):
     rows = [
-        mask.Prediction("a.jpg", "with_mask", 0.9, (1, 2, 30, 40)),
-        mask.Prediction("b.jpg", "no_face", None),
+        predict.Prediction("a.jpg", "with_mask", 0.9, (1, 2, 30, 40)),
+        predict.Prediction("b.jpg", "no_face", None),
     ]
-    lines = mask.write_predictions_csv(rows, tmp_path / "p.csv").read_text().splitlines()
+    lines = predict.write_predictions_csv(rows, tmp_path / "p.csv").read_text().splitlines()
     assert lines == [
         "path,label,prob_with_mask,x,y,width,height",
         "a.jpg,with_mask,0.900000,1,2,30,40",

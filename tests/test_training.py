@@ -51,7 +51,10 @@ def test_fit_learns_an_easy_task_and_reports_history_and_timings():
 def test_fit_is_reproducible_for_a_seed_and_differs_across_seeds():
     x, y = _bright_vs_dark()
     model_fn = functools.partial(models.build, "resnet", (12, 12, 3), 2, stage_filters=(4,))
-    runs = [training.fit(model_fn, x, y, epochs=2, batch_size=16, seed=s) for s in (5, 5, 6)]
+    runs = [
+        training.fit(model_fn, x, y, epochs=2, batch_size=16, seed=s, use_cache=False)
+        for s in (5, 5, 6)
+    ]
     for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert runs[0].history["loss"] == pytest.approx(runs[1].history["loss"], rel=1e-5)
@@ -119,3 +122,30 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
     assert float(result.model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)
     with pytest.raises(ValueError, match="lr_schedule='step'"):
         training.fit(_small_cnn, x, y, lr_schedule="step")
+
+
+def test_an_identical_run_comes_from_the_cache_with_its_history_and_state():
+    import keras
+
+    x, y = _bright_vs_dark()
+
+    def run(**changes):
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+        options = dict(validation_data=(x, y), epochs=6, batch_size=16, learning_rate=0.02)
+        options.update(changes)
+        return training.fit(_small_cnn, x, y, seed=0, callbacks=[stop], **options), stop
+
+    (first, stop1), (second, stop2) = run(), run()
+    assert "cached" not in first.timings and second.timings["cached"] is True
+    assert second.history == first.history and second.timings["train_s"] == first.timings["train_s"]
+    assert stop2.stopped_epoch == stop1.stopped_epoch
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        training.predict_proba(first.model, x), training.predict_proba(second.model, x)
+    )
+    # any change to data, options or seed is a new run
+    assert "cached" not in run(learning_rate=0.01)[0].timings
+    changed = x.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert "cached" not in training.fit(_small_cnn, changed, y, epochs=1, seed=0).timings

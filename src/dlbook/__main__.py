@@ -1,5 +1,9 @@
 import sys
 
-from dlbook.cli import main
+from dlbook import logs
+
+logs.set_tensorflow_log_level()  # before anything imports TensorFlow
+
+from dlbook.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict ...``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|bench ...``."""
 
 from __future__ import annotations
 
@@ -52,16 +52,24 @@ def _verify(args) -> int:
 
 
 def _predict(args) -> int:
-    from dlbook import mask
+    from dlbook import predict
 
-    return mask.run_predict(
+    return predict.run(
         args.model,
         args.images,
         args.out,
         detect_faces=args.detect,
         annotated_dir=args.annotated_dir,
         progress=not args.no_progress,
+        runtime_name=None if args.runtime == "auto" else args.runtime,
     )
+
+
+def _bench(args) -> int:
+    from dlbook import bench
+
+    bench.run(profile=args.profile, data_dir=args.data_dir, results_dir=args.results_dir)
+    return 0
 
 
 def add_predict_command(commands) -> None:
@@ -79,6 +87,12 @@ def add_predict_command(commands) -> None:
     )
     predict.add_argument("--annotated-dir", help="with --detect: write annotated images here")
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict.add_argument(
+        "--runtime",
+        choices=("auto", "keras", "tflite"),
+        default="auto",
+        help="inference runtime (auto: TFLite from a few hundred images on, else Keras)",
+    )
     predict.set_defaults(run=_predict)
 
 
@@ -119,6 +133,12 @@ def make_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_verify)
 
     add_predict_command(commands)
+
+    bench = commands.add_parser("bench", help="measure this machine's speed on the book's work")
+    bench.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
+    bench.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
+    bench.add_argument("--results-dir", help="default: results/<profile>")
+    bench.set_defaults(run=_bench)
     return parser
 
 

@@ -3,26 +3,20 @@
 The shipped model is one Keras file that takes RGB images (uint8 range, as ``dlbook.data``
 decodes and resizes them) and returns calibrated P(with_mask): backbone (preprocessing inside)
 -> linear head -> division by the temperature -> sigmoid. A JSON file beside it records the class
-names, input size, temperature and how it was trained. ``predict_files`` is what the
-``python -m dlbook predict`` command runs.
+names, input size, temperature and how it was trained. The ``python -m dlbook predict`` command
+lives in ``dlbook.predict``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import optimize
 
 from dlbook import data
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-"""Files with these suffixes are picked up when a folder is walked."""
 
 
 class ModelLoadError(Exception):
@@ -270,40 +264,7 @@ def load_shipped_model(path: str | os.PathLike):
 
 
 # ---------------------------------------------------------------------------------------------
-# Prediction on files
-
-
-def collect_image_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
-    """Expand ``inputs`` into image files, walking folders recursively (sorted).
-
-    Returns
-    -------
-    (files, missing): files to read (given files are kept whatever their suffix; files found in
-    folders need an image suffix) and inputs that do not exist.
-    """
-    files, missing = [], []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            found = [
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            ]
-            files += sorted(found)
-        elif item.is_file():
-            files.append(item)
-        else:
-            missing.append(item)
-    return files, missing
-
-
-@dataclass
-class Prediction:
-    """One CSV row: a whole image, or one detected face in it (box in original pixels)."""
-
-    path: str
-    label: str
-    prob_with_mask: float | None
-    box: tuple[int, int, int, int] | None = None
+# Prediction
 
 
 def predict_images(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -315,129 +276,8 @@ def predict_images(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
     return np.asarray(out, dtype=np.float64).reshape(len(images), -1)[:, -1]
 
 
-def _label(prob: float) -> str:
-    return data.CLASS_NAMES[int(prob >= 0.5)]
+def run_predict(*args, **kwargs) -> int:
+    """The ``predict`` command (``dlbook.predict.run``), under the name chapter 4 calls."""
+    from dlbook import predict
 
-
-def predict_files(
-    model,
-    image_size: int,
-    files: list[Path],
-    detector=None,
-    annotated_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Classify each file (or, with a ``detector``, each face found in it).
-
-    Parameters
-    ----------
-    model : the shipped Keras model.
-    image_size : its input side.
-    files : image files.
-    detector : None, or a ``dlbook.detect`` detector; faces are cropped from the original
-        image, resized like the loader does and classified; an image without a face gets one
-        row with label "no_face".
-    annotated_dir : with a detector, write each image with its boxes drawn here.
-
-    Returns
-    -------
-    (predictions, skipped): skipped lists (path, reason) of files that could not be decoded.
-    """
-    from tqdm import tqdm
-
-    predictions, skipped = [], []
-    for path in tqdm(files, desc="predicting", disable=not progress, file=sys.stderr):
-        try:
-            if detector is None:
-                image = data.decode_image(path, image_size)
-            else:
-                image = data.decode_image(path, None)
-        except data.ImageDecodeError as error:
-            print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
-            skipped.append((str(path), error.reason))
-            continue
-        if detector is None:
-            prob = float(predict_images(model, image[None])[0])
-            predictions.append(Prediction(str(path), _label(prob), prob))
-            continue
-        from dlbook import detect
-
-        boxes = detect.detect_faces(detector, image)
-        if len(boxes) == 0:
-            predictions.append(Prediction(str(path), "no_face", None))
-            probs = np.zeros(0)
-        else:
-            crops = detect.crop_faces(image, boxes, image_size)
-            probs = predict_images(model, crops)
-            predictions += [
-                Prediction(str(path), _label(p), float(p), tuple(int(v) for v in box))
-                for box, p in zip(boxes, probs, strict=True)
-            ]
-        if annotated_dir is not None:
-            out = Path(annotated_dir) / f"{path.stem}_annotated.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            detect.save_annotated(image, boxes, probs, out)
-    return predictions, skipped
-
-
-def write_predictions_csv(predictions: list[Prediction], path: str | os.PathLike) -> Path:
-    """Write ``path,label,prob_with_mask`` (+ ``x,y,width,height`` when any row has a box)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with_boxes = any(p.box is not None for p in predictions)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(
-            ["path", "label", "prob_with_mask"]
-            + (["x", "y", "width", "height"] if with_boxes else [])
-        )
-        for p in predictions:
-            row = [p.path, p.label, "" if p.prob_with_mask is None else f"{p.prob_with_mask:.6f}"]
-            if with_boxes:
-                row += list(p.box) if p.box is not None else ["", "", "", ""]
-            writer.writerow(row)
-    return path
-
-
-def run_predict(
-    model_path: str | os.PathLike,
-    inputs: list[str | os.PathLike],
-    out_csv: str | os.PathLike,
-    detect_faces: bool = False,
-    annotated_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> int:
-    """The ``predict`` command: returns the exit status (0 ok, 2 bad model, 3 nothing readable).
-
-    Problems are reported on stderr in one line each.
-    """
-    try:
-        model, metadata = load_shipped_model(model_path)
-    except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    files, missing = collect_image_files(inputs)
-    for item in missing:
-        print(f"skipped {item}: no such file or folder", file=sys.stderr)
-    detector = None
-    if detect_faces:
-        from dlbook import detect
-
-        detector = detect.load_detector()
-    predictions, skipped = predict_files(
-        model, int(metadata["image_size"]), files, detector, annotated_dir, progress
-    )
-    if not predictions:
-        print(
-            f"error: no readable image among the inputs ({len(files)} files tried, "
-            f"{len(skipped)} unreadable, {len(missing)} missing)",
-            file=sys.stderr,
-        )
-        return 3
-    write_predictions_csv(predictions, out_csv)
-    print(
-        f"wrote {len(predictions)} predictions to {out_csv}"
-        + (f"; skipped {len(skipped) + len(missing)} inputs" if skipped or missing else ""),
-        file=sys.stderr,
-    )
-    return 0
+    return predict.run(*args, **kwargs)

@@ -72,5 +72,7 @@ def load_all(results_dir: str | os.PathLike) -> dict[str, dict]:
     """Return ``{chapter: results}`` for every chapter JSON in ``results_dir`` (not run.json)."""
     folder = Path(results_dir)
     return {
-        p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != "run"
+        p.stem: json.loads(p.read_text())
+        for p in sorted(folder.glob("*.json"))
+        if p.stem not in ("run", "bench")
     }

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from dlbook import cache
+
 LR_SCHEDULES = ("constant", "cosine")
 
 OPTIMIZERS = {
@@ -113,6 +115,7 @@ def fit(
     strategy=None,
     callbacks: list | None = None,
     verbose: int = 0,
+    use_cache: bool = True,
 ) -> FitResult:
     """Build a model with ``model_fn`` inside ``strategy``'s scope and train it.
 
@@ -134,6 +137,9 @@ def fit(
     strategy : a ``tf.distribute.Strategy``; None uses the default (one-device) strategy.
     callbacks : extra Keras callbacks.
     verbose : Keras's verbosity.
+    use_cache : reuse an identical earlier run (same architecture, initial weights, data,
+        options and callback settings) from ``dlbook.cache``: its trained weights, history and
+        measured timings (``timings["cached"]`` is then True).
 
     Returns
     -------
@@ -184,6 +190,16 @@ def fit(
             metrics=["accuracy"],
         )
     build_s = time.perf_counter() - start
+    options = dict(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
+        lr_schedule=lr_schedule, seed=seed, strategy=type(strategy).__name__, replicas=replicas,
+    )  # fmt: skip
+    key = None
+    if use_cache:
+        key = cache.fit_key(model, x_train, y_train, validation_data, options, callbacks)
+    stored = cache.load_fit(key, model, callbacks) if key else None
+    if stored is not None:
+        return FitResult(model, *stored, type(strategy).__name__, replicas)
 
     train = make_dataset(x_train, y_train, global_batch, shuffle=True, seed=seed, binary=binary)
     val = None
@@ -207,6 +223,8 @@ def fit(
         "epoch_s": timer.epoch_s,
         "images_per_s": len(x_train) * epochs / train_s,
     }
+    if key:
+        cache.save_fit(key, model, history, timings, callbacks)
     return FitResult(model, history, timings, type(strategy).__name__, replicas)
 
 

@@ -1,4 +1,4 @@
-"""Pretrained ImageNet backbones that work offline, and cached pooled features.
+"""Pretrained ImageNet backbones that work offline.
 
 Two families sit behind one registry (``BACKBONES``):
 
@@ -11,8 +11,7 @@ Two families sit behind one registry (``BACKBONES``):
 
 Every feature extractor from ``load`` takes RGB images with values in [0, 255] (uint8 range),
 shape (N, H, W, 3), any H and W, does its own preprocessing and returns globally average-pooled
-features, float32 (N, D). ``features`` runs one over an image array with a progress bar and caches
-the result on disk, so chapters that need the same features share one extraction.
+features, float32 (N, D). The book's cached feature sets (``dlbook.features``) are built on top.
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dlbook import paths
 from dlbook.backbones import efficientnet_lite
 from dlbook.backbones.efficientnet_lite import WeightsUnavailableError
 from dlbook.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy_state_dict
@@ -35,13 +32,9 @@ from dlbook.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy
 __all__ = [
     "BACKBONES",
     "BackboneUnavailableError",
-    "FeatureSet",
     "UnsafeCheckpointError",
     "WeightsUnavailableError",
     "available",
-    "benchmark_features",
-    "face_mask_features",
-    "features",
     "imagenet_class_names",
     "imagenet_photo_check",
     "imagenet_photos",
@@ -49,12 +42,11 @@ __all__ = [
     "load_classifier",
     "load_legacy_state_dict",
     "photo_input",
+    "require",
+    "spec",
 ]
 
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
-# Bumped whenever the extractor's arithmetic changes (2: batch norm folded into the convolutions),
-# so features computed by an older extractor are never reused.
-FEATURE_CACHE_VERSION = 2
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -144,10 +136,14 @@ BACKBONES.update(
 )
 
 
-def _spec(name: str) -> BackboneSpec:
+def spec(name: str) -> BackboneSpec:
+    """The registry entry of ``name``; a ValueError listing the known names if there is none."""
     if name not in BACKBONES:
         raise ValueError(f"name={name!r} is not a known backbone; use one of {tuple(BACKBONES)}")
     return BACKBONES[name]
+
+
+_spec = spec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +205,8 @@ def available(name: str) -> tuple[bool, str]:
     return _keras_weights(name, include_top=False)
 
 
-def _require(name: str, include_top: bool = False) -> None:
+def require(name: str, include_top: bool = False) -> None:
+    """Raise ``WeightsUnavailableError``/``BackboneUnavailableError`` if ``name`` cannot load here."""
     spec = _spec(name)
     if spec.family == "efficientnet_lite":
         efficientnet_lite.weights_path(name)  # raises WeightsUnavailableError naming the package
@@ -221,7 +218,7 @@ def _require(name: str, include_top: bool = False) -> None:
 
 def weights_file(name: str) -> Path:
     """The file a backbone's ImageNet weights are read from (downloading them if need be)."""
-    _require(name)
+    require(name)
     spec = _spec(name)
     if spec.family == "efficientnet_lite":
         return efficientnet_lite.weights_path(name)
@@ -301,7 +298,7 @@ def load(name: str, fold_batch_norm: bool = True):
     BackboneUnavailableError
         A ``keras.applications`` backbone whose weights are neither cached nor downloadable.
     """
-    _require(name)
+    require(name)
     if _spec(name).family == "efficientnet_lite":
         model = efficientnet_lite.build_efficientnet_lite(
             name, include_top=False, fold_batch_norm=fold_batch_norm
@@ -316,16 +313,11 @@ def load_classifier(name: str):
     EfficientNet-Lite takes any input size (use ``BACKBONES[name].image_size`` for the photo
     check); ``keras.applications`` classifiers take only their native size.
     """
-    _require(name, include_top=True)
+    require(name, include_top=True)
     if _spec(name).family == "efficientnet_lite":
         model = efficientnet_lite.build_efficientnet_lite(name, include_top=True)
         return efficientnet_lite.load_weights(model, name)
     return _build_keras_application(name, include_top=True, weights="imagenet")
-
-
-@functools.lru_cache(maxsize=4)
-def _shared_feature_model(name: str):
-    return load(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,188 +414,6 @@ def imagenet_class_names() -> list[str] | None:
         return None
     index = json.loads(cached.read_text())
     return [index[str(i)][1] for i in range(len(index))]
-
-
-# ---------------------------------------------------------------------------------------------
-# Features
-
-
-def _validate_images(images) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"images has shape {images.shape}; expected RGB images of shape (N, H, W, 3)"
-        )
-    if not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-        raise ValueError(f"images has dtype {images.dtype}; expected uint8 (or float in [0, 255])")
-    return images
-
-
-def array_sha256(images: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
-    digest = hashlib.sha256(f"{images.dtype.str}{images.shape}".encode())
-    digest.update(np.ascontiguousarray(images).data)
-    return digest.hexdigest()
-
-
-def feature_cache_path(name: str, images: np.ndarray) -> Path:
-    """Cache file for the features of ``images`` under backbone ``name``.
-
-    Keyed by (backbone, weight file sha256, image array sha256, input size).
-    """
-    height, width = images.shape[1:3]
-    key = hashlib.sha256(
-        "|".join(
-            [
-                name,
-                weights_sha256(name),
-                array_sha256(images),
-                f"{height}x{width}",
-                f"v{FEATURE_CACHE_VERSION}",
-            ]
-        ).encode()
-    ).hexdigest()
-    return paths.cache_dir() / "features" / f"{name}-{height}x{width}-{key[:24]}.npy"
-
-
-def _extract(model, images: np.ndarray, batch_size: int, progress: bool, desc: str) -> np.ndarray:
-    from tqdm import tqdm
-
-    batch_size = min(batch_size, len(images)) or 1
-    batches = range(0, len(images), batch_size)
-    out = []
-    for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-        batch = images[start : start + batch_size].astype(np.float32)
-        count = len(batch)
-        if count < batch_size:  # pad the last batch: one input shape, one traced graph
-            batch = np.concatenate(
-                [batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)]
-            )
-        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:count])
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def features(name: str, images, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Pooled backbone features of ``images``, cached on disk.
-
-    Parameters
-    ----------
-    name : a key of ``BACKBONES``.
-    images : ndarray, shape (N, H, W, 3), uint8 (or float with values in [0, 255]), RGB; fed at
-        their own size (resize them beforehand, e.g. with ``data.load_face_mask(image_size=...)``).
-    batch_size : images per forward pass.
-    progress : show a tqdm progress bar.
-
-    Returns
-    -------
-    ndarray, shape (N, D), float32
-        D = ``BACKBONES[name].feature_dim``. Read from ``paths.cache_dir()/features`` when the
-        same backbone weights have already seen the same image array.
-    """
-    spec = _spec(name)
-    images = _validate_images(images)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-    if min(images.shape[1:3]) < spec.min_size:
-        raise ValueError(
-            f"images are {images.shape[1]}x{images.shape[2]} px; {name} needs at least "
-            f"{spec.min_size} px per side"
-        )
-    _require(name)
-    cache_file = feature_cache_path(name, images)
-    if cache_file.exists():
-        return np.load(cache_file)
-    result = _extract(_shared_feature_model(name), images, batch_size, progress, name)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, result)
-    tmp.replace(cache_file)
-    return result
-
-
-def benchmark_features(name: str, images, batch_size: int = 64) -> float:
-    """Measure feature-extraction throughput (no cache), print it and return images per second.
-
-    One warm-up batch (graph tracing) is excluded from the timing.
-    """
-    images = _validate_images(images)
-    model = _shared_feature_model(name)
-    _extract(model, images[:batch_size], batch_size, False, name)
-    start = time.perf_counter()
-    _extract(model, images, batch_size, False, name)
-    elapsed = time.perf_counter() - start
-    rate = len(images) / elapsed
-    print(
-        f"{name}: {len(images)} images of {images.shape[1]}x{images.shape[2]} px in "
-        f"{elapsed:.2f} s = {rate:.1f} images/s ({os.cpu_count()} CPU cores visible)"
-    )
-    return rate
-
-
-@dataclass
-class FeatureSet:
-    """Pooled backbone features of the face-mask images, with their labels and split.
-
-    Attributes
-    ----------
-    features : ndarray, shape (N, D), float32
-    labels : ndarray, shape (N,), int64; 1 = with_mask
-    split : ndarray, shape (N,), str in {"train", "val", "calib", "test"}
-    paths : list of N paths relative to the data folder
-    groups : ndarray, shape (N,), int64; near-duplicate group ids
-    backbone : the backbone's registry name
-    image_size : side of the images fed to the backbone, in pixels
-    """
-
-    features: np.ndarray
-    labels: np.ndarray
-    split: np.ndarray
-    paths: list[str]
-    groups: np.ndarray
-    backbone: str
-    image_size: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def where(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features, labels) of one split."""
-        mask = self.split == split_name
-        if not mask.any():
-            raise ValueError(
-                f"split_name={split_name!r} selects nothing; splits: {set(self.split)}"
-            )
-        return self.features[mask], self.labels[mask]
-
-
-def face_mask_features(
-    profile: str = "smoke", data_dir=None, seed: int = 0, progress: bool = True
-) -> FeatureSet:
-    """The face-mask images' pooled features under ``profiles.get(profile, "features")``.
-
-    The backbone, input size and subset size come from the profile's ``FEATURES`` block; the
-    images, labels and split from ``data.load_face_mask``. Cached, so chapters share one run.
-    """
-    from dlbook import data, profiles
-
-    settings = profiles.get(profile, "features")
-    images = data.load_face_mask(
-        data_dir=data_dir,
-        image_size=settings["image_size"],
-        limit=settings["limit"],
-        seed=seed,
-        progress=progress,
-    )
-    feats = features(settings["backbone"], images.images, progress=progress)
-    return FeatureSet(
-        features=feats,
-        labels=images.labels,
-        split=images.split,
-        paths=list(images.paths),
-        groups=images.groups,
-        backbone=settings["backbone"],
-        image_size=settings["image_size"],
-    )
 
 
 def reference_agreement(name: str, size: int | None = None) -> dict:

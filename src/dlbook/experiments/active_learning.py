@@ -69,9 +69,10 @@ def reduce_features(features: np.ndarray, fit_rows: np.ndarray, n_components: in
 
 def backbone_pool(profile: str, data_dir=None, seed: int = 0, n_components: int = 64) -> Pool:
     """The chapter's main pool: the shared backbone features, PCA-reduced for speed."""
-    from dlbook import backbones
+    from dlbook import features, profiles
 
-    fs = backbones.face_mask_features(profile, data_dir=data_dir, seed=seed, progress=False)
+    settings = profiles.get(profile, "features")
+    fs = features.face_mask_features(settings, data_dir=data_dir, seed=seed, progress=False)
     in_pool = np.isin(fs.split, ["train", "val"])
     z = reduce_features(fs.features, in_pool, n_components)
     name = f"{fs.backbone} {fs.image_size}px, PCA-{n_components}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlbook import backbones
+from dlbook import backbones, features
 from dlbook.backbones import efficientnet_lite
 
 LITE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -65,7 +65,7 @@ def backbone_report(
             print(f"{name}: unavailable: {reason}")
             report[f"{name}_features_per_s"] = None
             continue
-        report[f"{name}_features_per_s"] = backbones.benchmark_features(name, images, batch_size)
+        report[f"{name}_features_per_s"] = features.benchmark(name, images, batch_size)
         if backbones.BACKBONES[name].family == "efficientnet_lite":
             check = checks.get(name) or backbones.imagenet_photo_check(name)
             report[f"{name}_imagenet_top1_ok"] = check["ok"]

@@ -66,9 +66,9 @@ def own_models(profile: str, data_dir=None, seed: int = 0, c: float = 0.1) -> di
     Both are fitted on the train split; returns ``{name: ModelProbs}`` plus the fitted heads in
     ``extra`` for the shift study.
     """
-    from dlbook import backbones, data, profiles
+    from dlbook import data, features, profiles
 
-    feats = backbones.face_mask_features(profile, data_dir, seed, progress=False)
+    feats = features.face_mask_features(profiles.get(profile, "features"), data_dir, seed, False)
     train = feats.split == "train"
     head = fit_logistic_head(feats.features[train], feats.labels[train], c=c, seed=seed)
     pool = _pool(feats.split)
@@ -335,7 +335,7 @@ def shifted_probabilities(
     ``limit`` keeps a random subset of the pool (the features of corrupted images are computed
     afresh, which is the slow part).
     """
-    from dlbook import backbones, corruptions, data, profiles
+    from dlbook import corruptions, data, features, profiles
 
     settings = profiles.get(profile, "features")
     images = data.load_face_mask(
@@ -351,7 +351,7 @@ def shifted_probabilities(
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng([seed, 6]).choice(len(rows), limit, replace=False))
     corrupted = corruptions.corrupt(images.images[rows[keep]], kind, severity, seed=seed)
-    feats = backbones.features(settings["backbone"], corrupted, progress=False)
+    feats = features.extract(settings["backbone"], corrupted, progress=False)
     return ModelProbs(
         f"{model.name}@{kind}{severity}",
         model.extra["head"].predict_proba(feats)[:, 1],

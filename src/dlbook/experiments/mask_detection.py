@@ -983,13 +983,13 @@ def train_heads(chapter: Chapter, names, seed: int = 0, progress: bool = False) 
     -------
     ``{model_name: ModelRun}`` (model name = backbone name).
     """
-    from dlbook import backbones
+    from dlbook import backbones, features
 
     ds = chapter.images
     runs = {}
     for name in names:
         start = time.perf_counter()
-        feats = backbones.features(name, ds.images, progress=progress)
+        feats = features.extract(name, ds.images, progress=progress)
         train, val = ds.split == "train", ds.split == "val"
         head, strength = mask.fit_linear_head(
             feats[train], ds.labels[train], feats[val], ds.labels[val], seed=seed
@@ -1115,16 +1115,16 @@ def boundary_maps(name: str, bottom, boundary: str, images: np.ndarray) -> np.nd
     """The bottom part's feature maps of ``images``, float16, cached on disk like features."""
     import hashlib
 
-    from dlbook import backbones, paths
+    from dlbook import backbones, features, paths
 
     key = hashlib.sha256(
         "|".join(
             [
                 name,
                 backbones.weights_sha256(name),
-                f"v{backbones.FEATURE_CACHE_VERSION}",
+                f"v{features.CACHE_VERSION}",
                 boundary,
-                backbones.array_sha256(images),
+                features.array_sha256(images),
             ]
         ).encode()
     ).hexdigest()[:24]
@@ -1434,15 +1434,15 @@ def robustness(
 def classifier(run: ModelRun, image_size: int | None = None):
     """A function (N, S, S, 3) uint8 -> (N,) P(with_mask) for ``run``, uncalibrated.
 
-    Frozen-backbone runs go through ``backbones.features`` (cached on disk, so repeated
+    Frozen-backbone runs go through ``features.extract`` (cached on disk, so repeated
     corruptions of the same images cost nothing the second time); the others through Keras.
     """
-    from dlbook import backbones
+    from dlbook import features
 
     if run.kind == "head":
 
         def classify(images):
-            feats = backbones.features(run.backbone, images, progress=False)
+            feats = features.extract(run.backbone, images, progress=False)
             return mask.sigmoid(feats @ run.head[0] + run.head[1])
 
         return classify
