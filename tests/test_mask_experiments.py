@@ -75,11 +75,12 @@ def test_claims_table_judges_through_dlbook_claims(tmp_path):
     table = ex.claims_table(chapter).set_index("model")
     found = results.load_all(tmp_path)
     for model, claim_id in ex.MODEL_CLAIMS.items():
-        assert table.loc[model, "verdict"] == claims.judge(claim_id, found).verdict
+        assert table.loc[ex.display_name(model), "verdict"] == claims.judge(claim_id, found).verdict
     assert (
         table.loc["best transfer model", "verdict"] == claims.judge("transfer_995", found).verdict
     )
-    assert table.loc["custom_cnn", "claimed accuracy"] == "96.0%"
+    assert table.loc["the custom CNN", "claimed accuracy"] == "96.0%"
+    assert ex.display_name("efficientnet_lite2_finetuned") == "EfficientNet-Lite2, fine-tuned"
     assert not table.isna().any().any()
 
 

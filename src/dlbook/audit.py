@@ -260,7 +260,12 @@ def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     ndarray, shape (K,), int64: indices of the suspected label issues, most suspicious first
     (lowest probability of the given label).
     """
-    from cleanlab.filter import find_label_issues
+    import warnings
+
+    with warnings.catch_warnings():
+        # cleanlab imports tqdm.auto, which warns in a notebook without ipywidgets.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from cleanlab.filter import find_label_issues
 
     labels = np.asarray(labels).astype(np.int64).ravel()
     probs = np.asarray(probs, dtype=np.float64).ravel()

@@ -66,6 +66,15 @@ class ModelRun:
     info: dict = field(default_factory=dict)
 
 
+def display_name(token: str) -> str:
+    """A model's name for the page: ``claims.human``, which also knows every EfficientNet-Lite."""
+    base = token.removesuffix("_finetuned")
+    if base.startswith("efficientnet_lite"):
+        name = "EfficientNet-Lite" + base.removeprefix("efficientnet_lite")
+        return name + (", fine-tuned" if token.endswith("_finetuned") else "")
+    return claims.human(token)
+
+
 # ---------------------------------------------------------------------------------------------
 # Sections
 
@@ -133,6 +142,43 @@ def audit_data(chapter: Chapter) -> dict:
     return found
 
 
+def duplicates_table(found: dict) -> pd.DataFrame:
+    """Near-duplicate pairs and groups by method, and how many cross splits or classes."""
+    names = {
+        "pairs": "pairs",
+        "groups": "groups",
+        "images_in_groups": "images in groups",
+        "cross_split_pairs": "pairs across splits",
+        "cross_class_pairs": "pairs across classes",
+    }
+    return present.table(found["duplicates"].rename(columns=names), index=True)
+
+
+def split_table(found: dict) -> pd.DataFrame:
+    """Images, classes and near-duplicate groups per split."""
+    table = found["split_table"].rename(
+        columns={"without_mask": "without mask", "with_mask": "with mask",
+                 "with_mask_share": "share with mask"}
+    )  # fmt: skip
+    return present.table(table, index=True, percent_columns=["share with mask"])
+
+
+def by_class_table(found: dict) -> pd.DataFrame:
+    """File format, colour mode and size by class: the shortcuts."""
+    table = found["by_class"].rename(
+        columns={
+            "jpeg_share": "JPEG",
+            "rgb_share": "RGB",
+            "short_side_min": "short side min",
+            "short_side_median": "median",
+            "short_side_max": "max",
+            "aspect_median": "aspect (median)",
+            "kilobytes_median": "kB (median)",
+        }
+    )
+    return present.table(table.rename_axis("class"), index=True, percent_columns=["JPEG", "RGB"])
+
+
 def story_audit(found: dict) -> str:
     v = found["values"]
     return (
@@ -182,6 +228,7 @@ def status_table(models: dict) -> pd.DataFrame:
     """The backbones, whether each has ImageNet weights here, and the time its model took."""
     table = models["status"].copy()
     table["seconds"] = [models["seconds"].get(name, np.nan) for name in table.index]
+    table.index = table.index.map(display_name)
     return present.table(
         table.rename_axis("backbone"),
         index=True,
@@ -194,8 +241,9 @@ def story_models(models: dict, settings: dict) -> str:
     heads = [name for name, run in runs.items() if run.kind == "head"]
     cnn = runs["custom_cnn"].info
     text = (
-        f"Linear heads were trained on {len(heads)} frozen backbone(s) with ImageNet weights "
-        f"here ({', '.join(heads) or 'none'}). The custom CNN trained for {cnn['epochs']} "
+        f"Linear heads were trained on {_count(len(heads), 'frozen backbone')} with ImageNet weights "
+        f"here ({', '.join(map(display_name, heads)) or 'none'}). The custom CNN trained for "
+        f"{cnn['epochs']} "
         f"epochs (cap {cnn['epoch_cap']}; early stopping "
         f"{'fired' if cnn['stopped_early'] else 'did not fire'})."
     )
@@ -203,7 +251,7 @@ def story_models(models: dict, settings: dict) -> str:
     if tuned:
         info = tuned[0].info
         text += (
-            f" Fine-tuning {tuned[0].backbone} ran {info['epochs']} epochs "
+            f" Fine-tuning {display_name(tuned[0].backbone)} ran {info['epochs']} epochs "
             f"(cap {settings['fine_tune_epochs']})."
         )
     else:
@@ -240,7 +288,8 @@ def evaluate_test_split(chapter: Chapter, found: dict, models: dict) -> dict:
 
 def evaluation_table(evaluation: dict) -> pd.DataFrame:
     """The test-split table for the page: one row per model."""
-    table = evaluation["table"].rename(index={"custom_cnn": "custom_cnn (one seed)"})
+    table = evaluation["table"].rename(index=display_name)
+    table = table.rename(index={display_name("custom_cnn"): "the custom CNN (seed 0)"})
     columns = {
         "accuracy": "accuracy",
         "accuracy_ci_low": "CI low",
@@ -267,14 +316,15 @@ def story_evaluation(evaluation: dict) -> str:
     table, best = evaluation["table"], evaluation["best"]
     row = table.loc[best]
     return (
-        f"The best transfer model, chosen on **validation** accuracy, is **{best}**: test "
+        f"The best transfer model, chosen on **validation** accuracy, is **{display_name(best)}**: "
+        "test "
         f"accuracy {present.percent(row.accuracy)} "
         f"({present.interval(row.accuracy_ci_low, row.accuracy_ci_high)}), precision "
         f"{present.number(row.precision)}, recall {present.number(row.recall)}, ROC-AUC "
         f"{present.number(row.roc_auc, 4)}, {int(row.test_errors)} errors on "
         f"{int(row.test_images)} test images; {present.percent(row.shortcut_free_accuracy)} on "
-        "the shortcut-free subset. This is one split of about 600 test images: the next "
-        "section asks how much the number moves when the split changes."
+        f"the shortcut-free subset. This is one split of {int(row.test_images)} test images: "
+        "the next section asks how much the number moves when the split changes."
     )
 
 
@@ -292,15 +342,16 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     (``{model: DataFrame}``), ``summary`` (``{model: {metric: {value, ci_low, ci_high}}}``)
     and ``values``.
     """
-    from dlbook import backbones
+    from dlbook import features
 
     s, ds = chapter.settings, chapter.images
     folds = data.grouped_folds(ds.labels, ds.groups, s["cv_folds"], chapter.seed)
     probs, heads = {}, {}
+    best_tuned = models["runs"][evaluation["best"]].kind == "finetuned"
     for name, run in models["runs"].items():
         if run.kind != "head":
             continue
-        feats = backbones.features(run.backbone, ds.images, progress=False)
+        feats = features.extract(run.backbone, ds.images, progress=False)
         fitted = mask.cross_validate_head(feats, ds.labels, ds.groups, folds, chapter.seed)
         probs[name], heads[name] = fitted["probs"], fitted
     tuned = [run for run in models["runs"].values() if run.kind == "finetuned"]
@@ -337,6 +388,7 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
         "summary": summary,
         "values": values,
         "best": best,
+        "fine_tune_seconds": models["runs"][best].info.get("seconds") if best_tuned else None,
     }
 
 
@@ -344,7 +396,7 @@ def cv_table(cv: dict) -> pd.DataFrame:
     """Mean over folds of each metric, with the accuracy's interval over folds."""
     rows = []
     for name, summary in cv["summary"].items():
-        row = {"model": name}
+        row = {"model": display_name(name)}
         for metric in CV_METRICS:
             row[metric] = summary[metric]["value"]
         row["CI low"] = summary["accuracy"]["ci_low"]
@@ -363,15 +415,22 @@ def story_cv(cv: dict) -> str:
         f"Over {v['cv_folds']} grouped folds (every one of the {v['cv_images']:,} images held "
         "out once, near-duplicate groups never split)"
     )
+    heads = f" the best frozen-feature head, **{display_name(_best_cv_model(cv))}**,"
     if f"{best}_cv_accuracy" not in v:
-        return (
-            text + f", the best model {best} was not cross-validated in this profile "
-            "(fine-tuning per fold is switched off), so only the frozen-feature heads have "
-            "a cross-validated accuracy."
+        cost = cv.get("fine_tune_seconds")
+        text = (
+            f"The best model, {display_name(best)}, is not cross-validated at this budget: "
+            f"fine-tuning once per fold would cost {v['cv_folds']} more fine-tunings"
+            + (f" of about {present.number(cost, 2)} s each" if cost else "")
+            + ", so its verdict rests on the test split above. "
+            + text
         )
+        best = _best_cv_model(cv)
+    else:
+        heads = f" **{display_name(best)}**"
     accuracies = cv["per_fold"][best]["accuracy"]
     return (
-        text + f", **{best}** reaches a mean accuracy of "
+        text + f",{heads} reaches a mean accuracy of "
         f"**{present.percent(v[f'{best}_cv_accuracy'], 2)}** "
         f"({present.interval(v[f'{best}_cv_accuracy_ci_low'], v[f'{best}_cv_accuracy_ci_high'])}"
         f" over folds), fold accuracies from {present.percent(accuracies.min())} to "
@@ -385,13 +444,15 @@ def story_cv(cv: dict) -> str:
 def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     """The custom CNN and the best transfer model on grouped and on plain random splits (saved).
 
-    Repeat ``r`` (``settings["cnn_seeds"]`` of them) uses the grouped split made with seed
-    ``seed + r`` (repeat 0 is the chapter's split, whose runs are reused) and a stratified random
-    split with the same seed and fractions, which lets near-duplicates straddle train and test,
-    as public notebooks on this data do. Each repeat changes the split, the initialisation,
-    the mini-batch order and the augmentation draws, so the interval over repeats reflects all
-    of them. The best transfer model is refitted the same way for
-    ``settings["transfer_repeats"]`` repeats.
+    Repeat ``r`` uses the grouped split made with seed ``seed + r`` (repeat 0 is the chapter's
+    split, whose runs are reused) and a stratified random split with the same seed and
+    fractions, which lets near-duplicates straddle train and test, as public notebooks on this
+    data do. Each repeat changes the split, the initialisation, the mini-batch order and the
+    augmentation draws, so the interval over repeats (Student t) reflects all of them; with a
+    single repeat it is the bootstrap interval over that split's test images. The custom CNN
+    runs ``settings["cnn_seeds"]`` repeats; the best transfer model ``transfer_repeats`` when it
+    is a frozen-backbone head and ``transfer_repeats_finetuned`` when it is fine-tuned (each
+    fine-tuning costs about a minute and a half on two cores).
 
     Returns
     -------
@@ -401,9 +462,12 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     s, ds = chapter.settings, chapter.images
     runs, best = models["runs"], evaluation["best"]
     best_run = runs[best]
-    maps = fine_tune_maps(best_run.backbone, ds.images, s) if best_run.kind == "finetuned" else None
+    tuned = best_run.kind == "finetuned"
+    transfer_repeats = s["transfer_repeats_finetuned"] if tuned else s["transfer_repeats"]
+    maps = fine_tune_maps(best_run.backbone, ds.images, s) if tuned else None
+    boot = {"n_boot": s["n_boot"], "seed": chapter.seed}
     rows = []
-    for r in range(s["cnn_seeds"]):
+    for r in range(max(s["cnn_seeds"], transfer_repeats)):
         seed = chapter.seed + r
         splits = {
             "grouped": ds.split
@@ -413,54 +477,65 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
         }
         for kind, split in splits.items():
             reuse = r == 0 and kind == "grouped"
-            cnn = runs["custom_cnn"] if reuse else train_cnn(chapter.small, split, s, seed)
-            rows.append(_split_row("custom_cnn", kind, r, ds.labels, split, cnn.probs, cnn.info))
-            if r < s["transfer_repeats"]:
+            if r < s["cnn_seeds"]:
+                cnn = runs["custom_cnn"] if reuse else train_cnn(chapter.small, split, s, seed)
+                rows.append(
+                    _split_row("custom_cnn", kind, r, ds.labels, split, cnn.probs, cnn.info, boot)
+                )
+            if r < transfer_repeats:
                 probs = (
                     best_run.probs
                     if reuse
                     else refit_transfer(chapter, best_run, split, seed, maps)
                 )
-                rows.append(_split_row(best, kind, r, ds.labels, split, probs, {}))
+                rows.append(_split_row(best, kind, r, ds.labels, split, probs, {}, boot))
     table = pd.DataFrame(rows)
     values = {
         "custom_cnn_accuracy_seeds": int(s["cnn_seeds"]),
         "custom_cnn_image_size": int(s["cnn_image_size"]),
         "custom_cnn_epoch_cap": int(s["cnn_epochs"]),
-        "leakage_repeats_transfer": int(s["transfer_repeats"]),
+        "leakage_repeats_transfer": int(transfer_repeats),
+        "leakage_best_model": best,
     }
     cnn = table[table.model == "custom_cnn"]
     values["custom_cnn_epochs_used"] = float(cnn["epochs"].mean())
     values["custom_cnn_epochs_used_max"] = int(cnn["epochs"].max())
     values["custom_cnn_stopped_early_fraction"] = float(cnn["stopped_early"].mean())
+    grouped_cnn = cnn[cnn.split == "grouped"]
     for metric in CV_METRICS:
-        mean, low, high = metrics.mean_confidence_interval(cnn[cnn.split == "grouped"][metric])
-        values.update(
-            {f"custom_cnn_{metric}": mean, f"custom_cnn_{metric}_ci_low": low,
-             f"custom_cnn_{metric}_ci_high": high}
-        )  # fmt: skip
-    for model, prefix in (("custom_cnn", "custom_cnn"), (best, best)):
+        found = _over_repeats(grouped_cnn, metric)
+        values.update({f"custom_cnn_{metric}{k}": v for k, v in found.items()})
+    for model in ("custom_cnn", best):
         part = table[table.model == model]
         for kind in ("grouped", "random"):
-            mean, low, high = metrics.mean_confidence_interval(part[part.split == kind]["accuracy"])
-            key = f"{prefix}_{kind}_split_accuracy"
-            values.update({key: mean, f"{key}_ci_low": low, f"{key}_ci_high": high})
-        values[f"{prefix}_random_minus_grouped_points"] = 100 * (
-            values[f"{prefix}_random_split_accuracy"] - values[f"{prefix}_grouped_split_accuracy"]
+            found = _over_repeats(part[part.split == kind], "accuracy")
+            values.update({f"{model}_{kind}_split_accuracy{k}": v for k, v in found.items()})
+        values[f"{model}_random_minus_grouped_points"] = 100 * (
+            values[f"{model}_random_split_accuracy"] - values[f"{model}_grouped_split_accuracy"]
         )
-    values["leakage_best_model"] = best
     chapter.save(values)
     return {"runs": table, "best": best, "values": values}
 
 
-def _split_row(model, kind, repeat, labels, split, probs, info) -> dict:
+def _over_repeats(rows: pd.DataFrame, metric: str) -> dict:
+    """Mean of ``metric`` over repeats with a t interval; one repeat: its bootstrap interval."""
+    if len(rows) == 1 and metric == "accuracy":
+        row = rows.iloc[0]
+        return {"": row.accuracy, "_ci_low": row.accuracy_ci_low, "_ci_high": row.accuracy_ci_high}
+    mean, low, high = metrics.mean_confidence_interval(rows[metric])
+    return {"": mean, "_ci_low": low, "_ci_high": high}
+
+
+def _split_row(model, kind, repeat, labels, split, probs, info, boot) -> dict:
     test = split == "test"
-    found = metrics.binary_metrics(labels[test], probs[test])
+    report = metrics.classification_report(labels[test], probs[test], **boot)
     return {
         "model": model,
         "split": kind,
         "repeat": repeat,
-        **{metric: found[metric] for metric in CV_METRICS},
+        **{metric: report[metric]["value"] for metric in CV_METRICS},
+        "accuracy_ci_low": report["accuracy"]["ci_low"],
+        "accuracy_ci_high": report["accuracy"]["ci_high"],
         "epochs": info.get("epochs", np.nan),
         "stopped_early": info.get("stopped_early", np.nan),
     }
@@ -470,7 +545,7 @@ def leakage_table(leak: dict) -> pd.DataFrame:
     """Mean accuracy over repeats, grouped against random split, per model."""
     v, rows = leak["values"], []
     for model in ("custom_cnn", leak["best"]):
-        row = {"model": model}
+        row = {"model": display_name(model)}
         for kind in ("grouped", "random"):
             key = f"{model}_{kind}_split_accuracy"
             row[f"{kind} split"] = v[key]
@@ -487,8 +562,8 @@ def story_leakage(leak: dict, chapter: Chapter) -> str:
     claimed_cnn = claims.DISSERTATION_MODELS["custom_cnn"]["accuracy"]
     claimed_transfer = claims.DISSERTATION_MODELS["inception_v3"]["accuracy"]
     parts = [
-        f"The custom CNN ({v['custom_cnn_accuracy_seeds']} seeds, {v['custom_cnn_image_size']} "
-        f"px, augmentation and batch normalisation, early stopping on validation loss) reaches "
+        f"The custom CNN ({_count(v['custom_cnn_accuracy_seeds'], 'seed')}, "
+        f"{v['custom_cnn_image_size']} px, augmentation and batch normalisation, early stopping on validation loss) reaches "
         f"{present.percent(v['custom_cnn_grouped_split_accuracy'])} on grouped splits and "
         f"{present.percent(v['custom_cnn_random_split_accuracy'])} on random splits of the "
         f"same images: leakage through near-duplicates is worth "
@@ -498,7 +573,7 @@ def story_leakage(leak: dict, chapter: Chapter) -> str:
             v["custom_cnn_random_split_accuracy"],
         ),
         claims.sentence("custom_cnn_96", found),
-        f"For the best transfer model ({best}) the random split gives "
+        f"For the best transfer model ({display_name(best)}) the random split gives "
         f"{present.percent(v[f'{best}_random_split_accuracy'], 2)} against "
         f"{present.percent(v[f'{best}_grouped_split_accuracy'], 2)} on grouped splits "
         f"({present.points(v[f'{best}_random_minus_grouped_points'], 2)}). "
@@ -511,18 +586,23 @@ def story_leakage(leak: dict, chapter: Chapter) -> str:
     return "\n\n".join(parts)
 
 
+def _count(n: int, noun: str) -> str:
+    """``_count(1, "seed") == "1 seed"``, ``_count(3, "seed") == "3 seeds"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _explained(model: str, claimed: float, grouped: float, random: float) -> str:
     """How much of the gap between ``claimed`` and the grouped-split accuracy leakage explains."""
     gap = claimed - grouped
     if gap <= 0:
         return (
-            f"On grouped splits the {model} already reaches the dissertation's "
+            f"On grouped splits {display_name(model)} already reaches the dissertation's "
             f"{present.percent(claimed)}, so leakage is not needed to explain it."
         )
     share = (random - grouped) / gap
     if random >= claimed:
         return (
-            f"On a random split the {model} reaches the dissertation's "
+            f"On a random split {display_name(model)} reaches the dissertation's "
             f"{present.percent(claimed)}: leakage explains the whole "
             f"{present.points(100 * gap)} gap between that figure and the grouped split."
         )
@@ -542,7 +622,7 @@ def claims_table(chapter: Chapter) -> pd.DataFrame:
         verdict = claims.judge(claim_id, found)
         rows.append(
             {
-                "model": model,
+                "model": display_name(model),
                 "claimed accuracy": claimed["accuracy"],
                 "measured": verdict.measured if verdict.measured != "-" else "not measured",
                 "verdict": verdict.verdict,
@@ -565,7 +645,7 @@ def audit_labels(chapter: Chapter, models: dict, evaluation: dict, cv: dict) -> 
     (indices of the best model's test errors), ``neighbour`` / ``neighbour_distance`` (each
     error's nearest training image by backbone features) and ``values``.
     """
-    from dlbook import backbones
+    from dlbook import features
 
     ds, best = chapter.images, evaluation["best"]
     run = models["runs"][best]
@@ -600,7 +680,7 @@ def audit_labels(chapter: Chapter, models: dict, evaluation: dict, cv: dict) -> 
         "test_errors_largest_group": int(np.bincount(ds.groups[errors]).max()) if len(errors) else 0,
         "test_errors_in_mixed_label_groups": int(mixed[errors].sum()),
     }  # fmt: skip
-    feats = backbones.features(run.backbone, ds.images, progress=False)
+    feats = features.extract(run.backbone, ds.images, progress=False)
     train = np.flatnonzero(ds.split == "train")
     nearest, distance = (np.zeros(0, np.int64), np.zeros(0))
     if len(errors):
@@ -637,7 +717,8 @@ def story_label_audit(audit_result: dict) -> str:
     v, best, source = audit_result["values"], audit_result["best"], audit_result["source"]
     n_errors = v["test_errors"]
     text = (
-        f"cleanlab's `find_label_issues`, run on the out-of-fold probabilities of {source} "
+        f"cleanlab's `find_label_issues`, run on the out-of-fold probabilities of "
+        f"{display_name(source)} "
         f"(each image scored by a model that never trained on it), flags "
         f"**{v['label_issues_suspected']}** of the images as suspected label issues "
         f"({v['label_issues_labelled_without_mask']} labelled without_mask, "
@@ -645,18 +726,18 @@ def story_label_audit(audit_result: dict) -> str:
         f"{v['label_issues_in_test']} of them are in the test split."
     )
     if n_errors == 0:
-        return text + f" {best} makes no error on the test split."
+        return text + f" {display_name(best)} makes no error on the test split."
     text += (
-        f" Of {best}'s {n_errors} test errors, **{v[f'{best}_test_errors_suspected']}** are "
-        f"suspected label issues; they come from {v['test_error_groups']} near-duplicate "
-        f"group(s) (the largest holds {v['test_errors_largest_group']} of the errors), and "
+        f" Of {display_name(best)}'s {n_errors} test errors, **{v[f'{best}_test_errors_suspected']}** are "
+        f"suspected label issues; they come from "
+        f"{_count(v['test_error_groups'], 'near-duplicate group')} (the largest holds {v['test_errors_largest_group']} of the errors), and "
         f"{v['test_errors_in_mixed_label_groups']} sit in a group whose near-identical "
         "members carry both labels, so the data set itself disagrees on them. "
     )
     text += (
         f"Test accuracy is {present.percent(v[f'{best}_accuracy_as_labelled'], 2)} as labelled "
         f"and {present.percent(v[f'{best}_accuracy_audited'], 2)} with the suspected issues "
-        f"set aside; the cross-validated accuracy of {source} moves from "
+        f"set aside; the cross-validated accuracy of {display_name(source)} moves from "
         f"{present.percent(v[f'{source}_cv_accuracy_as_labelled'], 2)} to "
         f"{present.percent(v[f'{source}_cv_accuracy_audited'], 2)}. The second number is an "
         "upper bound, not a measurement of the model: the audit flags exactly the images on "
@@ -681,7 +762,8 @@ def calibrate_best(chapter: Chapter, models: dict, evaluation: dict) -> dict:
 def story_calibration(calibration: dict) -> str:
     return (
         f"A temperature of {present.number(calibration['temperature'])} fitted on the "
-        f"calibration split changes {calibration['model']}'s expected calibration error on "
+        f"calibration split changes {display_name(calibration['model'])}'s expected calibration "
+        "error on "
         f"the test split from {present.number(calibration['ece_before'])} to "
         f"{present.number(calibration['ece_after'])}. Bins with fewer than "
         f"{RELIABILITY_MIN_COUNT} test images are left out of the diagram (their accuracy "
@@ -697,6 +779,8 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
 
     Also writes ``mask_probs.npz`` (every model's P(with_mask) for every image, for chapter 6).
     """
+    from dlbook import predict
+
     ds, best, runs = chapter.images, evaluation["best"], models["runs"]
     provenance = {
         "profile": chapter.profile,
@@ -712,7 +796,9 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
     save_mask_probs(chapter.results_dir / "mask_probs.npz", runs, ds)
     model, metadata = mask.load_shipped_model(path)
     sample = [chapter.data_dir / p for p in ds.paths[:: max(1, len(ds) // 6)][:6]]
-    predictions, _ = mask.predict_files(model, int(metadata["image_size"]), sample, progress=False)
+    predictions, _ = predict.predict_files(
+        model, int(metadata["image_size"]), sample, progress=False
+    )
     example = pd.DataFrame(
         {
             "file": [str(Path(p.path).relative_to(chapter.data_dir)) for p in predictions],
@@ -729,7 +815,7 @@ def story_ship(shipped: dict) -> str:
     v = shipped["values"]
     return (
         f"The shipped file (`models/mask_classifier.keras` in the results folder, "
-        f"{present.number(v['shipped_model_mb'])} MB) holds {shipped['model']} with its "
+        f"{present.number(v['shipped_model_mb'])} MB) holds {display_name(shipped['model'])} with its "
         "preprocessing, head and temperature; reloaded, it reproduces the in-memory calibrated "
         f"probabilities to within {present.number(v['shipped_reload_max_diff'])}. "
         "The `predict` command on six of the data set's files:"
@@ -760,7 +846,8 @@ def story_saliency(found: dict) -> str:
         return "No correctly classified test image was drawn."
     return (
         f"On the correctly classified images shown, a median "
-        f"{present.percent(share, 0)} of the positive saliency of {found['model']} lies in the "
+        f"{present.percent(share, 0)} of the positive saliency of {display_name(found['model'])} "
+        "lies in the "
         "lower half of the image, where a mask sits."
     )
 
@@ -794,7 +881,8 @@ def stress_test(chapter: Chapter, models: dict, evaluation: dict) -> dict:
 def story_robustness(found: dict) -> str:
     v, best = found["values"], found["best"]
     return (
-        f"The hardest corruption for {best} is **{v['robustness_worst_corruption']}** at "
+        f"The hardest corruption for {display_name(best)} is "
+        f"**{v['robustness_worst_corruption']}** at "
         f"severity {v['robustness_worst_severity']}: accuracy "
         f"{present.percent(v[f'robustness_{best}_worst_accuracy'])} on "
         f"{v['robustness_test_images']} test images."
@@ -803,9 +891,17 @@ def story_robustness(found: dict) -> str:
 
 def export_tflite(chapter: Chapter, shipped: dict) -> dict:
     """TFLite fp32 / fp16 / int8 exports of the shipped model: size, latency, accuracy (saved)."""
-    table, values = tflite_benchmark(
-        shipped["path"], chapter, chapter.results_dir, chapter.settings, chapter.seed
-    )
+    import contextlib
+    import io
+
+    from dlbook import logs
+
+    # The converter and the benchmark narrate on stdout and stderr; the table says it all.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with logs.quiet_native_stderr():
+            table, values = tflite_benchmark(
+                shipped["path"], chapter, chapter.results_dir, chapter.settings, chapter.seed
+            )
     chapter.save(values)
     shown = table.rename(
         columns={
@@ -877,8 +973,9 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's informational logging (retracing notes, export paths) out of the book."""
     import logging
 
-    import tensorflow as tf
+    from dlbook import logs
 
+    tf = logs.import_tensorflow()
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -983,7 +1080,7 @@ def train_heads(chapter: Chapter, names, seed: int = 0, progress: bool = False) 
     -------
     ``{model_name: ModelRun}`` (model name = backbone name).
     """
-    from dlbook import backbones, features
+    from dlbook import features
 
     ds = chapter.images
     runs = {}
@@ -1066,10 +1163,10 @@ def refit_transfer(
     A head is refitted on the split's train part (strength chosen on its val part); a
     fine-tuned run is then fine-tuned from that head on ``maps`` (``fine_tune_maps``).
     """
-    from dlbook import backbones
+    from dlbook import features
 
     ds = chapter.images
-    feats = backbones.features(run.backbone, ds.images, progress=False)
+    feats = features.extract(run.backbone, ds.images, progress=False)
     train, val = split == "train", split == "val"
     head, _ = mask.fit_linear_head(
         feats[train], ds.labels[train], feats[val], ds.labels[val], seed=seed
