@@ -596,7 +596,7 @@ def _explained(model: str, claimed: float, grouped: float, random: float) -> str
     gap = claimed - grouped
     if gap <= 0:
         return (
-            f"On grouped splits {display_name(model)} already reaches the dissertation's "
+            f"On these grouped splits {display_name(model)} already reaches the dissertation's "
             f"{present.percent(claimed)}, so leakage is not needed to explain it."
         )
     share = (random - grouped) / gap

@@ -22,6 +22,14 @@ SMALL = 9  # points, the smallest text on a figure
 SHORT_LABELS = {0: "without", 1: "with"}
 
 
+def short_name(model: str) -> str:
+    """A model's name short enough for a panel title: ``"efficientnet_lite0_finetuned"`` ->
+    ``"Lite0 fine-tuned"``."""
+    if model == "custom_cnn":
+        return "custom CNN"
+    return model.replace("efficientnet_lite", "Lite").replace("_finetuned", " fine-tuned")
+
+
 def _grid(count: int, panel_height: float, columns: int = COLUMNS):
     columns = max(1, min(columns, count))
     rows = max(1, math.ceil(count / columns))
@@ -120,7 +128,7 @@ def confusion_matrices(runs: dict, labels: np.ndarray, split: np.ndarray):
         ax.set_yticks([0, 1], ["without", "with"], fontsize=SMALL)
         ax.set_xlabel("predicted", fontsize=SMALL)
         ax.set_ylabel("true", fontsize=SMALL)
-        ax.set_title(name.replace("efficientnet_", ""), fontsize=10)
+        ax.set_title(short_name(name), fontsize=10)
     fig.suptitle("Confusion matrices, test split")
     fig.tight_layout()
     return fig
@@ -142,7 +150,7 @@ def cv_folds(cv: dict):
             color="C0",
             capsize=4,
         )
-    ax.set_yticks(range(len(names)), [n.replace("efficientnet_", "") for n in names])
+    ax.set_yticks(range(len(names)), [short_name(n) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlabel("accuracy on the held-out fold")
     ax.set_title(f"Grouped {cv['values']['cv_folds']}-fold CV: folds (grey), mean and 95% CI")
@@ -161,12 +169,16 @@ def leakage(leak: dict, claimed: dict[str, float]):
             values = part[part.split == kind]["accuracy"].to_numpy()
             ax.plot(np.full(len(values), x), values, "o", color="0.6", ms=5)
             ax.plot([x - 0.2, x + 0.2], [values.mean()] * 2, color="C0", lw=2.5)
+        shown = list(part["accuracy"])
         if model in claimed:
             ax.axhline(claimed[model], color="C3", ls="--", lw=1.2, label="dissertation")
-            ax.legend(fontsize=SMALL, loc="lower right")
+            ax.legend(fontsize=SMALL, loc="best")
+            shown.append(claimed[model])
+        margin = max(0.005, 0.1 * (max(shown) - min(shown)))
+        ax.set_ylim(min(shown) - margin, min(1.0, max(shown)) + margin)
         ax.set_xticks([0, 1], ["grouped split", "random split"])
         ax.set_xlim(-0.6, 1.6)
-        ax.set_title(model.replace("efficientnet_", ""))
+        ax.set_title(short_name(model))
         ax.set_ylabel("test accuracy")
     fig.suptitle("The same recipe on grouped and on random splits (dots: repeats; bar: mean)")
     fig.tight_layout()
@@ -219,7 +231,7 @@ def test_errors(ds: data.ImageSet, audit_result: dict, max_images: int = 24):
         axes[0].text(0.5, 0.5, "no test error", ha="center", va="center")
         axes[0].axis("off")
     fig.suptitle(
-        f"Test errors of {audit_result['best']} ({len(audit_result['errors'])}), "
+        f"Test errors of {short_name(audit_result['best'])} ({len(audit_result['errors'])}), "
         "each beside its nearest training image"
     )
     fig.tight_layout()
@@ -251,7 +263,7 @@ def reliability(calibration: dict, model_name: str, min_count: int = 10):
         )
         bottom.bar(centres + offset, curve["count"], width=width, label=label)
     top.plot([0.5, 1], [0.5, 1], "k:", lw=0.8, label="perfect calibration")
-    top.set(ylabel="accuracy in bin", title=f"Reliability of {model_name}, T = "
+    top.set(ylabel="accuracy in bin", title=f"Reliability of {short_name(model_name)}, T = "
             f"{calibration['temperature']:.2f}")  # fmt: skip
     top.legend(fontsize=SMALL)
     bottom.set_yscale("log")
@@ -268,9 +280,7 @@ def robustness(tables: dict[str, pd.DataFrame]):
     for ax, kind in zip(axes, kinds, strict=False):
         for name, table in tables.items():
             part = table[table["corruption"] == kind]
-            ax.plot(
-                part["severity"], part["accuracy"], "o-", label=name.replace("efficientnet_", "")
-            )
+            ax.plot(part["severity"], part["accuracy"], "o-", label=short_name(name))
         ax.set_title(kind)
         ax.set_xlabel("severity (0 = clean)", fontsize=SMALL)
         ax.set_ylabel("accuracy", fontsize=SMALL)
@@ -307,7 +317,7 @@ def saliency(ds: data.ImageSet, result: dict, model_name: str):
         share_text = "n/a" if np.isnan(share) else f"{share:.0%}"
         ax.set_title(f"{kind}\nlower half {share_text}", fontsize=SMALL)
         ax.axis("off")
-    fig.suptitle(f"Occlusion sensitivity of {model_name}")
+    fig.suptitle(f"Occlusion sensitivity of {short_name(model_name)}")
     fig.tight_layout()
     return fig
 
