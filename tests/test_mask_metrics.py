@@ -75,5 +75,7 @@ def test_fold_metrics_and_their_summary():
     assert accuracy["value"] == pytest.approx(table["accuracy"].mean())
     assert accuracy["ci_low"] < accuracy["value"] < accuracy["ci_high"]
     assert "n" not in summary and set(summary) >= {"precision", "recall", "roc_auc"}
+    nearly_perfect = table.assign(accuracy=[1.0, 1.0, 0.97, 1.0, 1.0])
+    assert metrics.summarise_folds(nearly_perfect)["accuracy"]["ci_high"] == 1.0
     with pytest.raises(ValueError, match="same shape"):
         metrics.fold_metrics(labels, probs, folds[:-1])

@@ -243,7 +243,8 @@ def summarise_folds(table, level: float = 0.95) -> dict[str, dict[str, float]]:
     """Mean of each metric over folds with a Student-t interval over the fold values.
 
     The interval reflects how much the metric moves from one held-out fold to the next (split
-    variation); folds share training data, so it is an approximation, not an exact bound.
+    variation); folds share training data, so it is an approximation, not an exact bound. Every
+    metric here lies in [0, 1], and so is its interval clipped.
 
     Returns
     -------
@@ -259,5 +260,5 @@ def summarise_folds(table, level: float = 0.95) -> dict[str, dict[str, float]]:
             summary[column] = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
             continue
         mean, low, high = mean_confidence_interval(values, level)
-        summary[column] = {"value": mean, "ci_low": low, "ci_high": high}
+        summary[column] = {"value": mean, "ci_low": max(low, 0.0), "ci_high": min(high, 1.0)}
     return summary

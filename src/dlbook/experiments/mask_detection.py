@@ -523,7 +523,7 @@ def _over_repeats(rows: pd.DataFrame, metric: str) -> dict:
         row = rows.iloc[0]
         return {"": row.accuracy, "_ci_low": row.accuracy_ci_low, "_ci_high": row.accuracy_ci_high}
     mean, low, high = metrics.mean_confidence_interval(rows[metric])
-    return {"": mean, "_ci_low": low, "_ci_high": high}
+    return {"": mean, "_ci_low": max(low, 0.0), "_ci_high": min(high, 1.0)}
 
 
 def _split_row(model, kind, repeat, labels, split, probs, info, boot) -> dict:
