@@ -1111,7 +1111,8 @@ def train_cnn(
     ----------
     small : the images at the CNN's size.
     split : ndarray, shape (N,), str: trains on "train", stops on "val".
-    settings : ``cnn_filters``, ``cnn_epochs`` (the cap), ``cnn_patience``.
+    settings : ``cnn_filters``, ``cnn_epochs`` (the cap), ``cnn_patience``, ``cnn_min_epochs``
+        (no stop before).
     seed : initialisation, mini-batch order and augmentation draws.
 
     Returns
@@ -1126,8 +1127,17 @@ def train_cnn(
     from dlbook import models, training
 
     train, val = split == "train", split == "val"
+    # Validation loss is noisy in the first epochs: stopping is allowed only after
+    # ``cnn_min_epochs``, and the learning rate halves when the loss stalls, so a run stops
+    # because it converged rather than because of one unlucky epoch.
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=settings["cnn_patience"], restore_best_weights=True
+        monitor="val_loss",
+        patience=settings["cnn_patience"],
+        restore_best_weights=True,
+        start_from_epoch=settings["cnn_min_epochs"],
+    )
+    slow_down = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.5, patience=max(1, settings["cnn_patience"] // 2), min_lr=1e-5
     )
     start = time.perf_counter()
     build = functools.partial(
@@ -1143,7 +1153,7 @@ def train_cnn(
         batch_size=32,
         learning_rate=1e-3,
         seed=seed,
-        callbacks=[stop],
+        callbacks=[stop, slow_down],
     )
     probs = training.predict_proba(fitted.model, small.images)[:, 1].astype(np.float64)
     info = {
