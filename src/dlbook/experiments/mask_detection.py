@@ -727,22 +727,29 @@ def story_label_audit(audit_result: dict) -> str:
     )
     if n_errors == 0:
         return text + f" {display_name(best)} makes no error on the test split."
+    mixed = v["test_errors_in_mixed_label_groups"]
     text += (
-        f" Of {display_name(best)}'s {n_errors} test errors, **{v[f'{best}_test_errors_suspected']}** are "
-        f"suspected label issues; they come from "
-        f"{_count(v['test_error_groups'], 'near-duplicate group')} (the largest holds {v['test_errors_largest_group']} of the errors), and "
-        f"{v['test_errors_in_mixed_label_groups']} sit in a group whose near-identical "
-        "members carry both labels, so the data set itself disagrees on them. "
+        f" Of the {n_errors} test errors of {display_name(best)}, "
+        f"**{v[f'{best}_test_errors_suspected']}** are suspected label issues. They come from "
+        f"{_count(v['test_error_groups'], 'near-duplicate group')} (the largest holds "
+        f"{v['test_errors_largest_group']} of them); "
+        + (
+            "none sits in a group whose near-identical members carry both labels. "
+            if mixed == 0
+            else f"{mixed} sit in a group whose near-identical members carry both labels, so "
+            "the data set itself disagrees on them. "
+        )
     )
     text += (
         f"Test accuracy is {present.percent(v[f'{best}_accuracy_as_labelled'], 2)} as labelled "
         f"and {present.percent(v[f'{best}_accuracy_audited'], 2)} with the suspected issues "
         f"set aside; the cross-validated accuracy of {display_name(source)} moves from "
         f"{present.percent(v[f'{source}_cv_accuracy_as_labelled'], 2)} to "
-        f"{present.percent(v[f'{source}_cv_accuracy_audited'], 2)}. The second number is an "
-        "upper bound, not a measurement of the model: the audit flags exactly the images on "
-        "which the model and the label disagree, so it is only as right as the flags. "
-        "The galleries below are the evidence; the manifest keeps every label as published."
+        f"{present.percent(v[f'{source}_cv_accuracy_audited'], 2)}. The accuracies with the "
+        "issues set aside are upper bounds, not measurements of the model: the audit flags "
+        "exactly the images on which the models and the labels disagree, so they are only as "
+        "right as the flags. The galleries above are the evidence; the manifest keeps every "
+        "label as published."
     )
     return text
 
