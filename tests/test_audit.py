@@ -71,3 +71,80 @@ def test_shortcut_features_and_free_subset(synthetic_data):
     assert free.any() and (meta["format"][free] == "JPEG").all()
     with pytest.raises(ValueError, match="thumbnail=5"):
         audit.shortcut_features(meta, ds.images, thumbnail=5)
+
+
+def _planted_groups(n_groups=40, seed=0):
+    """Labels and group ids of items where some groups hold several near-duplicates."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.choice([1, 1, 1, 2, 3, 6], size=n_groups)
+    groups = np.repeat(np.arange(n_groups), sizes)
+    labels = (rng.uniform(size=n_groups) < 0.5).astype(int)[groups]
+    return labels, groups
+
+
+def test_grouped_folds_never_split_a_planted_duplicate_group():
+    labels, groups = _planted_groups()
+    for seed in range(4):
+        folds = data.grouped_folds(labels, groups, n_folds=5, seed=seed)
+        assert set(folds.tolist()) == set(range(5))
+        for group in np.unique(groups):
+            assert len(set(folds[groups == group].tolist())) == 1
+        # Real grouping, not one fold per label: each fold holds both classes.
+        for fold in range(5):
+            assert set(labels[folds == fold].tolist()) == {0, 1}
+    # The real pair finder feeds the folds the same way as the split.
+    gray = _faces(30, seed=5)
+    gray = np.concatenate([gray, gray[:4, :, ::-1], gray[4:6]])[..., None]
+    pairs = data.duplicate_pairs(gray, "dhash")
+    found = data.connected_groups(len(gray), pairs)
+    folds = data.grouped_folds(np.arange(len(gray)) % 2, found, n_folds=5, seed=0)
+    assert len(pairs) >= 6 and (folds[pairs[:, 0]] == folds[pairs[:, 1]]).all()
+    with pytest.raises(ValueError, match="n_folds=1"):
+        data.grouped_folds(labels, groups, n_folds=1)
+
+
+def test_stratified_split_keeps_fractions_and_ignores_groups():
+    labels, groups = _planted_groups(n_groups=300, seed=1)
+    split = data.stratified_split(labels, data.SPLIT_FRACTIONS, seed=0)
+    for name, fraction in data.SPLIT_FRACTIONS.items():
+        assert abs((split == name).mean() - fraction) < 0.02
+        assert abs(labels[split == name].mean() - labels.mean()) < 0.05
+    # Ignoring the groups, some planted duplicates straddle the split: the leak it measures.
+    straddling = [g for g in np.unique(groups) if len(set(split[groups == g].tolist())) > 1]
+    assert straddling
+    assert np.array_equal(split, data.stratified_split(labels, data.SPLIT_FRACTIONS, seed=0))
+
+
+def test_cleanlab_wiring_finds_planted_label_flips():
+    from dlbook import mask
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.integers(0, 2, n)
+    features = rng.normal(0, 1, (n, 8)) + 2.5 * truth[:, None]
+    flipped = rng.choice(n, size=12, replace=False)
+    labels = truth.copy()
+    labels[flipped] = 1 - labels[flipped]
+    groups = np.arange(n)
+    folds = data.grouped_folds(labels, groups, n_folds=5, seed=0)
+    oof = mask.cross_validate_head(features, labels, groups, folds)["probs"]
+    assert np.isfinite(oof).all()
+    issues = audit.label_issues(labels, oof)
+    found = set(issues.tolist())
+    assert len(found & set(flipped.tolist())) >= 10  # most planted flips are flagged
+    assert len(found - set(flipped.tolist())) <= 6  # and few clean labels are
+    # Most suspicious first: the given label's probability rises along the ranking.
+    given = np.where(labels[issues] == 1, oof[issues], 1 - oof[issues])
+    assert np.all(np.diff(given) >= -1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        audit.label_issues(labels, oof[:-1])
+
+
+def test_nearest_neighbours_by_cosine_distance():
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    query = np.array([[2.0, 0.1], [0.1, 3.0], [5.0, 5.0]])
+    index, distance = audit.nearest_neighbours(query, reference)
+    assert index.tolist() == [0, 1, 2]
+    assert distance[2] == pytest.approx(0.0) and (distance >= 0).all()
+    with pytest.raises(ValueError, match="must be"):
+        audit.nearest_neighbours(query, reference[:, :1])

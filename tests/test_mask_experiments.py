@@ -1,5 +1,6 @@
+from types import SimpleNamespace
+
 import numpy as np
-import pandas as pd
 
 from dlbook import claims, mask
 from dlbook.experiments import mask_detection as ex
@@ -50,7 +51,102 @@ def test_evaluation_table_verdicts_and_best_choice():
     )
     assert "efficientnet_lite0_shortcut_free_accuracy" in values
     assert ex.choose_best(table) == "efficientnet_lite0"
-    comparison = ex.dissertation_comparison(table, values, "efficientnet_lite0")
-    assert comparison.loc["custom_cnn", "verdict"] == "fails"  # about 80%, claimed 96%
-    assert comparison.loc["inception_v3", "verdict"] == claims.NOT_MEASURED
-    assert isinstance(comparison, pd.DataFrame)
+    assert table.loc["custom_cnn", "test_images"] == 100
+
+
+def test_claims_table_judges_through_dlbook_claims(tmp_path):
+    from dlbook import results
+
+    results.save(
+        tmp_path,
+        "mask_detection",
+        {
+            "custom_cnn_accuracy": 0.80,
+            "custom_cnn_accuracy_ci_low": 0.78,
+            "custom_cnn_accuracy_ci_high": 0.82,
+            "custom_cnn_precision": 0.8,
+            "custom_cnn_recall": 0.8,
+            "inception_v3_available": False,
+            "best_model": "efficientnet_lite0",
+            "efficientnet_lite0_accuracy": 0.99,
+        },
+    )
+    chapter = SimpleNamespace(results_dir=tmp_path)
+    table = ex.claims_table(chapter).set_index("model")
+    found = results.load_all(tmp_path)
+    for model, claim_id in ex.MODEL_CLAIMS.items():
+        assert table.loc[ex.display_name(model), "verdict"] == claims.judge(claim_id, found).verdict
+    assert (
+        table.loc["best transfer model", "verdict"] == claims.judge("transfer_995", found).verdict
+    )
+    assert table.loc["the custom CNN", "claimed accuracy"] == "96.0%"
+    assert ex.display_name("efficientnet_lite2_finetuned") == "EfficientNet-Lite2, fine-tuned"
+    assert not table.isna().any().any()
+
+
+def test_leakage_explanation_sentences():
+    assert "explains 50%" in ex._explained("m", 0.96, 0.90, 0.93)
+    assert "whole" in ex._explained("m", 0.96, 0.90, 0.97)
+    assert "already reaches" in ex._explained("m", 0.96, 0.97, 0.98)
+    assert "explains 0%" in ex._explained("m", 0.96, 0.90, 0.89)  # never a negative share
+
+
+def test_mixed_label_groups():
+    labels = np.array([0, 1, 0, 0, 1, 1])
+    groups = np.array([0, 0, 1, 1, 2, 3])
+    assert ex._mixed_label_groups(labels, groups).tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def test_story_label_audit_reports_the_audit_without_overclaiming():
+    values = {
+        "label_issues_suspected": 9,
+        "label_issues_labelled_with_mask": 2,
+        "label_issues_labelled_without_mask": 7,
+        "label_issues_in_test": 6,
+        "test_errors": 7,
+        "m_test_errors_suspected": 6,
+        "test_error_groups": 2,
+        "test_errors_largest_group": 6,
+        "test_errors_in_mixed_label_groups": 1,
+        "m_accuracy_as_labelled": 0.9886,
+        "m_accuracy_audited": 0.9984,
+        "m_cv_accuracy_as_labelled": 0.99,
+        "m_cv_accuracy_audited": 0.997,
+    }
+    text = ex.story_label_audit({"values": values, "best": "m", "source": "m"})
+    assert "**9**" in text and "**6**" in text and "98.86%" in text and "99.84%" in text
+    assert "upper bound" in text
+    none = ex.story_label_audit(
+        {"values": {**values, "test_errors": 0}, "best": "m", "source": "m"}
+    )
+    assert "makes no error" in none
+
+
+def test_figures_fit_the_page_and_the_reliability_diagram_skips_near_empty_bins():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlbook.plots import mask_detection as plots
+
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = rng.integers(0, 2, n)
+    probs = np.clip(labels * 0.9 + rng.normal(0, 0.05, n), 0, 1)
+    split = np.array(["train", "val", "calib", "test"])[np.arange(n) % 4]
+    run = ex.ModelRun("m", probs, "head")
+    runs = {f"m{k}": run for k in range(5)}
+    calibration = ex.calibrate(run, labels, split)
+    fig = plots.reliability(calibration, "m", min_count=10)
+    curve = calibration["curve_before"]
+    drawn = fig.axes[0].lines[0].get_xdata()
+    assert len(drawn) == (curve["count"] >= 10).sum() < (curve["count"] > 0).sum()
+    figures = [fig, plots.confusion_matrices(runs, labels, split), plots.roc(runs, labels, split)]
+    for figure in figures:
+        assert figure.get_size_inches()[0] <= plots.PAGE_WIDTH
+        texts = [t for ax in figure.axes for t in ax.texts + [ax.title, ax.xaxis.label]]
+        assert all(t.get_fontsize() >= plots.SMALL for t in texts if t.get_text())
+    grid = figures[1]
+    assert len({round(ax.get_position().x0, 3) for ax in grid.axes}) <= plots.COLUMNS
+    plt.close("all")

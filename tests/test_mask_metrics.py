@@ -57,3 +57,25 @@ def test_metrics_validate_their_inputs():
     with pytest.raises(ValueError, match="same shape"):
         metrics.binary_metrics([0, 1], [0.1])
     assert np.isnan(metrics.roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_fold_metrics_and_their_summary():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    folds = np.arange(500) % 5
+    probs = np.where(rng.uniform(size=500) < 0.9, labels, 1 - labels) * 0.8 + 0.1
+    table = metrics.fold_metrics(labels, probs, folds)
+    assert list(table.index) == [0, 1, 2, 3, 4] and (table["n"] == 100).all()
+    first = folds == 0
+    assert table.loc[0, "accuracy"] == pytest.approx(
+        metrics.binary_metrics(labels[first], probs[first])["accuracy"]
+    )
+    summary = metrics.summarise_folds(table)
+    accuracy = summary["accuracy"]
+    assert accuracy["value"] == pytest.approx(table["accuracy"].mean())
+    assert accuracy["ci_low"] < accuracy["value"] < accuracy["ci_high"]
+    assert "n" not in summary and set(summary) >= {"precision", "recall", "roc_auc"}
+    nearly_perfect = table.assign(accuracy=[1.0, 1.0, 0.97, 1.0, 1.0])
+    assert metrics.summarise_folds(nearly_perfect)["accuracy"]["ci_high"] == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.fold_metrics(labels, probs, folds[:-1])

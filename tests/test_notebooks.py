@@ -18,7 +18,6 @@ CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("0*.ip
 MAX_LINES = 6
 
 NOT_YET_CONVERTED = {
-    "04_mask_detection",
 }
 """Chapters still being rewritten as calls; emptied once every chapter is converted."""
 

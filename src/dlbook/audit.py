@@ -237,3 +237,75 @@ def shortcut_free_mask(
     low, high = np.quantile(reference, quantiles)
     short = meta["short_side"].to_numpy()
     return jpeg & (short >= low) & (short <= high)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels: suspected label issues and nearest neighbours
+
+
+def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Images whose label the model's out-of-sample probabilities call into question.
+
+    A thin wrapper around cleanlab's ``find_label_issues`` (confident learning), so the audit
+    rests on a maintained library rather than a hand-rolled threshold.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (N,), int, 1 = with_mask: the labels as given (the manifest).
+    probs : ndarray, shape (N,), float: out-of-fold P(with_mask) of each image, i.e. from a
+        model that did not train on it.
+
+    Returns
+    -------
+    ndarray, shape (K,), int64: indices of the suspected label issues, most suspicious first
+    (lowest probability of the given label).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        # cleanlab imports tqdm.auto, which warns in a notebook without ipywidgets.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from cleanlab.filter import find_label_issues
+
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"labels {labels.shape} and probs {probs.shape} must have the same shape")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    pred_probs = np.clip(np.stack([1 - probs, probs], axis=1), 1e-6, 1 - 1e-6)
+    pred_probs /= pred_probs.sum(axis=1, keepdims=True)
+    ranked = find_label_issues(
+        labels, pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1
+    )
+    return np.asarray(ranked, dtype=np.int64)
+
+
+def nearest_neighbours(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest reference item of each query item by cosine distance.
+
+    Parameters
+    ----------
+    query : ndarray, shape (Q, D), float
+    reference : ndarray, shape (R, D), float
+
+    Returns
+    -------
+    (index, distance): ndarrays of shape (Q,), int64 indices into ``reference`` and float64
+    cosine distances (0 = same direction).
+    """
+    query = np.asarray(query, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if query.ndim != 2 or reference.ndim != 2 or query.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"query {query.shape} and reference {reference.shape} must be (Q, D) and (R, D)"
+        )
+    if len(reference) == 0:
+        raise ValueError("reference is empty")
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    similarity = unit(query) @ unit(reference).T
+    index = similarity.argmax(axis=1)
+    return index.astype(np.int64), 1.0 - similarity[np.arange(len(query)), index]

@@ -203,3 +203,62 @@ def expected_calibration_error(labels, probs, n_bins: int = 10) -> float:
     weights = curve["count"][filled] / curve["count"].sum()
     gaps = np.abs(curve["accuracy"][filled] - curve["confidence"][filled])
     return float((weights * gaps).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation: metrics per fold, and their mean with an interval over folds
+
+
+def fold_metrics(labels, probs, folds, threshold: float = 0.5):
+    """``binary_metrics`` of each fold's held-out items.
+
+    Parameters
+    ----------
+    labels : array-like, shape (N,), 0 or 1.
+    probs : array-like, shape (N,), out-of-fold P(positive) of every item.
+    folds : array-like, shape (N,), int: the fold each item was held out in.
+
+    Returns
+    -------
+    pandas.DataFrame indexed by fold, one column per metric of ``binary_metrics`` and ``n``
+    (held-out items).
+    """
+    import pandas as pd
+
+    labels, probs = _check_binary(labels, probs)
+    folds = np.asarray(folds).ravel()
+    if folds.shape != labels.shape:
+        raise ValueError(f"folds {folds.shape} and labels {labels.shape} must have the same shape")
+    rows = {}
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        rows[int(fold)] = {
+            **binary_metrics(labels[held_out], probs[held_out], threshold),
+            "n": int(held_out.sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
+
+
+def summarise_folds(table, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Mean of each metric over folds with a Student-t interval over the fold values.
+
+    The interval reflects how much the metric moves from one held-out fold to the next (split
+    variation); folds share training data, so it is an approximation, not an exact bound. Every
+    metric here lies in [0, 1], and so is its interval clipped.
+
+    Returns
+    -------
+    ``{metric: {"value": mean, "ci_low": lo, "ci_high": hi}}`` for every column but ``n``.
+    """
+    summary = {}
+    for column in table.columns:
+        if column == "n":
+            continue
+        values = table[column].to_numpy(dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            summary[column] = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            continue
+        mean, low, high = mean_confidence_interval(values, level)
+        summary[column] = {"value": mean, "ci_low": max(low, 0.0), "ci_high": min(high, 1.0)}
+    return summary

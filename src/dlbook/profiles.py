@@ -213,7 +213,11 @@ ARCHITECTURES = {
 }
 
 # Chapter 4: the face-mask classifier and detector. Backbone features use the shared FEATURES
-# image size and subset, so their cache is shared with chapters 3, 5 and 6.
+# image size and subset, so their cache is shared with chapters 3, 5 and 6. The custom CNN trains
+# ``cnn_seeds`` times on grouped splits and as many on random ones (early stopping, at most
+# ``cnn_epochs``); the best transfer model is refitted on ``transfer_repeats`` of each (a fine-tuned
+# one on ``transfer_repeats_finetuned``); grouped cross-validation uses ``cv_folds`` folds and
+# fine-tunes again per fold only when ``cv_fine_tune`` (five fine-tunings do not fit the budget).
 _MASK_BACKBONES = (
     "efficientnet_lite0",
     "efficientnet_lite1",
@@ -229,8 +233,15 @@ MASK_DETECTION = {
         "limit": FEATURES["smoke"]["limit"],
         "cnn_image_size": 64,
         "backbones": ("efficientnet_lite0",),
+        "cnn_filters": (16, 32, 64),
         "cnn_epochs": 2,
         "cnn_patience": 2,
+        "cnn_min_epochs": 1,
+        "cnn_seeds": 1,
+        "transfer_repeats": 1,
+        "transfer_repeats_finetuned": 1,
+        "cv_folds": 5,
+        "cv_fine_tune": False,
         "fine_tune_epochs": 0,
         "fine_tune_backbone": "efficientnet_lite0",
         "fine_tune_blocks": 2,
@@ -252,8 +263,15 @@ MASK_DETECTION = {
         "limit": FEATURES["full"]["limit"],
         "cnn_image_size": 64,
         "backbones": _MASK_BACKBONES,
-        "cnn_epochs": 10,
-        "cnn_patience": 3,
+        "cnn_filters": (16, 32, 64),
+        "cnn_epochs": 25,
+        "cnn_patience": 4,
+        "cnn_min_epochs": 8,
+        "cnn_seeds": 3,
+        "transfer_repeats": 3,
+        "transfer_repeats_finetuned": 1,
+        "cv_folds": 5,
+        "cv_fine_tune": False,
         "fine_tune_epochs": 10,
         "fine_tune_backbone": "efficientnet_lite0",
         "fine_tune_blocks": 2,

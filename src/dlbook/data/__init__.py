@@ -10,7 +10,8 @@ One module per step, every public name re-exported here (``data.load_face_mask``
 - ``manifest``: the classes, the manifest and the check of a folder against it;
 - ``fetch``: locating the data folder, downloading the pinned archive;
 - ``decode``: image files to uint8 arrays, cached;
-- ``split``: near-duplicate hashes and groups, the grouped split;
+- ``split``: near-duplicate hashes and groups, the grouped split, grouped folds and the plain
+  stratified split it is compared with;
 - ``load``: ``load_face_mask`` and the ``ImageSet`` it returns;
 - ``synthetic``: a tiny synthetic dataset in the same folder format, for tests.
 """
@@ -59,10 +60,12 @@ from dlbook.data.split import (
     duplicate_groups,
     duplicate_pairs,
     exact_duplicate_pairs,
+    grouped_folds,
     grouped_split,
     hamming_distances,
     near_duplicate_pairs,
     perceptual_hash,
+    stratified_split,
     stratified_subset,
 )
 from dlbook.data.synthetic import make_synthetic_dataset
@@ -98,6 +101,7 @@ __all__ = [
     "duplicate_pairs",
     "exact_duplicate_pairs",
     "file_sha256",
+    "grouped_folds",
     "grouped_split",
     "hamming_distances",
     "list_image_files",
@@ -108,6 +112,7 @@ __all__ = [
     "perceptual_hash",
     "read_manifest",
     "resolve_data_dir",
+    "stratified_split",
     "stratified_subset",
     "verify_data",
     "verify_files",

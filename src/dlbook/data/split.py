@@ -251,3 +251,49 @@ def stratified_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
         share = int(round(limit * len(members) / len(labels)))
         chosen.append(rng.choice(members, size=min(share, len(members)), replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int = 5, seed: int = 0):
+    """Fold of each item for grouped, stratified k-fold cross-validation.
+
+    Every member of a near-duplicate group lands in the same fold, and each fold keeps the
+    label proportions as far as whole groups allow (scikit-learn's ``StratifiedGroupKFold``).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (N,), int
+    groups : ndarray, shape (N,), int; members of a group always share a fold.
+    n_folds : number of folds, at least 2 and at most the number of groups.
+    seed : shuffles the groups before they are dealt to folds.
+
+    Returns
+    -------
+    ndarray, shape (N,), int64 in 0..n_folds-1.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if labels.shape != groups.shape:
+        raise ValueError(
+            f"labels {labels.shape} and groups {groups.shape} must have the same shape"
+        )
+    n_groups = len(np.unique(groups))
+    if not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= n_groups:
+        raise ValueError(f"n_folds={n_folds!r} must be an integer from 2 to {n_groups} (groups)")
+    folds = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=int(n_folds), shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        folds[held_out] = fold
+    return folds
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: dict[str, float] = SPLIT_FRACTIONS, seed: int = 0
+) -> np.ndarray:
+    """A plain stratified random split that ignores near-duplicates (the usual practice).
+
+    Near-duplicates can then sit on both sides of the split: the contrast that shows how much
+    a grouped split matters. Same fractions and output as ``grouped_split``.
+    """
+    labels = np.asarray(labels)
+    return grouped_split(labels, np.arange(len(labels)), fractions, seed)
