@@ -17,8 +17,7 @@ import pytest
 CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("0*.ipynb"))
 MAX_LINES = 6
 
-NOT_YET_CONVERTED = {
-}
+NOT_YET_CONVERTED: set[str] = set()
 """Chapters still being rewritten as calls; emptied once every chapter is converted."""
 
 VERDICT_WORDS = r"(holds?|partly|fails?|inconclusive|untested|consistent|not supported|supported)"

@@ -927,35 +927,19 @@ def tflite_table(found: dict) -> pd.DataFrame:
     return present.table(table.rename_axis("precision"), index=True, percent_columns=["accuracy"])
 
 
-def find_faces(chapter: Chapter, shipped: dict) -> dict:
-    """Face detectors on composed scenes of test-split faces (saved), then the chapter's time."""
-    table, detection = detector_benchmark(shipped["path"], chapter, chapter.settings, chapter.seed)
-    chapter.save(detection["values"])
-    chapter.save({"chapter_seconds": time.perf_counter() - chapter.started})
-    detection["table"] = table
-    return detection
+def run(
+    settings: dict,
+    data_dir=None,
+    seed: int = 0,
+    results_dir=None,
+    profile="smoke",
+    detection_settings: dict | None = None,
+) -> dict:
+    """Every section of the chapter in order; returns the chapter's saved results.
 
-
-def detector_table(detection: dict) -> pd.DataFrame:
-    return present.table(
-        detection["table"].rename_axis("detector"),
-        index=True,
-        percent_columns=[c for c in detection["table"].columns if "recall" in c or "accuracy" in c],
-    )
-
-
-def story_detectors(detection: dict) -> str:
-    d = detection["values"]
-    return (
-        f"The `--detect` option uses **{d['detector']}**: recall "
-        f"{present.percent(d['detector_recall'])} "
-        f"({present.percent(d['detector_recall_with_mask'])} on masked faces), end-to-end "
-        f"accuracy {present.percent(d['detector_end_to_end_accuracy'])}."
-    )
-
-
-def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None, profile="smoke") -> dict:
-    """Every section of the chapter in order; returns the chapter's saved results."""
+    The face-detector sections (``experiments.detection``) run last when ``detection_settings``
+    is given: the real-time pipeline times the int8 export of section 11.
+    """
     chapter = load(settings, data_dir, seed, results_dir, profile)
     found = audit_data(chapter)
     models = train_models(chapter)
@@ -968,7 +952,10 @@ def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None, profile=
     look_inside(chapter, models, evaluation)
     stress_test(chapter, models, evaluation)
     export_tflite(chapter, shipped)
-    find_faces(chapter, shipped)
+    if detection_settings is not None:
+        from dlbook.experiments import detection
+
+        detection.run(detection_settings, chapter.data_dir, seed, chapter.results_dir)
     return results.load(chapter.results_dir, CHAPTER)
 
 
@@ -1605,44 +1592,6 @@ def tflite_benchmark(
             values[f"tflite_{row['precision']}_{key}"] = row[key]
     values["tflite_test_images"] = int(len(test))
     return pd.DataFrame(rows).set_index("precision"), values
-
-
-def detector_benchmark(
-    shipped_path: Path, chapter: Chapter, settings: dict, seed: int = 0
-) -> tuple[pd.DataFrame, dict]:
-    """Recall and end-to-end accuracy of each detector on scenes of test-split faces."""
-    from dlbook import detect
-
-    model, metadata = mask.load_shipped_model(shipped_path)
-    ds = chapter.images
-    test = stratified_pick(ds.labels, ds.split == "test", settings["scene_pool"], seed)
-    originals = [data.decode_image(chapter.data_dir / ds.paths[i], None) for i in test]
-    rows, examples = [], {}
-    for name in settings["detectors"]:
-        start = time.perf_counter()
-        result = detect.evaluate_detector(
-            detect.load_detector(name),
-            lambda crops: mask.predict_images(model, crops),
-            originals,
-            ds.labels[test],
-            int(metadata["image_size"]),
-            n_scenes=settings["scenes"],
-            seed=seed,
-        )
-        examples[name] = result.pop("examples")
-        result["seconds_per_scene"] = (time.perf_counter() - start) / settings["scenes"]
-        rows.append({"detector": name, **result})
-    table = pd.DataFrame(rows).set_index("detector")
-    chosen = detect.DEFAULT_DETECTOR if detect.DEFAULT_DETECTOR in table.index else table.index[0]
-    values = {
-        "detector": chosen,
-        "detector_recall": float(table.loc[chosen, "recall"]),
-        "detector_recall_with_mask": float(table.loc[chosen, "recall_with_mask"]),
-        "detector_end_to_end_accuracy": float(table.loc[chosen, "end_to_end_accuracy"]),
-    }
-    for name in table.index:
-        values[f"detector_{name}_recall"] = float(table.loc[name, "recall"])
-    return table, {"values": values, "examples": examples[chosen], "chosen": chosen}
 
 
 def occlusion_saliency(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dlbook import data, detect
+from dlbook import data
 
 PAGE_WIDTH = 8.0  # inches
 COLUMNS = 3  # panels a row, at most
@@ -318,22 +318,5 @@ def saliency(ds: data.ImageSet, result: dict, model_name: str):
         ax.set_title(f"{kind}\nlower half {share_text}", fontsize=SMALL)
         ax.axis("off")
     fig.suptitle(f"Occlusion sensitivity of {short_name(model_name)}")
-    fig.tight_layout()
-    return fig
-
-
-def scenes(examples: list[dict], max_scenes: int = 4):
-    """Composed scenes: true boxes dashed, detections coloured by the classifier's verdict."""
-    shown = examples[:max_scenes]
-    fig, axes = _grid(max(1, len(shown)), 3.2, columns=2)
-    for ax, example in zip(axes, shown, strict=False):
-        ax.imshow(detect.annotate(example["scene"], example["boxes"], example["probs"]))
-        for x, y, w, h in example["truth"]:
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ls="--", ec="yellow", lw=1))
-        ax.set_title(
-            f"{len(example['truth'])} faces, {len(example['boxes'])} detections", fontsize=SMALL
-        )
-        ax.axis("off")
-    fig.suptitle("Composed test scenes (dashed: true faces; green: mask, red: no mask)")
     fig.tight_layout()
     return fig
