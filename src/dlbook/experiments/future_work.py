@@ -317,7 +317,7 @@ def _pick(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
 
 def mask_fit(settings, data_dir=None, seed: int = 0, results_dir=None) -> Section:
     """Synthetic mask fits on train/test faces, the fit classifier, its use on real masks."""
-    from dlbook import data, detect, features
+    from dlbook import data, features
     from dlbook import mask_fit as mf
 
     started = time.perf_counter()
@@ -332,7 +332,7 @@ def mask_fit(settings, data_dir=None, seed: int = 0, results_dir=None) -> Sectio
     ):
         rows = _pick(np.flatnonzero((fs.split == split) & (fs.labels == 0)), count, rng)
         faces = np.stack([data.decode_image(folder / fs.paths[i], work) for i in rows])
-        marks = mf.cached_landmarks(faces, paths.cache_dir() / "mask_fit", detect.load_detector)
+        marks = mf.cached_landmarks(faces, paths.cache_dir() / "mask_fit", _landmark_detector)
         images, labels, source = mf.synthetic_set(faces, marks, size, seed + (split == "test"))
         feats = features.extract(fs.backbone, images, progress=False)
         sets[split] = {"faces": faces, "marks": marks, "images": images, "labels": labels,
@@ -410,3 +410,10 @@ def run(settings, data_dir=None, seed: int = 0, results_dir=None) -> dict:
     values = dict(federated(settings, data_dir, seed, results_dir).values)
     values.update(mask_fit(settings, data_dir, seed, results_dir).values)
     return values
+
+
+def _landmark_detector():
+    """MTCNN: of the book's detectors, the one that gives eyes, nose and mouth corners."""
+    from dlbook import detect
+
+    return detect.load_detector("mtcnn")
