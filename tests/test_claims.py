@@ -199,6 +199,19 @@ def test_batchnorm_rule(best, separated, expected):
     assert "chosen on validation" in verdict.measured
 
 
+def test_batchnorm_not_separated_behind_the_winner_is_inconclusive():
+    behind = {
+        "reg_winner_minus_batchnorm_ci_low": -0.01,
+        "reg_winner_minus_batchnorm_ci_high": 0.03,
+    }
+    found = _optimization("l2", True, reg_val_acc_l2=0.86, reg_val_acc_dropout=0.85, **behind)
+    verdict = claims.judge_batchnorm(found)
+    assert verdict.verdict == claims.INCONCLUSIVE and "-1.0 to +3.0 points" in verdict.note
+    behind["reg_winner_minus_batchnorm_ci_low"] = 0.005
+    found = _optimization("l2", True, reg_val_acc_l2=0.86, reg_val_acc_dropout=0.85, **behind)
+    assert claims.judge_batchnorm(found).verdict == claims.FAILS
+
+
 def test_batchnorm_runner_up_not_separated_is_inconclusive():
     found = _optimization("dropout", False, reg_val_acc_dropout=0.85)
     verdict = claims.judge_batchnorm(found)

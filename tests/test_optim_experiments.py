@@ -238,3 +238,15 @@ def test_batch_size_axis_has_plain_tick_labels_only():
     assert ax.get_xticklabels(minor=True) == [] or all(
         t.get_text() == "" for t in ax.get_xticklabels(minor=True)
     )
+
+
+def test_regularizer_pick_measures_how_far_batchnorm_is_behind_the_winner():
+    behind = {"l2": [0.80, 0.85, 0.90], "batchnorm": [0.78, 0.83, 0.88], "none": [0.7] * 3}
+    pick = ex.pick_regularizer(chosen_rows(behind))
+    assert pick["winner_minus_batchnorm"] == pytest.approx(0.02)
+    assert pick["winner_minus_batchnorm_ci_low"] > 0  # 2 points behind on every seed
+    mixed = {"l2": [0.80, 0.85, 0.90], "batchnorm": [0.83, 0.80, 0.88], "none": [0.7] * 3}
+    assert ex.pick_regularizer(chosen_rows(mixed))["winner_minus_batchnorm_ci_low"] < 0
+    assert "winner_minus_batchnorm" not in ex.pick_regularizer(
+        chosen_rows({"batchnorm": [0.9] * 3, "l2": [0.8] * 3})
+    )

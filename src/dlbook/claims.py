@@ -562,8 +562,9 @@ def judge_batchnorm(results: dict[str, dict]) -> Verdict:
     on validation, at least 5 seeds, trained to convergence.
 
     Holds when BatchNorm wins and its validation interval excludes the runner-up; partly when
-    it wins without that separation; inconclusive when another method wins, not separated from
-    BatchNorm as runner-up; fails when another method wins otherwise.
+    it wins without that separation; inconclusive when another method wins but its lead over
+    BatchNorm (paired by seed, on validation) is not separated from zero; fails when another
+    method wins and BatchNorm is separated behind it.
     """
     optimization = results.get("optimization", {})
     best = optimization.get("best_regularizer")
@@ -605,6 +606,16 @@ def judge_batchnorm(results: dict[str, dict]) -> Verdict:
         )
     elif not separated and runner_up == "batchnorm":
         verdict, note = INCONCLUSIVE, f"{human(best)} leads, not separated from BatchNorm"
+    elif optimization.get("reg_winner_minus_batchnorm_ci_low") is not None and not (
+        optimization["reg_winner_minus_batchnorm_ci_low"] > 0
+    ):
+        low = 100 * optimization["reg_winner_minus_batchnorm_ci_low"]
+        high = 100 * optimization["reg_winner_minus_batchnorm_ci_high"]
+        verdict, note = (
+            INCONCLUSIVE,
+            f"{human(best)} is chosen on validation, but its lead over BatchNorm, paired by seed, "
+            f"has an interval from {low:+.1f} to {high:+.1f} points that includes no difference",
+        )
     else:
         verdict, note = FAILS, f"{human(best)} is the regulariser chosen on validation"
     gap = optimization.get("reg_unregularized_gap")

@@ -950,6 +950,12 @@ def pick_regularizer(chosen: pd.DataFrame) -> dict:
         low, high = max(low, -1.0), min(high, 1.0)
         out.update(runner_up=runner_up, margin=margin, margin_ci_low=low, margin_ci_high=high,
                    best_regularizer_separated=bool(len(diff) > 1 and low > 0))  # fmt: skip
+    if "batchnorm" in means.index and winner != "batchnorm":
+        # The claim under test is about BatchNorm: how far behind the winner is it, paired by seed?
+        behind = (by_seed[winner] - by_seed["batchnorm"]).dropna().to_numpy()
+        gap, low, high = metrics.mean_confidence_interval(behind)
+        out.update(winner_minus_batchnorm=gap, winner_minus_batchnorm_ci_low=max(low, -1.0),
+                   winner_minus_batchnorm_ci_high=min(high, 1.0))  # fmt: skip
     return out
 
 
@@ -1129,6 +1135,7 @@ def regularizers(settings: dict, data_dir=None, seed: int = 0, results_dir=None)
         "reg_runner_up": pick["runner_up"] or "",
         "reg_winner_margin": pick["margin"], "reg_winner_margin_ci_low": pick["margin_ci_low"],
         "reg_winner_margin_ci_high": pick["margin_ci_high"],
+        **{f"reg_{key}": value for key, value in pick.items() if "minus_batchnorm" in key},
         "reg_seeds": len(study["seeds"]), "reg_image_size": settings["reg_image_size"],
         "reg_train_images": study["train_images"], "reg_epoch_cap": settings["reg_epochs"],
         "reg_patience": settings["reg_patience"], "reg_bn_momentum": settings["reg_bn_momentum"],
