@@ -460,3 +460,10 @@ def test_results_save_rejects_nested_values(tmp_path):
     results.save(tmp_path, "x", {"a": 1})
     results.save(tmp_path, "x", {"b": float("nan")})
     assert results.load(tmp_path, "x") == {"a": 1, "b": None}
+
+
+def test_cnn_beats_ann_partly_names_the_sizes_too_wide_to_judge():
+    found = _fundamentals({16: (1.4, 1.1, 1.6), 32: (2.6, -2.6, 7.7), 64: (4.1, -1.7, 10.0)})
+    verdict = claims.judge_cnn_beats_ann(found)
+    assert verdict.verdict == claims.PARTLY
+    assert "at 64 px the interval is too wide" in verdict.note and "32 px the" not in verdict.note

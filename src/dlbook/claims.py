@@ -521,6 +521,12 @@ def judge_cnn_beats_ann(results: dict[str, dict]) -> Verdict:
         at = ", ".join(f"{s} px" for s in better if s)
         verdict, note = PARTLY, "the CNN is clearly better" + (f" at {at}" if at else "")
         note += ", but by a different margin"
+        open_at = [s for s, r in readings.items() if s and r[1] <= CNN_MINUS_ANN_CLAIMED <= r[2]]
+        if open_at:
+            note += (
+                "; at " + ", ".join(f"{s} px" for s in open_at) + " the interval is too wide to "
+                f"rule out {CNN_MINUS_ANN_CLAIMED:g} points or no gap (more seeds would tell)"
+            )
     elif readings[largest][0] == FAILS:
         verdict, note = FAILS, "the CNN is not clearly better, and a 9-point gap is excluded"
     else:
