@@ -467,3 +467,23 @@ def test_cnn_beats_ann_partly_names_the_sizes_too_wide_to_judge():
     verdict = claims.judge_cnn_beats_ann(found)
     assert verdict.verdict == claims.PARTLY
     assert "at 64 px the interval is too wide" in verdict.note and "32 px the" not in verdict.note
+
+
+def test_transfer_claim_quotes_the_cross_validated_heads_when_the_winner_was_not_folded():
+    mask = {
+        "best_model": "efficientnet_lite0_finetuned",
+        "selected_on": "validation",
+        "efficientnet_lite0_finetuned_accuracy": 0.989,
+        "efficientnet_lite0_finetuned_accuracy_ci_low": 0.980,
+        "efficientnet_lite0_finetuned_accuracy_ci_high": 0.997,
+        "efficientnet_lite0_finetuned_precision": 0.979,
+        "efficientnet_lite0_finetuned_recall": 1.0,
+        "cv_folds": 5,
+        "efficientnet_lite1_cv_accuracy": 0.992,
+        "efficientnet_lite2_cv_accuracy": 0.994,
+        "efficientnet_lite2_cv_accuracy_ci_low": 0.987,
+        "efficientnet_lite2_cv_accuracy_ci_high": 1.0,
+    }
+    note = claims.judge_best_transfer_model({"mask_detection": mask}).note
+    assert "was not cross-validated" in note
+    assert "EfficientNet-Lite2, reaches 99.4% (95% CI 98.7%-100.0%)" in note
