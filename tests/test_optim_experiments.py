@@ -250,3 +250,12 @@ def test_regularizer_pick_measures_how_far_batchnorm_is_behind_the_winner():
     assert "winner_minus_batchnorm" not in ex.pick_regularizer(
         chosen_rows({"batchnorm": [0.9] * 3, "l2": [0.8] * 3})
     )
+
+
+def test_optimizer_story_says_identical_when_numpy_and_keras_agree_exactly():
+    match = pd.DataFrame(
+        {"steps": [60, 60], "max_abs_diff": [0.0, 0.0], "max_abs_change": [8.16, 1.0]}
+    )
+    assert "**identical** for all 2 optimisers" in ex.story_optimizers({"match": match})
+    match["max_abs_diff"] = [0.0, 2.5e-7]
+    assert "**2.5e-07**" in ex.story_optimizers({"match": match})

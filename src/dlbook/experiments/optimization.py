@@ -1190,11 +1190,17 @@ def _points_interval(low: float, high: float) -> str:
 
 def story_optimizers(section: dict) -> str:
     match = section["match"]
+    steps, largest = int(match["steps"].min()), float(match["max_abs_diff"].max())
+    moved = present.number(match["max_abs_change"].max())
+    if largest == 0:
+        return (
+            f"After {steps} steps the NumPy and the Keras parameters are **identical** for all "
+            f"{len(match)} optimisers (the parameters themselves moved by up to {moved})."
+        )
     return (
-        f"Largest difference between the NumPy and the Keras parameters after "
-        f"{int(match['steps'].min())} steps, over all {len(match)} optimisers: "
-        f"**{match['max_abs_diff'].max():.1e}** (the parameters themselves moved by up to "
-        f"{present.number(match['max_abs_change'].max())})."
+        f"Largest difference between the NumPy and the Keras parameters after {steps} steps, "
+        f"over all {len(match)} optimisers: **{largest:.1e}** (the parameters themselves moved "
+        f"by up to {moved})."
     )
 
 
