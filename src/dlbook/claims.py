@@ -159,10 +159,8 @@ def _interval(results: dict, key: str) -> str:
 
 
 def _points_interval(results: dict, key: str) -> str:
-    low, high = results.get(f"{key}_ci_low"), results.get(f"{key}_ci_high")
-    if low is None or high is None:
-        return ""
-    return f" (95% CI {low:+.1f} to {high:+.1f})"
+    text = present.points_interval(results.get(f"{key}_ci_low"), results.get(f"{key}_ci_high"))
+    return f" ({text})" if text else ""
 
 
 def _budget(results: dict, **keys) -> dict:

@@ -27,7 +27,7 @@ def number(value, digits: int = 3) -> str:
     """``value`` to ``digits`` significant digits, without e-notation for ordinary magnitudes.
 
     >>> number(0.0024913), number(1234.5), number(12.0), number(-0.000012)
-    ('0.00249', '1234', '12', '-1.2e-05')
+    ('0.00249', '1234', '12', '-1.20e-05')
     """
     if _missing(value):
         return NOT_RUN
@@ -69,6 +69,13 @@ def interval(low, high, as_percent: bool = True, decimals: int = 1) -> str:
     if as_percent:
         return f"95% CI {percent(low, decimals)}-{percent(high, decimals)}"
     return f"95% CI {number(low)} to {number(high)}"
+
+
+def points_interval(low, high, unit: str = "") -> str:
+    """A 95% interval of a difference already in points: ``'95% CI -1.2 to +3.4'`` + ``unit``."""
+    if _missing(low) or _missing(high):
+        return ""
+    return f"95% CI {float(low):+.1f} to {float(high):+.1f}{unit}"
 
 
 def table(

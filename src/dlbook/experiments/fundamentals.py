@@ -960,7 +960,9 @@ def story_cnn_vs_ann(result: dict) -> str:
     for size in sizes:
         key = f"cnn_minus_ann_points_{size}px"
         low, high = v[f"{key}_ci_low"], v[f"{key}_ci_high"]
-        gaps.append(f"**{present.points(v[key])}** at {size} px ({_points_interval(low, high)})")
+        gaps.append(
+            f"**{present.points(v[key])}** at {size} px ({present.points_interval(low, high)})"
+        )
     trend = _trend([v[f"cnn_minus_ann_points_{size}px"] for size in sizes])
     converged = v["cnn_ann_converged_fraction"]
     return (
@@ -974,16 +976,12 @@ def story_cnn_vs_ann(result: dict) -> str:
         f"{present.number(v['cnn_ann_keras_numpy_max_diff'], 2)} in the logits at "
         f"{v['cnn_ann_check_size']} px. On scikit-learn's digits, with the NumPy nets themselves "
         f"({v['digits_epochs']} epochs), the gap is **{present.points(v['cnn_minus_ann_points_digits'])}** "
-        f"({_points_interval(v['cnn_minus_ann_points_ci_low_digits'], v['cnn_minus_ann_points_ci_high_digits'])})."
+        f"({present.points_interval(v['cnn_minus_ann_points_ci_low_digits'], v['cnn_minus_ann_points_ci_high_digits'])})."
     )
 
 
 def _epochs(count: int) -> str:
     return f"{count} epoch" if count == 1 else f"{count} epochs"
-
-
-def _points_interval(low, high) -> str:
-    return f"95% CI {low:+.1f} to {high:+.1f}"
 
 
 def _trend(gaps) -> str:

@@ -1185,7 +1185,7 @@ INITIALIZER_NAMES = {"he": "He", "xavier": "Xavier"}
 
 def _points_interval(low: float, high: float) -> str:
     """A 95% interval of a difference of fractions, in points: '95% CI -1.2 to +3.4 points'."""
-    return f"95% CI {100 * low:+.1f} to {100 * high:+.1f} points"
+    return present.points_interval(100 * low, 100 * high, " points")
 
 
 def story_optimizers(section: dict) -> str:
