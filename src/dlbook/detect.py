@@ -13,14 +13,14 @@ Every detector here works offline with weights that ship inside a registry packa
   detector the faces at a larger scale).
 
 Masks cover the mouth and nose some detectors rely on, so each detector is measured rather than
-trusted: ``compose_scene`` pastes face images at known positions on a background and
-``evaluate_detector`` reports recall on masked and unmasked faces and precision.
+trusted: ``compose_scenes`` pastes face images at known positions on a background and
+``score_detections`` reports recall on masked and unmasked faces and precision
+(``dlbook.experiments.detection`` runs the comparison).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -715,62 +715,3 @@ def score_detections(scenes: list[dict], found: list[np.ndarray]) -> dict:
         "detections": int(hits.sum()) + false + counts["unverified"],
         "matched": matched_all,
     }
-
-
-def run_detector(detector, scenes: list[dict]) -> tuple[list[np.ndarray], float]:
-    """Boxes ``detect_faces`` finds in each scene, and the median milliseconds per scene."""
-    found, times = [], []
-    for scene in scenes:
-        start = time.perf_counter()
-        found.append(detect_faces(detector, scene["scene"]))
-        times.append((time.perf_counter() - start) * 1000)
-    return found, float(np.median(times)) if times else float("nan")
-
-
-def evaluate_detector(
-    detector,
-    classify,
-    images: np.ndarray,
-    labels: np.ndarray,
-    image_size: int,
-    n_scenes: int = 40,
-    faces_per_scene: int = 3,
-    seed: int = 0,
-) -> dict:
-    """Detector recall, precision and end-to-end accuracy on composed scenes.
-
-    Parameters
-    ----------
-    classify : function (K, S, S, 3) uint8 -> (K,) P(with_mask), e.g. the shipped model's.
-    images : ndarray, shape (N, H, W, 3), uint8, test-split face images (any size).
-    labels : ndarray, shape (N,), 0 or 1.
-    image_size : S, the classifier's input side.
-
-    Returns
-    -------
-    dict with the keys of ``score_detections`` (less ``matched``), ``end_to_end_accuracy``
-    (true faces matched and classified correctly, over all true faces), ``accuracy_on_found``;
-    plus ``examples``: the first scenes with their true and found boxes and probabilities.
-    """
-    scenes = compose_scenes(
-        list(images), labels, n_scenes, seed, (faces_per_scene, faces_per_scene), (110, 170)
-    )
-    found, _ = run_detector(detector, scenes)
-    result = score_detections(scenes, found)
-    correct, examples = [], []
-    matched_all = result.pop("matched")
-    for k, (scene, boxes, matched) in enumerate(zip(scenes, found, matched_all, strict=True)):
-        probs = classify(crop_faces(scene["scene"], boxes, image_size)) if len(boxes) else []
-        probs = np.asarray(probs, dtype=np.float64)
-        for t, f in enumerate(matched):
-            correct.append(f >= 0 and int(probs[f] >= 0.5) == scene["labels"][t])
-        if k < 4:
-            examples.append(
-                {"scene": scene["scene"], "truth": scene["truth"], "boxes": boxes, "probs": probs}
-            )
-    correct = np.array(correct, dtype=bool)
-    hits = np.concatenate([m >= 0 for m in matched_all]) if matched_all else np.zeros(0, bool)
-    result["end_to_end_accuracy"] = float(correct.mean())
-    result["accuracy_on_found"] = float(correct[hits].mean()) if hits.any() else float("nan")
-    result["examples"] = examples
-    return result

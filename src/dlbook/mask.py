@@ -274,10 +274,3 @@ def predict_images(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
         return np.zeros(0, dtype=np.float64)
     out = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
     return np.asarray(out, dtype=np.float64).reshape(len(images), -1)[:, -1]
-
-
-def run_predict(*args, **kwargs) -> int:
-    """The ``predict`` command (``dlbook.predict.run``), under the name chapter 4 calls."""
-    from dlbook import predict
-
-    return predict.run(*args, **kwargs)
