@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dlbook import bench
+from dlbook import bench, runtime
 
 
 def test_build_shares_come_from_run_json(tmp_path):
@@ -56,3 +56,36 @@ def test_page_summary_and_story_read_the_report():
     text = bench.story(report)
     assert "41" in text and "busy" in text and "{" not in text
     assert "not been run" in bench.story(None)
+
+
+def test_multiply_adds_counts_convolutions_and_dense_layers():
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)  # 8*8 * 3*3*3*4
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 4*4 * 3*3*4
+    x = keras.layers.Conv2D(6, 1, groups=2)(x)  # 4*4 * 1*1*2*6
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5)(x)  # 6*5
+    model = keras.Model(inputs, outputs)
+    expected = 64 * 108 + 16 * 36 + 16 * 12 + 30
+    assert runtime.multiply_adds(model, (8, 8, 3)) == expected
+    assert runtime.multiply_adds(model, (16, 16, 3)) == 4 * (64 * 108 + 16 * 36 + 16 * 12) + 30
+
+
+def test_story_states_how_far_the_reference_path_is_from_the_arithmetic_ceiling():
+    report = {
+        "cpu_threads": 2,
+        "load_average_1min": 0.5,
+        "features_backbone": "efficientnet_lite0",
+        "features_image_size": 224,
+        "features_per_s_keras": 160.0,
+        "features_gflop_per_image": 0.77,
+        "features_gflops_keras": 123.2,
+        "matmul_gflops": 205.0,
+        "features_keras_share_of_matmul": 123.2 / 205.0,
+        "predict_per_s_one_at_a_time": 17.0,
+        "predict_per_s_batched_function": 130.0,
+    }
+    text = bench.story(report)
+    assert "60%" in text and "1.7 times" in text and "busy" not in text

@@ -107,7 +107,8 @@ def feature_paths(backbone: str, images: np.ndarray) -> dict:
 
     model = backbones.load(backbone)
     key = f"{backbone}|{backbones.weights_sha256(backbone)}"
-    out, reference = {}, None
+    gflop = 2 * runtime.multiply_adds(model, images.shape[1:]) / 1e9
+    out, reference = {"features_gflop_per_image": gflop}, None
     for name in runtime.RUNTIMES:
         ok, why = runtime.available(name)
         if not ok:
@@ -121,6 +122,7 @@ def feature_paths(backbone: str, images: np.ndarray) -> dict:
         feats, wall, cpu = timed(lambda compiled=compiled: compiled(images))
         out[f"features_per_s_{name}"] = len(images) / wall
         out[f"features_per_cpu_s_{name}"] = len(images) / cpu
+        out[f"features_gflops_{name}"] = gflop * len(images) / wall
         reference = feats if reference is None else reference
         out[f"features_relative_difference_{name}"] = runtime.relative_difference(feats, reference)
     return out
@@ -262,6 +264,12 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
             report[f"features_per_cpu_s_{runtime.FAST_RUNTIME}"]
             / report["features_per_cpu_s_keras"]
         )
+    if keras_rate:
+        # How close the reference path already runs to the machine's dense-arithmetic rate: a
+        # runtime can be at most 1 / this share faster before it beats the matrix-product probe.
+        report["features_keras_share_of_matmul"] = (
+            report["features_gflops_keras"] / report["matmul_gflops"]
+        )
     before = report["predict_per_s_one_at_a_time"]
     report["predict_batched_over_one_at_a_time"] = (
         report[f"predict_per_s_batched_{runtime.FAST_RUNTIME}"] / before
@@ -329,6 +337,17 @@ def story(report: dict | None) -> str:
         f"`predict` classified {present.number(report.get('predict_per_s_one_at_a_time'))} "
         f"images/s one at a time and {present.number(batched)} batched with background decoding.",
     ]
+    share = report.get("features_keras_share_of_matmul")
+    if share:
+        parts.append(
+            f"A {report['features_backbone']} forward pass is "
+            f"{present.number(report['features_gflop_per_image'])} GFLOP an image, so the Keras "
+            f"path already computes {present.number(report['features_gflops_keras'])} GFLOP/s, "
+            f"{present.percent(share, 0)} of the {present.number(report['matmul_gflops'])} "
+            "GFLOP/s that NumPy's matrix product reaches here: no runtime can be more than "
+            f"{present.number(1 / share, 2)} times faster on this machine without beating "
+            "that probe."
+        )
     if report.get("load_average_1min", 0) > report["cpu_threads"]:
         parts.append(
             "The machine was busy with other work while it ran, so the absolute rates are low; "
