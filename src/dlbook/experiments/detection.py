@@ -15,6 +15,7 @@ The sentences quoting these numbers come from ``story_detectors`` and ``story_pi
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -89,10 +90,12 @@ def run_members(names, scenes: list[dict], min_score: float) -> tuple[dict, dict
     return raw, ms
 
 
-def boxes_at(name: str, raw: dict, scenes: list[dict], min_score: float | None) -> list:
-    """Boxes detector ``name`` finds in each scene at BlazeFace threshold ``min_score``.
+def boxes_at(name: str, raw: dict, scenes: list[dict], min_score) -> list:
+    """Boxes detector ``name`` finds in each scene at BlazeFace thresholds ``min_score``.
 
-    Members' outputs from ``run_members`` are filtered by score (BlazeFace members only), merged
+    ``min_score``: ``{model: threshold}`` (or one float for every BlazeFace model; None for a
+    detector without BlazeFace). Members' outputs from ``run_members`` are filtered by their
+    model's threshold (BlazeFace members only), merged
     as ``detect.Combined`` merges them, and clipped to the scene as ``detect.detect_faces`` does.
     """
     members = detect.COMBINATIONS.get(name, (name,))
@@ -102,7 +105,9 @@ def boxes_at(name: str, raw: dict, scenes: list[dict], min_score: float | None) 
         for member in members:
             boxes, scores = raw[member][k]
             if min_score is not None and detect.uses_blazeface(member):
-                boxes, scores = boxes[scores >= min_score], scores[scores >= min_score]
+                model = detect.blazeface_models(member)[0]
+                keep = scores >= detect.score_for(min_score, model)
+                boxes, scores = boxes[keep], scores[keep]
             parts.append((boxes, scores))
         merged = detect.combine(parts) if len(parts) > 1 else parts[0]
         found.append(_clip(merged[0], scene["scene"].shape))
@@ -144,30 +149,55 @@ def _scores(name, raw, ms, scenes, min_score) -> dict:
     scored = detect.score_detections(scenes, boxes_at(name, raw, scenes, min_score))
     scored.pop("matched")
     members = detect.COMBINATIONS.get(name, (name,))
-    return {**scored, "ms": float(sum(ms[m] for m in members)), "min_score": min_score}
+    return {
+        **scored,
+        "ms": float(sum(ms[m] for m in members)),
+        "min_score": detect.describe_scores(min_score),
+    }
+
+
+def threshold_grid(name: str, scores) -> list[dict | None]:
+    """Every ``{model: threshold}`` to try for detector ``name``: one of ``scores`` per BlazeFace
+    model inside it (highest first, so ties keep fewer boxes); ``[None]`` without BlazeFace."""
+    models = detect.blazeface_models(name)
+    if not models:
+        return [None]
+    grid = sorted(scores, reverse=True)
+    return [
+        dict(zip(models, combo, strict=True))
+        for combo in itertools.product(grid, repeat=len(models))
+    ]
 
 
 def select_on_validation(names, scenes: list[dict], settings: dict) -> tuple[pd.DataFrame, dict]:
-    """Each detector at its best BlazeFace threshold on validation scenes (``choose_detector``).
+    """Each detector at its best BlazeFace thresholds on validation scenes (``choose_detector``).
 
-    Thresholds tried: ``settings["min_scores"]`` (highest first, so ties keep fewer boxes).
+    Thresholds tried: ``threshold_grid`` over ``settings["min_scores"]``, one threshold per
+    BlazeFace model, since the short- and full-range models score faces differently.
 
     Returns
     -------
-    (table, thresholds): one validation row per detector; ``{name: min_score or None}``.
+    (table, thresholds): one validation row per detector; ``{name: {model: threshold} or None}``.
     """
-    grid = sorted(settings["min_scores"], reverse=True)
-    raw, ms = run_members(names, scenes, min(grid))
+    raw, ms = run_members(names, scenes, min(settings["min_scores"]))
     rows, thresholds = {}, {}
     for name in names:
-        tried = grid if detect.uses_blazeface(name) else [None]
-        candidates = pd.DataFrame(
-            [_scores(name, raw, ms, scenes, t) for t in tried], index=[str(t) for t in tried]
-        )
-        pick = choose_detector(candidates, settings["min_precision"])
+        tried = threshold_grid(name, settings["min_scores"])
+        candidates = pd.DataFrame([_scores(name, raw, ms, scenes, t) for t in tried])
+        pick = int(choose_detector(candidates, settings["min_precision"]))
         rows[name] = candidates.loc[pick]
-        thresholds[name] = candidates.loc[pick, "min_score"]
+        thresholds[name] = tried[pick]
     return pd.DataFrame(rows).T.rename_axis("detector"), thresholds
+
+
+def saved_thresholds(saved: dict, name: str) -> dict | None:
+    """The BlazeFace thresholds chosen for detector ``name``, from the saved result keys."""
+    found = {
+        model: saved[f"detector_min_score_{name}_{model}"]
+        for model in detect.blazeface_models(name)
+        if f"detector_min_score_{name}_{model}" in saved
+    }
+    return found or None
 
 
 def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
@@ -193,7 +223,7 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
     best = choose_detector(
         val_table.astype({"precision": float, "ms": float}), settings["min_precision"]
     )
-    used = [t for t in thresholds.values() if t is not None]
+    used = [v for t in thresholds.values() if t is not None for v in t.values()]
     raw, ms = run_members(names, scenes["test"], min(used) if used else None)
     table = pd.DataFrame(
         [_scores(n, raw, ms, scenes["test"], thresholds[n]) for n in names], index=names
@@ -203,7 +233,7 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
     values = {
         "detector_best": best,
         "detector": best,
-        "detector_best_min_score": thresholds[best],
+        "detector_best_min_score": detect.describe_scores(thresholds[best]),
         "detector_selected_on": "validation",
         "detector_min_precision": settings["min_precision"],
         "detector_recall_with_mask": float(table.loc[best, "recall_with_mask"]),
@@ -224,7 +254,9 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
         values[f"detector_ms_{name}"] = float(row["ms"])
         values[f"detector_val_recall_with_mask_{name}"] = float(row["val_recall_with_mask"])
         if thresholds[name] is not None:
-            values[f"detector_min_score_{name}"] = float(thresholds[name])
+            values[f"detector_min_score_{name}"] = detect.describe_scores(thresholds[name])
+            for model, threshold in thresholds[name].items():
+                values[f"detector_min_score_{name}_{model}"] = float(threshold)
     values.update(_misses(scenes["test"], boxes_at(best, raw, scenes["test"], thresholds[best])))
     values["detector_seconds"] = time.perf_counter() - start
     results.save(paths.results_dir(settings["profile"], results_dir), CHAPTER, values)
@@ -272,7 +304,7 @@ def detector_table(result: dict):
             "recall_with_mask": "recall, masked",
             "recall_without_mask": "recall, unmasked",
             "unverified_per_scene": "unverified boxes per scene",
-            "min_score": "BlazeFace threshold",
+            "min_score": "BlazeFace thresholds",
             "ms": "ms per scene",
             "val_recall_with_mask": "validation recall, masked",
             "val_precision": "validation precision",
@@ -280,7 +312,7 @@ def detector_table(result: dict):
     )
     return present.show(
         frame,
-        missing={"BlazeFace threshold": "none (no BlazeFace)"},
+        missing={"BlazeFace thresholds": "none (no BlazeFace)"},
         percent_columns=[
             "recall, masked",
             "recall, unmasked",
@@ -444,7 +476,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
     with deploy.one_core() as core:
         interpreter = deploy.load_interpreter(tflite, num_threads=1)
         for name in dict.fromkeys([best, *settings["pipeline_alternatives"]]):
-            min_score = saved.get(f"detector_min_score_{name}", detect.DEFAULT_MIN_SCORE)
+            min_score = saved_thresholds(saved, name)  # None: detect.DEFAULT_MIN_SCORES
             detector = detect.load_detector(name, num_threads=1, min_score=min_score)
             run_pipeline(detector, interpreter, image_size, frames[:1])  # warm-up
             rows.append(
