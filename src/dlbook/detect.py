@@ -56,7 +56,7 @@ COMBINATIONS = {
 }
 SINGLE_DETECTORS = (*CASCADES, "mtcnn", *BLAZEFACE_MODELS, *TILED)
 DETECTORS = (*SINGLE_DETECTORS, *COMBINATIONS)
-DEFAULT_DETECTOR = "tiled_blazeface_short"
+DEFAULT_DETECTOR = "tiled_blazeface_union"
 """What ``predict --detect`` uses: the winner of chapter 4's detector comparison (full profile)."""
 DEFAULT_MIN_SCORE = 0.4
 """BlazeFace score threshold of a model that ``DEFAULT_MIN_SCORES`` does not name."""

@@ -12,10 +12,12 @@ is padded, so one graph serves every call):
 - ``onnx``: ONNX Runtime, only where ``onnxruntime`` and ``tf2onnx`` are installed.
 
 Which is fastest depends on the machine; ``python -m dlbook bench`` measures them all. On the
-book's 2-core build machine (shared with other work, EfficientNet-Lite0 at 224 px, batch 32) the
-three did the same work per CPU-second within 10 % (Keras 79-82, ``tf.function`` 82-83, TFLite
-76-88 images per CPU-second), TFLite's features within 4e-6 of Keras's. ``FAST_RUNTIME`` is
-``function``: as fast as any, bit-identical to the Keras reference, and nothing to convert.
+book's 2-core build machine, idle, EfficientNet-Lite0 at 224 px, batch 32: Keras 162 images/s,
+``tf.function`` 161, TFLite 176 (features within 4e-6 of Keras's). Keras already computes about
+60 % of the GFLOP/s of a NumPy matrix product there (``bench`` reports the share), so no runtime
+can be much faster. ``FAST_RUNTIME`` is ``function``: within 10 % of the fastest,
+bit-identical to the Keras reference (the chapters' features and results do not move), nothing
+to convert.
 """
 
 from __future__ import annotations

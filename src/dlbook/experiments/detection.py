@@ -244,7 +244,7 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
         "detector_test_masked_faces": int(sum((s["labels"] == 1).sum() for s in scenes["test"])),
         "detector_face_size_min": int(settings["face_size"][0]),
         "detector_face_size_max": int(settings["face_size"][1]),
-        "detector_names": ",".join(names),
+        "detectors_compared": len(names),
     }
     for name in names:
         row = table.loc[name]
@@ -323,6 +323,12 @@ def detector_table(result: dict):
     )
 
 
+def _compared(values: dict) -> list[str]:
+    """The detectors whose scores the saved ``values`` hold."""
+    prefix = "detector_recall_with_mask_"
+    return [key.removeprefix(prefix) for key in values if key.startswith(prefix)]
+
+
 def story_detectors(values: dict) -> str:
     """Sentences on the chosen detector against the 95 % targets, from the saved values."""
     best = values["detector_best"]
@@ -365,8 +371,8 @@ def story_detectors(values: dict) -> str:
         )
     others = {
         name: values[f"detector_recall_with_mask_{name}"]
-        for name in values.get("detector_names", "").split(",")
-        if name and values.get(f"detector_precision_{name}", 0) >= TARGET_PRECISION
+        for name in _compared(values)
+        if values.get(f"detector_precision_{name}", 0) >= TARGET_PRECISION
     }
     if others:
         top = max(others, key=others.get)
