@@ -38,9 +38,11 @@ def test_native_noise_is_held_back_and_other_lines_pass(capfd):
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
         "I0000 00:00:1795611253.979243   16381 port.cc:153] oneDNN custom operations are on.\n"
         "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+        "[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All ...\n"
     )
     with logs.quiet_native_stderr():
         os.write(2, (noise + "a real error\n").encode())
     err = capfd.readouterr().err
     assert "absl" not in err and "oneDNN" not in err and "XNNPACK" not in err
+    assert "IPKernelApp" not in err
     assert "a real error" in err

@@ -27,9 +27,11 @@ NATIVE_NOISE = re.compile(
     r"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
     r"|To enable the following instructions"
     r"|E0000 .*(cuInit|cuda)"
+    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption"
     r")"
 )
-"""Lines from TensorFlow's native start-up that say nothing to a reader (matched at line start)."""
+"""Lines from TensorFlow's native start-up, and the notebook kernel's notice that it talks to the
+build over local TCP, that say nothing to a reader (matched at line start)."""
 
 
 def set_tensorflow_log_level() -> None:
