@@ -94,25 +94,6 @@ def test_tiled_detector_maps_tile_boxes_back_and_merges_them():
     assert len(boxes) == 21 and boxes[:, 0].min() == 20 and boxes[:, 0].max() == 170
 
 
-def test_tiled_detector_resizes_once_for_a_fixed_input_detector():
-    class FixedInput:
-        input_size = 25
-        seen = []
-
-        def detect(self, image):
-            self.seen.append(image.shape[:2])
-            return np.array([[10.0, 10.0, 5.0, 5.0]]), np.array([0.9])
-
-    inner = FixedInput()
-    tiled = detect.Tiled("tiled", inner, tile_fraction=0.5)
-    boxes, _ = tiled.detect(np.zeros((100, 200, 3), np.uint8))
-    # the image is halved (50 px tiles -> 25 px inputs), so every tile is exactly the input
-    assert set(inner.seen) == {(25, 25)} and len(inner.seen) == 21
-    # boxes come back in the original image's pixels: (10, 10, 5, 5) in the first tile -> x 2
-    assert [20, 20, 10, 10] in boxes.tolist()
-    assert boxes[:, 0].max() == 150 + 20
-
-
 def test_ssd_anchors_match_mediapipe_counts():
     short = detect.ssd_anchors(128, (8, 16, 16, 16), True)
     full = detect.ssd_anchors(192, (4,), False)
