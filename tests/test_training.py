@@ -61,6 +61,26 @@ def test_fit_is_reproducible_for_a_seed_and_differs_across_seeds():
     assert not np.allclose(runs[0].model.get_weights()[0], runs[2].model.get_weights()[0])
 
 
+def test_several_steps_per_call_train_exactly_like_one(monkeypatch):
+    # 40 images at batch 8: 5 steps an epoch, so a call of 8 steps also covers a partial chunk.
+    x, y = _bright_vs_dark(n=40)
+    model_fn = functools.partial(
+        models.build, "cnn", (12, 12, 3), 2, filters=(4,), augmentation=True, seed=3
+    )
+    runs = {}
+    for steps in (1, training.STEPS_PER_EXECUTION):
+        monkeypatch.setattr(training, "STEPS_PER_EXECUTION", steps)
+        runs[steps] = training.fit(
+            model_fn, x, y, validation_data=(x, y), epochs=3, batch_size=8, seed=3,
+            use_cache=False,
+        )  # fmt: skip
+    assert max(runs) > 1
+    one, many = runs[1], runs[max(runs)]
+    for a, b in zip(one.model.get_weights(), many.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one.history == many.history
+
+
 def test_the_same_call_runs_under_an_explicit_strategy():
     x, y = _bright_vs_dark(n=32)
     default = training.fit(_small_cnn, x, y, epochs=2, batch_size=8, seed=1)

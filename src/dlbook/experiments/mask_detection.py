@@ -1280,7 +1280,7 @@ def fine_tune_top(
     """
     import keras
 
-    from dlbook import backbones
+    from dlbook import backbones, training
 
     keras.utils.set_random_seed(seed)
     backbone = backbones.load(name)
@@ -1296,6 +1296,7 @@ def fine_tune_top(
         optimizer=keras.optimizers.Adam(settings["fine_tune_learning_rate"]),
         loss="binary_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=training.STEPS_PER_EXECUTION,
     )
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=settings["fine_tune_patience"], restore_best_weights=True

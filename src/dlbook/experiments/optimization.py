@@ -33,8 +33,6 @@ CHAPTER = "optimization"
 OVERFIT_GAP = 0.05
 """Train-minus-validation accuracy of the unregularised network from which the regulariser
 study counts as an over-fitting regime (where regularisers can be ranked)."""
-STEPS_PER_EXECUTION = 8
-"""Mini-batch steps per compiled call: the models are tiny, so per-call overhead dominates."""
 REGULARIZERS = ("none", "l1", "l2", "dropout", "batchnorm")
 INITIALIZERS = ("he", "xavier")
 DIVERGED_LOSS = 1.5 * np.log(2.0)
@@ -328,6 +326,7 @@ class MemberTrainer:
         hidden: int = 32,
         clipping: dict | None = None,
     ):
+        from dlbook import training
 
         self.members = len(list(member_seeds))
         self.model = build_members(input_dim, member_seeds, hidden, initializers, regularizer)
@@ -336,7 +335,7 @@ class MemberTrainer:
         self.model.compile(
             optimizer=keras_optimizer,
             loss=summed_member_loss,
-            steps_per_execution=STEPS_PER_EXECUTION,
+            steps_per_execution=training.STEPS_PER_EXECUTION,
         )
         keras_optimizer.build(self.model.trainable_variables)
         self.initial_weights = self.model.get_weights()
@@ -777,6 +776,8 @@ class CnnMemberTrainer:
     def __init__(self, image_shape, seeds, batchnorm: bool, settings: dict):
         import keras
 
+        from dlbook import training
+
         self.model, self.member_layers, self.knobs = build_cnn_members(
             image_shape, seeds, batchnorm, settings["reg_filters"], settings["reg_dense"],
             settings["reg_bn_momentum"],
@@ -784,7 +785,7 @@ class CnnMemberTrainer:
         self.model.compile(
             optimizer=optim.make_keras_optimizer("adam", settings["reg_learning_rate"]),
             loss=summed_member_loss,
-            steps_per_execution=STEPS_PER_EXECUTION,
+            steps_per_execution=training.STEPS_PER_EXECUTION,
         )
         self.model.optimizer.build(self.model.trainable_variables)
         self.settings = settings
