@@ -431,8 +431,9 @@ def load_detector(name: str | None = None, num_threads: int = 1, min_score=None,
     Returns an object with ``detect(image) -> (boxes, scores)``.
 
     ``min_score`` is the score threshold of the BlazeFace models inside: one float for all, or
-    ``{model: float}`` (see ``score_for``; default ``DEFAULT_MIN_SCORES``). ``options`` go to a single detector's constructor (e.g.
-    ``min_neighbors`` for a cascade, ``min_confidence`` for MTCNN). ``num_threads`` is TF Lite's.
+    ``{model: float}`` (see ``score_for``; default ``DEFAULT_MIN_SCORES``). ``options`` go to a
+    single detector's constructor (e.g. ``min_neighbors`` for a cascade, ``min_confidence`` for
+    MTCNN). ``num_threads`` is TF Lite's.
     """
     name = default_detector() if name is None else name
     members = _members(name)

@@ -104,9 +104,9 @@ def boxes_at(name: str, raw: dict, scenes: list[dict], min_score) -> list:
         parts = []
         for member in members:
             boxes, scores = raw[member][k]
-            if min_score is not None and detect.uses_blazeface(member):
-                model = detect.blazeface_models(member)[0]
-                keep = scores >= detect.score_for(min_score, model)
+            models = detect.blazeface_models(member)
+            if min_score is not None and models:
+                keep = scores >= detect.score_for(min_score, models[0])
                 boxes, scores = boxes[keep], scores[keep]
             parts.append((boxes, scores))
         merged = detect.combine(parts) if len(parts) > 1 else parts[0]
