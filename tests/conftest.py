@@ -20,7 +20,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def synthetic_data(tmp_path):
-    from dlbook.data import make_synthetic_dataset
+    from dlbook.facemask.data import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path / "face-mask", n_per_class=20, image_size=40, seed=1)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbook import active
 from dlbook.experiments import active_learning as ex
+from dlbook.methods import active
 
 
 @pytest.fixture
@@ -329,7 +329,7 @@ def test_story_says_when_a_saving_is_only_a_bound_or_not_stated():
 
 
 def test_verdict_story_is_the_claims_sentence_once():
-    from dlbook import claims
+    from dlbook.book import claims
 
     by_chapter = {"active_learning": KEYS}
     text = ex.story_verdict(by_chapter)

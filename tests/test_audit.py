@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import audit, data
+from dlbook.facemask import audit, data
 
 
 def _faces(n, size=32, seed=0):
@@ -116,7 +116,7 @@ def test_stratified_split_keeps_fractions_and_ignores_groups():
 
 
 def test_cleanlab_wiring_finds_planted_label_flips():
-    from dlbook import mask
+    from dlbook.facemask import classify
 
     rng = np.random.default_rng(0)
     n = 400
@@ -127,7 +127,7 @@ def test_cleanlab_wiring_finds_planted_label_flips():
     labels[flipped] = 1 - labels[flipped]
     groups = np.arange(n)
     folds = data.grouped_folds(labels, groups, n_folds=5, seed=0)
-    oof = mask.cross_validate_head(features, labels, groups, folds)["probs"]
+    oof = classify.cross_validate_head(features, labels, groups, folds)["probs"]
     assert np.isfinite(oof).all()
     issues = audit.label_issues(labels, oof)
     found = set(issues.tolist())

@@ -5,8 +5,9 @@ import importlib
 import numpy as np
 import pytest
 
-from dlbook import backbones, features
-from dlbook.backbones import efficientnet_lite
+from dlbook.facemask import features
+from dlbook.methods import backbones
+from dlbook.methods.backbones import efficientnet_lite
 
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -74,7 +75,7 @@ def test_keras_application_without_weights_is_reported_fast(tmp_path, monkeypatc
     import time
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    from dlbook.backbones import keras_applications
+    from dlbook.methods.backbones import keras_applications
 
     monkeypatch.setattr(keras_applications, "cache_dirs", lambda: [tmp_path / "keras" / "models"])
     monkeypatch.setattr(keras_applications, "_download_reachable", lambda url: (False, "offline"))
@@ -99,7 +100,7 @@ def test_keras_application_wrapper_gives_pooled_features(name):
 
 
 def test_preprocessing_modes():
-    from dlbook.backbones import keras_applications
+    from dlbook.methods.backbones import keras_applications
 
     layer_class = keras_applications.register_layers()
     x = np.array([[[[255.0, 0.0, 127.5]]]], dtype=np.float32)

@@ -9,8 +9,8 @@ import types
 import numpy as np
 import pytest
 
-from dlbook.backbones import efficientnet_lite
-from dlbook.backbones.torch_checkpoint import (
+from dlbook.methods.backbones import efficientnet_lite
+from dlbook.methods.backbones.torch_checkpoint import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     UnsafeCheckpointError,

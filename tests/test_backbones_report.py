@@ -7,14 +7,15 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from dlbook import backbones, results
+from dlbook.core import results
 from dlbook.experiments import backbones as experiments
+from dlbook.methods import backbones
 from dlbook.plots import backbones as plots
 
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    from dlbook.backbones import keras_applications
+    from dlbook.methods.backbones import keras_applications
 
     monkeypatch.setattr(keras_applications, "cache_dirs", lambda: [tmp_path / "keras" / "models"])
     monkeypatch.setattr(keras_applications, "_download_reachable", lambda url: (False, "offline"))

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from dlbook import bench, runtime
+from dlbook.book import bench
+from dlbook.facemask import runtime
 
 
 def test_build_shares_come_from_run_json(tmp_path):

@@ -1,6 +1,6 @@
 """The claims page's cards and the reproducibility page's record, as a reader sees them."""
 
-from dlbook import claims
+from dlbook.book import claims
 from dlbook.plots import book
 
 RUN = {

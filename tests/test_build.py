@@ -7,7 +7,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlbook import build, paths, results
+from dlbook.book import build
+from dlbook.core import paths, results
 
 PARAMETERS = 'profile = "smoke"\nseed = 0\ndata_dir = None\nresults_dir = None'
 
@@ -25,7 +26,8 @@ def _notebook(path, title, body):
 
 
 WRITES_RESULTS = """
-from dlbook import data, results
+from dlbook.facemask import data
+from dlbook.core import results
 ds = data.load_face_mask(data_dir, image_size=16, verify=False, progress=False)
 results.save(results_dir, "{name}", {{"images": len(ds), "profile": profile, "seed": seed}})
 print("saved")

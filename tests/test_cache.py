@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dlbook import cache
+from dlbook.core import cache
 
 
 def test_digest_changes_with_any_part():

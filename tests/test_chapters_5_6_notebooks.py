@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dlbook import paths
+from dlbook.core import paths
 
 NOTEBOOKS = ("05_active_learning.ipynb", "06_conformal.ipynb")
 MODULES = (

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from dlbook import claims, results
+from dlbook.book import claims
+from dlbook.core import results
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic results: an adequate experiment per rule, varied one key at a time.

@@ -1,6 +1,8 @@
 import pytest
 
-from dlbook import cli, data, profiles
+from dlbook import cli
+from dlbook.book import profiles
+from dlbook.facemask import data
 
 
 def test_verify_command_reports_a_mismatch_and_exits_non_zero(synthetic_data, capsys):

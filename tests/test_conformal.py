@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbook import conformal
+from dlbook.methods import conformal
 
 
 def exchangeable_data(n, n_classes=3, seed=0):
@@ -284,7 +284,7 @@ def test_class_coverage_summary_collapses_to_one_row_per_model_and_method():
 
 
 def test_coverage_story_quotes_the_claims_sentence_and_never_its_own_verdict():
-    from dlbook import claims
+    from dlbook.book import claims
     from dlbook.experiments import conformal as cf
 
     keys = {

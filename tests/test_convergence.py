@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbook import convergence
+from dlbook.methods import convergence
 
 
 def test_training_seconds_takes_graph_tracing_out_of_the_first_epoch():

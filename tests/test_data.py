@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import data
+from dlbook.facemask import data
 
 
 def _save(path, image, **options):
@@ -217,7 +217,7 @@ def test_grouped_split_validates_fractions():
 
 @pytest.mark.slow
 def test_real_split_has_no_leaking_duplicates(real_data):
-    from dlbook import audit
+    from dlbook.facemask import audit
 
     ds = data.load_face_mask(real_data, image_size=32, color_mode="grayscale", progress=False)
     assert len(ds) == 4094 and not ds.skipped

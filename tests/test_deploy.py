@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dlbook import deploy, mask
+from dlbook.facemask import classify, deploy
 
 
 def _tiny_model():
@@ -13,7 +13,7 @@ def _tiny_model():
     x = keras.layers.GlobalAveragePooling2D()(x)
     backbone = keras.Model(inputs, x)
     keras.utils.set_random_seed(0)
-    return mask.build_shipped_model(backbone, np.linspace(-3, 3, 4), 0.1, 1.5, 16)
+    return classify.build_shipped_model(backbone, np.linspace(-3, 3, 4), 0.1, 1.5, 16)
 
 
 @pytest.mark.parametrize("precision", deploy.PRECISIONS)
@@ -22,7 +22,7 @@ def test_tflite_export_round_trips(tmp_path, precision):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
     path = deploy.export_tflite(model, tmp_path / f"m_{precision}.tflite", precision, images[:20])
-    expected = mask.predict_images(model, images)
+    expected = classify.predict_images(model, images)
     got = deploy.tflite_predict(deploy.load_interpreter(path), images)[:, 0]
     tolerance = {"fp32": 1e-5, "fp16": 2e-3, "int8": 0.05}[precision]
     assert got.shape == expected.shape

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dlbook import detect
+from dlbook.facemask import detect
 
 
 def test_box_iou_and_matching():

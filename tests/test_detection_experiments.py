@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbook import profiles
+from dlbook.book import profiles
 from dlbook.experiments import detection
 
 
@@ -68,7 +68,7 @@ def test_story_pipeline_reports_the_split_and_the_shortfall():
 
 
 def test_detection_settings_exist_for_both_profiles_and_name_known_detectors():
-    from dlbook import detect
+    from dlbook.facemask import detect
 
     for profile in profiles.PROFILE_NAMES:
         settings = profiles.get(profile, "detection")
@@ -81,7 +81,7 @@ def test_detection_settings_exist_for_both_profiles_and_name_known_detectors():
 def test_one_core_pins_and_restores_affinity():
     import os
 
-    from dlbook import deploy
+    from dlbook.facemask import deploy
 
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("no CPU affinity on this platform")
@@ -102,7 +102,8 @@ def test_detectors_section_on_synthetic_faces(synthetic_data, tmp_path, monkeypa
     }
     import functools
 
-    from dlbook import data, detect, results
+    from dlbook.core import results
+    from dlbook.facemask import data, detect
 
     unverified = functools.partial(data.load_face_mask, verify=False)
     monkeypatch.setattr(detection.data, "load_face_mask", unverified)
@@ -118,7 +119,7 @@ def test_detectors_section_on_synthetic_faces(synthetic_data, tmp_path, monkeypa
 
 
 def test_threshold_grid_has_one_threshold_per_blazeface_model():
-    from dlbook import detect
+    from dlbook.facemask import detect
 
     grid = detection.threshold_grid("tiled_blazeface_union", (0.3, 0.5))
     assert grid[0] == {"blazeface_short": 0.5, "blazeface_full": 0.5}  # highest first
@@ -148,7 +149,7 @@ def test_boxes_at_filters_each_member_by_its_own_models_threshold():
 
 
 def test_score_for_reads_one_float_a_mapping_or_the_defaults():
-    from dlbook import detect
+    from dlbook.facemask import detect
 
     assert detect.score_for(0.5, "blazeface_full") == 0.5
     assert detect.score_for({"blazeface_full": 0.3}, "blazeface_full") == 0.3

@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from dlbook import data, results  # noqa: E402
+from dlbook.core import results  # noqa: E402
 from dlbook.experiments import architectures as experiment  # noqa: E402
+from dlbook.facemask import data
 
 
 def _costs():

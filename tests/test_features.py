@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dlbook import data, features, profiles
+from dlbook.book import profiles
+from dlbook.facemask import data, features
 
 
 def test_features_are_cached_and_batch_independent(monkeypatch):
@@ -76,7 +77,7 @@ def test_smoke_features_separate_the_real_classes(real_data):
 
 def _real_looking_images(size: int) -> np.ndarray:
     """The two ImageNet test photos, their crops and mirror images: natural image statistics."""
-    from dlbook import backbones
+    from dlbook.methods import backbones
 
     photos = list(backbones.imagenet_photos().values())
     out = []
@@ -89,7 +90,7 @@ def _real_looking_images(size: int) -> np.ndarray:
 
 @pytest.mark.parametrize("fast_runtime", ["function", "tflite"])
 def test_fast_runtimes_give_the_keras_features(fast_runtime):
-    from dlbook import runtime
+    from dlbook.facemask import runtime
 
     images = _real_looking_images(96)
     reference = features.extract("efficientnet_lite0", images, progress=False, runtime_name="keras")
@@ -107,7 +108,7 @@ def test_fast_runtimes_give_the_keras_features(fast_runtime):
 
 
 def test_runtime_choice_depends_only_on_the_number_of_images(monkeypatch):
-    from dlbook import runtime
+    from dlbook.facemask import runtime
 
     assert features.choose_runtime(1) == features.choose_runtime(10**6) == runtime.FAST_RUNTIME
     monkeypatch.setattr(runtime, "FAST_RUNTIME", "tflite")  # a runtime that converts first
@@ -116,7 +117,7 @@ def test_runtime_choice_depends_only_on_the_number_of_images(monkeypatch):
 
 
 def test_a_failed_conversion_falls_back_to_the_keras_features(monkeypatch, capsys):
-    from dlbook import runtime
+    from dlbook.facemask import runtime
 
     real = runtime.compile_model
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dlbook import federated as fl
+from dlbook.methods import federated as fl
 
 
 def _blobs(n, d=16, shift=1.0, seed=0):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dlbook import backbones
-from dlbook.backbones import fine_tune
+from dlbook.methods import backbones
+from dlbook.methods.backbones import fine_tune
 
 FAMILIES = ["resnet50", "vgg16", "inception_v3", "mobilenet_v2", "efficientnet_lite0"]
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from dlbook import profiles
+from dlbook.book import profiles
 from dlbook.experiments import future_work as fw
 
 VALUES = {

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from test_notebooks import NOT_YET_CONVERTED  # the same chapters are let off both checks
 
-from dlbook import build, paths
+from dlbook.book import build
+from dlbook.core import paths
 
 PAGE = """<html><head>{head}</head><body><main>{body}</main></body></html>"""
 LOCAL_MATHJAX = '<script defer src="../_static/mathjax/tex-chtml.js"></script>'

@@ -3,7 +3,7 @@
 import io
 import os
 
-from dlbook import logs
+from dlbook.core import logs
 
 
 def test_progress_in_a_log_prints_a_handful_of_lines():

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import cli, data, mask, predict
+from dlbook import cli
+from dlbook.facemask import classify, data, predict
+from dlbook.methods import heads
 
 
 def _tiny_backbone(image_size):
@@ -18,30 +20,30 @@ def _tiny_backbone(image_size):
 @pytest.fixture
 def tiny_model(tmp_path):
     """A shipped model whose P(with_mask) rises with the image's mean red level."""
-    model = mask.build_shipped_model(_tiny_backbone(16), [20.0, 0.0, 0.0], -10.0, 2.0, 16)
-    path, _ = mask.save_shipped_model(
+    model = classify.build_shipped_model(_tiny_backbone(16), [20.0, 0.0, 0.0], -10.0, 2.0, 16)
+    path, _ = classify.save_shipped_model(
         model, tmp_path / "model" / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
     )
     return path
 
 
 def test_shipped_model_applies_head_and_temperature(tiny_model):
-    model, meta = mask.load_shipped_model(tiny_model)
+    model, meta = classify.load_shipped_model(tiny_model)
     assert meta["class_names"] == list(data.CLASS_NAMES) and meta["image_size"] == 16
     images = np.zeros((2, 16, 16, 3), np.uint8)
     images[1, ..., 0] = 255
     # logit = 20 * mean red - 10, divided by T = 2.
-    expected = mask.sigmoid(np.array([-10.0, 10.0]) / 2)
-    assert np.allclose(mask.predict_images(model, images), expected, atol=1e-5)
+    expected = classify.sigmoid(np.array([-10.0, 10.0]) / 2)
+    assert np.allclose(classify.predict_images(model, images), expected, atol=1e-5)
 
 
 def test_fit_temperature_recovers_the_true_temperature():
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 20_000)
-    labels = (rng.uniform(size=true_logits.size) < mask.sigmoid(true_logits)).astype(int)
-    assert mask.fit_temperature(3.0 * true_logits, labels) == pytest.approx(3.0, rel=0.05)
+    labels = (rng.uniform(size=true_logits.size) < classify.sigmoid(true_logits)).astype(int)
+    assert classify.fit_temperature(3.0 * true_logits, labels) == pytest.approx(3.0, rel=0.05)
     with pytest.raises(ValueError, match="must be equal"):
-        mask.fit_temperature(np.zeros(3), np.zeros(2))
+        classify.fit_temperature(np.zeros(3), np.zeros(2))
 
 
 def _write_images(folder):
@@ -137,7 +139,7 @@ def test_linear_head_picks_a_strength_and_separates_the_classes():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5))
     y = (x[:, 0] > 0).astype(int)
-    model, strength = mask.fit_linear_head(x[:150], y[:150], x[150:], y[150:])
+    model, strength = heads.fit_logistic_chosen_on_validation(x[:150], y[:150], x[150:], y[150:])
     assert strength in (0.01, 0.1, 1.0, 10.0)
     assert (model.predict(x[150:]) == y[150:]).mean() > 0.9
 

@@ -2,13 +2,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dlbook import claims, mask
+from dlbook.book import claims
 from dlbook.experiments import mask_detection as ex
+from dlbook.facemask import classify
 
 
 def test_occlusion_saliency_finds_the_region_the_classifier_uses():
     def classify(images):  # P(with_mask) rises with the brightness of the lower half only
-        return mask.sigmoid((images[:, 20:, :, :].mean(axis=(1, 2, 3)) - 100) / 10)
+        return classify.sigmoid((images[:, 20:, :, :].mean(axis=(1, 2, 3)) - 100) / 10)
 
     images = np.full((3, 32, 32, 3), 200, np.uint8)
     maps = ex.occlusion_saliency(classify, images, np.ones(3, int), patch_fraction=0.25, steps=5)
@@ -22,8 +23,8 @@ def test_calibration_lowers_ece_of_an_overconfident_model():
     rng = np.random.default_rng(0)
     n = 4000
     logits = rng.normal(0, 2, n)
-    labels = (rng.uniform(size=n) < mask.sigmoid(logits)).astype(int)
-    run = ex.ModelRun("m", mask.sigmoid(4 * logits), "head")
+    labels = (rng.uniform(size=n) < classify.sigmoid(logits)).astype(int)
+    run = ex.ModelRun("m", classify.sigmoid(4 * logits), "head")
     split = np.where(np.arange(n) % 2 == 0, "calib", "test")
     result = ex.calibrate(run, labels, split)
     assert abs(result["temperature"] - 4) < 0.5
@@ -55,7 +56,7 @@ def test_evaluation_table_verdicts_and_best_choice():
 
 
 def test_claims_table_judges_through_dlbook_claims(tmp_path):
-    from dlbook import results
+    from dlbook.core import results
 
     results.save(
         tmp_path,

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import cli, mask_fit
+from dlbook import cli
+from dlbook.facemask import fit as mask_fit
+from dlbook.methods import heads
 
 # eyes, nose tip, mouth corners of an upright face on a 224 px image
 LANDMARKS = np.array([[80, 90], [144, 90], [112, 125], [92, 150], [132, 150]], dtype=np.float64)
@@ -108,7 +110,7 @@ def test_fit_model_folds_the_scaler_into_one_keras_model(tmp_path):
     labels = np.repeat([0, 1, 2], 30)
     feats[labels == 1, 0] += 3
     feats[labels == 2, 2] += 2
-    classifier = mask_fit.fit_classifier(feats, labels)
+    classifier = heads.fit_logistic(feats, labels)
     images = rng.uniform(0, 255, (5, 8, 8, 3)).astype(np.float32)
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)

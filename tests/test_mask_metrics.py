@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dlbook import metrics
+from dlbook.methods import metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from dlbook import corruptions, metrics
+from dlbook.facemask import corruptions
+from dlbook.methods import metrics
 
 
 def test_mean_confidence_interval_matches_hand_computation():

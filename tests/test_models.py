@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dlbook import models  # noqa: E402
+from dlbook.methods import models  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbook import optim
-from dlbook.nn import gradcheck, losses
-from dlbook.nn import init as initializers
-from dlbook.nn import layers as L
-from dlbook.nn.model import (
+from dlbook.methods import optim
+from dlbook.methods.nn import gradcheck, losses
+from dlbook.methods.nn import init as initializers
+from dlbook.methods.nn import layers as L
+from dlbook.methods.nn.model import (
     Activation,
     BatchNorm,
     Conv2D,

@@ -142,7 +142,7 @@ def test_keras_twins_match_the_numpy_nets_on_images():
 
 
 def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
-    from dlbook import data
+    from dlbook.facemask import data
 
     images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
     images.split[:] = np.where(np.arange(len(images)) % 3 == 0, "val", "train")

@@ -3,7 +3,7 @@
 Each chapter notebook (``chapters/0*.ipynb``) may hold only short code cells that call
 ``dlbook``: no cell over 6 lines, no ``results.save``, no ``def`` or ``class``, and no verdict
 logic of its own (a measured value compared with a claimed figure, or a verdict word decided in
-the notebook). Verdicts come from ``dlbook.claims``.
+the notebook). Verdicts come from ``dlbook.book.claims``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def problems(path: Path) -> list[str]:
             if match:
                 found.append(
                     f"code cell {number} carries verdict logic ({match.group(0)!r}); "
-                    "use dlbook.claims.judge or claims.sentence"
+                    "use dlbook.book.claims.judge or claims.sentence"
                 )
     return found
 

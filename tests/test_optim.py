@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbook import optim
+from dlbook.methods import optim
 
 SHAPES = [(3, 4), (4,), (2, 2, 3)]
 

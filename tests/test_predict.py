@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlbook import mask, predict
+from dlbook.facemask import classify, predict
 
 
 @pytest.fixture
@@ -16,8 +16,10 @@ def shipped(tmp_path):
 
     inputs = keras.Input((16, 16, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = mask.build_shipped_model(keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16)
-    path, _ = mask.save_shipped_model(
+    model = classify.build_shipped_model(
+        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
+    )
+    path, _ = classify.save_shipped_model(
         model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
     )
     return path
@@ -45,7 +47,7 @@ def _read(path):
 
 
 def test_batched_prediction_writes_the_one_at_a_time_csv(shipped, folder, tmp_path, capsys):
-    model, meta = mask.load_shipped_model(shipped)
+    model, meta = classify.load_shipped_model(shipped)
     files, _ = predict.collect_image_files([folder])
     assert len(files) == 76 > 2 * predict.BATCH_SIZE
     reference, ref_skipped = predict.predict_one_at_a_time(model, 16, files)
@@ -60,7 +62,7 @@ def test_batched_prediction_writes_the_one_at_a_time_csv(shipped, folder, tmp_pa
 
 
 def test_fast_runtime_gives_the_same_predictions(shipped, folder):
-    model, _ = mask.load_shipped_model(shipped)
+    model, _ = classify.load_shipped_model(shipped)
     files, _ = predict.collect_image_files([folder])
     keras_rows, _ = predict.predict_files(model, 16, files, progress=False, runtime_name="keras")
     fast_rows, _ = predict.predict_files(model, 16, files, progress=False, runtime_name="tflite")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbook import present
+from dlbook.book import present
 
 
 def test_number_keeps_three_significant_digits_without_e_notation():

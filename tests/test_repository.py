@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from dlbook import build, paths
+from dlbook.book import build
+from dlbook.core import paths
 
 NOTEBOOKS = sorted((paths.REPO_ROOT / "chapters").glob("*.ipynb"))
 

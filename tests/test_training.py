@@ -9,7 +9,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from dlbook import models, training  # noqa: E402
+from dlbook.methods import models, training  # noqa: E402
 
 
 def _bright_vs_dark(n=64, size=12, seed=0):

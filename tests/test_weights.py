@@ -3,8 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from dlbook import cli, weights
-from dlbook.backbones import keras_applications
+from dlbook import cli
+from dlbook.methods.backbones import keras_applications, weights
 
 VGG_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MOBILENET_NOTOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -62,7 +62,7 @@ def test_weights_import_copies_a_file_with_the_pinned_hash(tmp_path, keras_cache
     rows = {(r["backbone"], r["include_top"]): r for r in weights.status()}
     assert rows[("vgg16", False)]["present"] and not rows[("resnet50", False)]["present"]
     assert rows[("vgg16", False)]["sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
-    from dlbook import backbones
+    from dlbook.methods import backbones
 
     assert backbones.available("vgg16")[0] and not backbones.available("resnet50")[0]
 

@@ -1,6 +1,6 @@
 import sys
 
-from dlbook import logs
+from dlbook.core import logs
 
 logs.set_tensorflow_log_level()  # before anything imports TensorFlow
 

@@ -1,15 +1,16 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|bench|weights ...``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|bench|weights|compare-results``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from dlbook import profiles
+from dlbook.book import profiles
 
 
 def _build(args) -> int:
-    from dlbook import build, data
+    from dlbook.book import build
+    from dlbook.facemask import data
 
     try:
         build.build(
@@ -29,7 +30,7 @@ def _build(args) -> int:
 
 
 def _manifest(args) -> int:
-    from dlbook import data
+    from dlbook.facemask import data
 
     folder = data.resolve_data_dir(args.data_dir, download=False)
     rows = data.build_manifest(folder)
@@ -39,7 +40,7 @@ def _manifest(args) -> int:
 
 
 def _verify(args) -> int:
-    from dlbook import data
+    from dlbook.facemask import data
 
     try:
         folder = data.resolve_data_dir(args.data_dir)
@@ -52,7 +53,7 @@ def _verify(args) -> int:
 
 
 def _predict(args) -> int:
-    from dlbook import predict
+    from dlbook.facemask import predict
 
     if args.fit and not args.detect:
         print("error: --fit needs --detect (the fit is judged per face)", file=sys.stderr)
@@ -73,17 +74,29 @@ def _fit(args) -> int:
     """``predict --fit``: add the mask-fit column to the CSV just written."""
     from pathlib import Path
 
-    from dlbook import mask_fit
+    from dlbook.facemask import fit as mask_fit
 
     model = args.fit_model or Path(args.model).with_name("mask_fit.keras")
     return mask_fit.run_fit(args.out, model)
 
 
 def _bench(args) -> int:
-    from dlbook import bench
+    from dlbook.book import bench
 
     bench.run(profile=args.profile, data_dir=args.data_dir, results_dir=args.results_dir)
     return 0
+
+
+def _compare_results(args) -> int:
+    from dlbook.book import compare
+
+    try:
+        found = compare.compare(args.before, args.after, rel_tol=args.rel_tol)
+    except FileNotFoundError as error:
+        print(f"compare-results: {error}", file=sys.stderr)
+        return 2
+    print(found.report())
+    return 0 if found.equal else 1
 
 
 def add_predict_command(commands) -> None:
@@ -119,7 +132,7 @@ def add_predict_command(commands) -> None:
 
 
 def _weights(args) -> int:
-    from dlbook import weights
+    from dlbook.methods.backbones import weights
 
     if args.action == "status":
         print(weights.format_status(weights.status()))
@@ -149,7 +162,7 @@ def add_weights_command(commands) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from dlbook.build import CHAPTERS, PAGES
+    from dlbook.book.build import CHAPTERS, PAGES
 
     parser = argparse.ArgumentParser(prog="python -m dlbook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -192,13 +205,21 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results-dir", help="default: results/<profile>")
     bench.set_defaults(run=_bench)
     add_weights_command(commands)
+
+    compare = commands.add_parser(
+        "compare-results", help="check that two results folders agree on every non-timing value"
+    )
+    compare.add_argument("before", help="a results folder, e.g. a copy of results/full")
+    compare.add_argument("after", help="the results folder to compare with it")
+    compare.add_argument("--rel-tol", type=float, default=0.0, help="relative float tolerance")
+    compare.set_defaults(run=_compare_results)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     if getattr(args, "out", "unset") is None:
-        from dlbook.data import MANIFEST_PATH
+        from dlbook.facemask.data import MANIFEST_PATH
 
         args.out = MANIFEST_PATH
     return args.run(args)

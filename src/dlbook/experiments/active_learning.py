@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from dlbook import active, claims, features, metrics, present, results
+from dlbook.book import claims, present
+from dlbook.core import results
+from dlbook.facemask import features
+from dlbook.methods import active, metrics
 
 CHAPTER = "active_learning"
 MAIN_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
@@ -100,7 +103,7 @@ def backbone_pool(
 
 
 def _load_images(feature_settings: Mapping, data_dir, seed: int, **options):
-    from dlbook import data
+    from dlbook.facemask import data
 
     return data.load_face_mask(
         data_dir, limit=feature_settings["limit"], seed=seed, progress=False, **options
@@ -767,7 +770,7 @@ def run(settings: Mapping, data_dir=None, seed: int = 0, results_dir=None) -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables for the page (through ``dlbook.present``).
+# Tables for the page (through ``dlbook.book.present``).
 
 
 def comparison_table(comparison: Comparison):
@@ -937,7 +940,7 @@ def story_weak(keys: Mapping) -> str:
 
 
 def story_verdict(results_by_chapter: Mapping) -> str:
-    """The claim's verdict (through ``dlbook.claims``), with the scale of the saving."""
+    """The claim's verdict (through ``dlbook.book.claims``), with the scale of the saving."""
     keys = results_by_chapter.get(CHAPTER, {})
     text = claims.sentence("active_learning_30", results_by_chapter)
     best = keys.get("best_strategy")

@@ -13,7 +13,8 @@ import functools
 import numpy as np
 import pandas as pd
 
-from dlbook import data, metrics, models
+from dlbook.facemask import data
+from dlbook.methods import metrics, models
 
 NUM_CLASSES = len(data.CLASS_NAMES)
 
@@ -79,7 +80,7 @@ def train_families(
     curves : ``{(family, seed): (val_accuracy per epoch, training seconds per epoch)}``, what
         ``accuracy_at_equal_time`` reads.
     """
-    from dlbook import convergence
+    from dlbook.methods import convergence
 
     unknown = [name for name in families if name not in models.BUILDERS]
     if unknown:
@@ -146,7 +147,7 @@ def accuracy_at_equal_time(curves: dict, seconds: float) -> pd.DataFrame:
     -------
     DataFrame, one row per (family, seed): ``acc_equal_time``, ``epochs_equal_time``.
     """
-    from dlbook import convergence
+    from dlbook.methods import convergence
 
     rows = []
     for (family, seed), (val_accuracy, epoch_s) in curves.items():
@@ -183,9 +184,9 @@ def _reference_model(name: str):
         return models.build_reference(name), None
     if name.startswith("efficientnet_lite"):
         try:
-            from dlbook.backbones import efficientnet_lite
+            from dlbook.methods.backbones import efficientnet_lite
         except ImportError as error:
-            return None, f"dlbook.backbones is not installed ({error})"
+            return None, f"dlbook.methods.backbones is not installed ({error})"
         if name not in efficientnet_lite.VARIANTS:
             return None, f"{name} is not an EfficientNet-Lite variant"
         size = efficientnet_lite.VARIANTS[name].image_size
@@ -333,7 +334,7 @@ def quiet():
 
 def _save(results_dir, values: dict) -> None:
     if results_dir is not None:
-        from dlbook import results
+        from dlbook.core import results
 
         results.save(results_dir, "architectures", values)
 
@@ -495,7 +496,7 @@ def story_budget(result: dict) -> str:
 
 def story_families(result: dict) -> str:
     """The family chosen on validation, its test score, the runner-up, epochs and equal time."""
-    from dlbook import present
+    from dlbook.book import present
 
     v, summary = result["values"], result["summary"]
     best = v["best_family"]
@@ -548,7 +549,7 @@ def story_families(result: dict) -> str:
 
 def story_latency(result: dict) -> str:
     """Whether the fewest MFLOPs means the fastest at batch 1."""
-    from dlbook import present
+    from dlbook.book import present
 
     v = result["values"]
     fastest, cheapest = v["fastest_convnet_b1"], v["cheapest_convnet"]
@@ -577,7 +578,7 @@ def story_latency(result: dict) -> str:
 
 def story_references(result: dict, families_result: dict) -> str:
     """The heaviest full-size model against the best compact family, and what was skipped."""
-    from dlbook import present
+    from dlbook.book import present
 
     table = result["table"]
     measured = table[table["note"] == ""]

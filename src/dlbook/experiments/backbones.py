@@ -8,7 +8,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from dlbook import backbones, features
+from dlbook.facemask import features
+from dlbook.methods import backbones
 
 LITE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 KERAS_APPLICATION_NAMES = ("resnet50", "vgg16", "inception_v3", "mobilenet_v2")
@@ -137,7 +138,7 @@ def benchmark_images(image_size: int, count: int, data_dir=None, seed: int = 0) 
     -------
     ndarray, shape (count, S, S, 3), uint8.
     """
-    from dlbook import data
+    from dlbook.facemask import data
 
     if not isinstance(count, (int, np.integer)) or count < 2:
         raise ValueError(f"count={count!r} must be an integer of at least 2")
@@ -165,7 +166,7 @@ def quiet():
 
 def _save(results_dir, values: dict) -> None:
     if results_dir is not None:
-        from dlbook import results
+        from dlbook.core import results
 
         results.save(results_dir, "architectures", values)
 
@@ -218,7 +219,7 @@ def agreement_table(result: dict) -> pd.DataFrame:
 
 def story_photo_checks(result: dict) -> str:
     """How many Lite ports agree with the NumPy reference, and by how much."""
-    from dlbook import present
+    from dlbook.book import present
 
     agreements = result["agreements"]
     if not len(agreements):
@@ -234,7 +235,7 @@ def story_photo_checks(result: dict) -> str:
 
 def story_backbones(result: dict) -> str:
     """Which backbones ran here, which passed the photo check, and the fastest extractor."""
-    from dlbook import present
+    from dlbook.book import present
 
     report, names = result["report"], result["names"]
     ran = [n for n in names if report[f"{n}_available"]]

@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import claims, conformal, features, present, results
+from dlbook.book import claims, present
+from dlbook.core import results
+from dlbook.facemask import features
+from dlbook.methods import conformal, heads
 
 CHAPTER = "conformal"
 
@@ -51,18 +54,6 @@ class ModelProbs:
         return float(((self.p_with_mask >= 0.5) == self.labels).mean())
 
 
-def fit_logistic_head(x_train, y_train, c=1.0, seed=0):
-    """Standardise + logistic regression, fitted on (N, D) features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    )
-    return model.fit(x_train, y_train)
-
-
 def _pool(split) -> np.ndarray:
     return np.isin(split, ("calib", "test"))
 
@@ -76,11 +67,11 @@ def own_models(feature_settings: Mapping, data_dir=None, seed: int = 0, c: float
     selects; returns ``{name: ModelProbs}``, the backbone head and pool paths in ``extra`` for
     the shift study.
     """
-    from dlbook import data
+    from dlbook.facemask import data
 
     feats = features.face_mask_features(feature_settings, data_dir, seed, progress=False)
     train = feats.split == "train"
-    head = fit_logistic_head(feats.features[train], feats.labels[train], c=c, seed=seed)
+    head = heads.fit_logistic(feats.features[train], feats.labels[train], c=c, seed=seed)
     pool = _pool(feats.split)
     strong = ModelProbs(
         "backbone_logreg",
@@ -102,7 +93,7 @@ def own_models(feature_settings: Mapping, data_dir=None, seed: int = 0, c: float
     keep = np.array([p in wanted for p in small.paths])
     pixels = small.images[keep].reshape(keep.sum(), -1).astype(np.float64) / 255.0
     labels, split = small.labels[keep], small.split[keep]
-    pixel_head = fit_logistic_head(pixels[split == "train"], labels[split == "train"], c=c)
+    pixel_head = heads.fit_logistic(pixels[split == "train"], labels[split == "train"], c=c)
     weak = ModelProbs(
         "pixel_logreg",
         pixel_head.predict_proba(pixels[_pool(split)])[:, 1],
@@ -346,7 +337,7 @@ def shifted_probabilities(
     random subset of the pool (the features of corrupted images are computed afresh, which is the
     slow part).
     """
-    from dlbook import corruptions, data
+    from dlbook.facemask import corruptions, data
 
     images = data.load_face_mask(
         data_dir,
@@ -594,7 +585,7 @@ def run(settings: Mapping, data_dir=None, seed: int = 0, results_dir=None) -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables for the page (through ``dlbook.present``).
+# Tables for the page (through ``dlbook.book.present``).
 
 
 def models_table(models: dict):
@@ -751,7 +742,7 @@ def story_mapie(table: pd.DataFrame) -> str:
 
 
 def story_coverage(keys: Mapping, results_by_chapter: Mapping) -> str:
-    """The guarantee check over both models, and the claim's sentence from ``dlbook.claims``."""
+    """The guarantee check over both models, and the claim's sentence from ``dlbook.book.claims``."""
     holds = keys["coverage_guarantee_holds"]
     text = (
         f"Over **{keys['resplits']}** re-splits of {keys['pool_size']} points, every method at "

@@ -3,7 +3,7 @@
 Two sections, each computing and saving into the ``mask_detection`` results:
 
 - ``detectors``: every detector of ``settings["detectors"]`` (single ones and combinations, see
-  ``dlbook.detect``) on scenes composed from validation-split faces, where the winner is chosen
+  ``dlbook.facemask.detect``) on scenes composed from validation-split faces, where the winner is chosen
   (the most masked faces found among those with precision at least ``min_precision``), then on
   scenes composed from test-split faces, which score every detector once.
 - ``pipeline``: the whole pipeline (detect with the winner, crop, classify with the int8 TF Lite
@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import data, deploy, detect, paths, present, results
+from dlbook.book import present
+from dlbook.core import paths, results
+from dlbook.facemask import data, deploy, detect
 
 CHAPTER = "mask_detection"
 TARGET_RECALL = 0.95

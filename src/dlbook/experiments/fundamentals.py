@@ -1,7 +1,7 @@
 """Chapter 1 experiments: gradient checks, the TensorFlow cross-check, initialisation statistics,
 ANN vs CNN over seeds, and the NumPy-vs-Keras training speed benchmark.
 
-The networks themselves are ``dlbook.nn`` (NumPy only); TensorFlow/Keras appears here only to
+The networks themselves are ``dlbook.methods.nn`` (NumPy only); TensorFlow/Keras appears here only to
 check the NumPy gradients and to time the same CNN, and is imported inside those functions.
 """
 
@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from dlbook import metrics
-from dlbook.nn import gradcheck, losses
-from dlbook.nn import layers as L
-from dlbook.nn.init import get as get_initializer
-from dlbook.nn.model import (
+from dlbook.methods import metrics
+from dlbook.methods.nn import gradcheck, losses
+from dlbook.methods.nn import layers as L
+from dlbook.methods.nn.init import get as get_initializer
+from dlbook.methods.nn.model import (
     Activation,
     Adam,
     BatchNorm,
@@ -392,10 +392,10 @@ def digits_split(seed: int = 0, test_fraction: float = 0.25):
 def face_mask_split(
     data_dir=None, image_size: int = 32, color_mode: str = "grayscale", limit=None, verify=True
 ):
-    """The face-mask train and test splits (``dlbook.data``) as standardised float32 images
+    """The face-mask train and test splits (``dlbook.facemask.data``) as standardised float32 images
     ``(x_train, y_train, x_test, y_test)``; ``verify=False`` skips the manifest check (for
     synthetic data)."""
-    from dlbook.data import load_face_mask
+    from dlbook.facemask.data import load_face_mask
 
     data = load_face_mask(
         data_dir,
@@ -641,7 +641,7 @@ def cnn_ann_runs(images, settings: dict, seeds) -> pd.DataFrame:
     DataFrame, one row per (size, seed, model): ``val_accuracy``, ``test_accuracy``,
     ``epochs_used``, ``stopped_early``, ``converged``, ``train_images``.
     """
-    from dlbook import convergence
+    from dlbook.methods import convergence
 
     train, val, test = (images.where(name) for name in ("train", "val", "test"))
     num_classes = int(images.labels.max()) + 1
@@ -750,7 +750,7 @@ def gap_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _save(results_dir, values: dict) -> None:
     if results_dir is not None:
-        from dlbook import results
+        from dlbook.core import results
 
         results.save(results_dir, "fundamentals", values)
 
@@ -837,7 +837,7 @@ def cnn_vs_ann(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -
     Run seeds are ``seed + i`` for ``i < settings["seeds"]``; ``seed`` also fixes the split.
     Returns ``runs`` (face-mask), ``digits`` (NumPy runs), ``table`` and ``values`` (saved).
     """
-    from dlbook import data
+    from dlbook.facemask import data
 
     seeds = [seed + i for i in range(settings["seeds"])]
     if not seeds:
@@ -914,7 +914,7 @@ def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
 
 def story_gradients(result: dict) -> str:
     """The gradient checks and the TensorFlow cross-check, against their targets."""
-    from dlbook import present
+    from dlbook.book import present
 
     v = result["values"]
     grad_ok = v["gradcheck_max_rel_error"] < 1e-7
@@ -932,7 +932,7 @@ def story_gradients(result: dict) -> str:
 
 def story_initialization(result: dict) -> str:
     """What the small normal, He and Glorot do to the signal after the deep stack."""
-    from dlbook import present
+    from dlbook.book import present
 
     v = result["values"]
     n = present.number
@@ -952,7 +952,7 @@ def story_initialization(result: dict) -> str:
 
 def story_cnn_vs_ann(result: dict) -> str:
     """The gap at each size with its interval, how the runs were trained, and the digits."""
-    from dlbook import present
+    from dlbook.book import present
 
     v = result["values"]
     sizes = [int(s) for s in v["cnn_ann_sizes"].split(",")]
@@ -996,7 +996,7 @@ def _trend(gaps) -> str:
 
 def story_speed(bench: dict) -> str:
     """The throughput of each library and their ratio against the one-third target."""
-    from dlbook import present
+    from dlbook.book import present
 
     ratio = bench["numpy_over_keras"]
     shape = " x ".join(str(d) for d in bench["input_shape"])

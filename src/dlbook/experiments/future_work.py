@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import federated as fl
-from dlbook import paths, present, results
+from dlbook.book import present
+from dlbook.core import paths, results
+from dlbook.methods import federated as fl
+from dlbook.methods import heads
 
 CHAPTER = "future_work"
 
@@ -110,7 +112,7 @@ def _train_alone(x, y, settings, seed) -> list[np.ndarray]:
 
 def federated(settings, data_dir=None, seed: int = 0, results_dir=None) -> Section:
     """Federated vs central vs each client alone, on Flower's simulation engine; saves the keys."""
-    from dlbook import features
+    from dlbook.facemask import features
 
     started = time.perf_counter()
     fs = features.face_mask_features(settings["features"], data_dir, seed, progress=False)
@@ -317,8 +319,8 @@ def _pick(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
 
 def mask_fit(settings, data_dir=None, seed: int = 0, results_dir=None) -> Section:
     """Synthetic mask fits on train/test faces, the fit classifier, its use on real masks."""
-    from dlbook import data, features
-    from dlbook import mask_fit as mf
+    from dlbook.facemask import data, features
+    from dlbook.facemask import fit as mf
 
     started = time.perf_counter()
     fs = features.face_mask_features(settings["features"], data_dir, seed, progress=False)
@@ -337,7 +339,7 @@ def mask_fit(settings, data_dir=None, seed: int = 0, results_dir=None) -> Sectio
         feats = features.extract(fs.backbone, images, progress=False)
         sets[split] = {"faces": faces, "marks": marks, "images": images, "labels": labels,
                        "source": source, "features": feats, "found": int((~np.isnan(marks).any((1, 2))).sum())}  # fmt: skip
-    classifier = mf.fit_classifier(
+    classifier = heads.fit_logistic(
         sets["train"]["features"], sets["train"]["labels"], settings["fit_c"], seed
     )
     test = sets["test"]
@@ -378,7 +380,7 @@ def mask_fit(settings, data_dir=None, seed: int = 0, results_dir=None) -> Sectio
     for t, name in enumerate(mf.FIT_CLASSES):
         values[f"mask_fit_recall_{name}"] = float(confusion[t, t] / max(confusion[t].sum(), 1))
     if settings["save_fit_model"]:
-        from dlbook import backbones
+        from dlbook.methods import backbones
 
         model = mf.build_fit_model(backbones.load(fs.backbone), classifier, size)
         path = _folder(results_dir) / "models" / "mask_fit.keras"
@@ -414,6 +416,6 @@ def run(settings, data_dir=None, seed: int = 0, results_dir=None) -> dict:
 
 def _landmark_detector():
     """MTCNN: of the book's detectors, the one that gives eyes, nose and mouth corners."""
-    from dlbook import detect
+    from dlbook.facemask import detect
 
     return detect.load_detector("mtcnn")

@@ -8,7 +8,7 @@ numbers to ``results/<profile>/mask_detection.json`` and returns what the page s
 ``look_inside`` -> ``stress_test`` -> ``export_tflite`` -> ``find_faces``.
 
 ``run`` calls them all. Sentences quoting numbers come from the ``story_*`` functions, and any
-sentence about a dissertation claim from ``dlbook.claims``. The lower-level steps (training a
+sentence about a dissertation claim from ``dlbook.book.claims``. The lower-level steps (training a
 head, fine-tuning, the evaluation table, saliency, ...) sit below the sections.
 """
 
@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlbook import audit, claims, data, mask, metrics, present, results
+from dlbook.book import claims, present
+from dlbook.core import results
+from dlbook.facemask import audit, classify, data
+from dlbook.methods import heads, metrics
 
 CHAPTER = "mask_detection"
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -84,7 +87,7 @@ def load(settings: dict, data_dir=None, seed: int = 0, results_dir=None, profile
 
     ``results_dir`` None means ``results/<profile>`` in the repository.
     """
-    from dlbook import paths
+    from dlbook.core import paths
 
     quiet_tensorflow()
     folder = data.resolve_data_dir(data_dir)
@@ -114,7 +117,7 @@ def story_load(chapter: Chapter) -> str:
 
 
 def story_claimed() -> str:
-    """The dissertation's reported accuracies, as ``dlbook.claims`` records them."""
+    """The dissertation's reported accuracies, as ``dlbook.book.claims`` records them."""
     named = {"custom_cnn": "its custom CNN", "inception_v3": "InceptionV3",
              "mobilenet_v2": "MobileNetV2"}  # fmt: skip
     parts = [
@@ -342,7 +345,7 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     (``{model: DataFrame}``), ``summary`` (``{model: {metric: {value, ci_low, ci_high}}}``)
     and ``values``.
     """
-    from dlbook import features
+    from dlbook.facemask import features
 
     s, ds = chapter.settings, chapter.images
     folds = data.grouped_folds(ds.labels, ds.groups, s["cv_folds"], chapter.seed)
@@ -352,7 +355,7 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
         if run.kind != "head":
             continue
         feats = features.extract(run.backbone, ds.images, progress=False)
-        fitted = mask.cross_validate_head(feats, ds.labels, ds.groups, folds, chapter.seed)
+        fitted = classify.cross_validate_head(feats, ds.labels, ds.groups, folds, chapter.seed)
         probs[name], heads[name] = fitted["probs"], fitted
     tuned = [run for run in models["runs"].values() if run.kind == "finetuned"]
     if s["cv_fine_tune"] and tuned and tuned[0].backbone in heads:
@@ -614,7 +617,7 @@ def _explained(model: str, claimed: float, grouped: float, random: float) -> str
 
 
 def claims_table(chapter: Chapter) -> pd.DataFrame:
-    """The dissertation's per-model claims beside the measurements, judged by ``dlbook.claims``."""
+    """The dissertation's per-model claims beside the measurements, judged by ``dlbook.book.claims``."""
     found = results.load_all(chapter.results_dir)
     rows = []
     for model, claim_id in (*MODEL_CLAIMS.items(), ("best transfer model", "transfer_995")):
@@ -645,7 +648,7 @@ def audit_labels(chapter: Chapter, models: dict, evaluation: dict, cv: dict) -> 
     (indices of the best model's test errors), ``neighbour`` / ``neighbour_distance`` (each
     error's nearest training image by backbone features) and ``values``.
     """
-    from dlbook import features
+    from dlbook.facemask import features
 
     ds, best = chapter.images, evaluation["best"]
     run = models["runs"][best]
@@ -786,7 +789,7 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
 
     Also writes ``mask_probs.npz`` (every model's P(with_mask) for every image, for chapter 6).
     """
-    from dlbook import predict
+    from dlbook.facemask import predict
 
     ds, best, runs = chapter.images, evaluation["best"], models["runs"]
     provenance = {
@@ -801,7 +804,7 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
     )  # fmt: skip
     gap = check_shipped_model(path, runs[best], calibration["probs_calibrated"], ds)
     save_mask_probs(chapter.results_dir / "mask_probs.npz", runs, ds)
-    model, metadata = mask.load_shipped_model(path)
+    model, metadata = classify.load_shipped_model(path)
     sample = [chapter.data_dir / p for p in ds.paths[:: max(1, len(ds) // 6)][:6]]
     predictions, _ = predict.predict_files(
         model, int(metadata["image_size"]), sample, progress=False
@@ -901,7 +904,7 @@ def export_tflite(chapter: Chapter, shipped: dict) -> dict:
     import contextlib
     import io
 
-    from dlbook import logs
+    from dlbook.core import logs
 
     # The converter and the benchmark narrate on stdout and stderr; the table says it all.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -967,7 +970,7 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's informational logging (retracing notes, export paths) out of the book."""
     import logging
 
-    from dlbook import logs
+    from dlbook.core import logs
 
     tf = logs.import_tensorflow()
     tf.get_logger().setLevel(logging.ERROR)
@@ -1057,7 +1060,7 @@ def shortcut_experiment(chapter: Chapter, seed: int = 0) -> dict[str, float]:
 
 def backbone_status(names) -> pd.DataFrame:
     """Which backbones have ImageNet weights here, in words a reader can act on."""
-    from dlbook import backbones
+    from dlbook.methods import backbones
 
     rows = []
     for name in names:
@@ -1074,7 +1077,7 @@ def train_heads(chapter: Chapter, names, seed: int = 0, progress: bool = False) 
     -------
     ``{model_name: ModelRun}`` (model name = backbone name).
     """
-    from dlbook import features
+    from dlbook.facemask import features
 
     ds = chapter.images
     runs = {}
@@ -1082,7 +1085,7 @@ def train_heads(chapter: Chapter, names, seed: int = 0, progress: bool = False) 
         start = time.perf_counter()
         feats = features.extract(name, ds.images, progress=progress)
         train, val = ds.split == "train", ds.split == "val"
-        head, strength = mask.fit_linear_head(
+        head, strength = heads.fit_logistic_chosen_on_validation(
             feats[train], ds.labels[train], feats[val], ds.labels[val], seed=seed
         )
         runs[name] = ModelRun(
@@ -1118,7 +1121,7 @@ def train_cnn(
 
     import keras
 
-    from dlbook import models, training
+    from dlbook.methods import models, training
 
     train, val = split == "train", split == "val"
     # Validation loss is noisy in the first epochs: stopping is allowed only after
@@ -1167,12 +1170,12 @@ def refit_transfer(
     A head is refitted on the split's train part (strength chosen on its val part); a
     fine-tuned run is then fine-tuned from that head on ``maps`` (``fine_tune_maps``).
     """
-    from dlbook import features
+    from dlbook.facemask import features
 
     ds = chapter.images
     feats = features.extract(run.backbone, ds.images, progress=False)
     train, val = split == "train", split == "val"
-    head, _ = mask.fit_linear_head(
+    head, _ = heads.fit_logistic_chosen_on_validation(
         feats[train], ds.labels[train], feats[val], ds.labels[val], seed=seed
     )
     if run.kind == "head":
@@ -1216,7 +1219,9 @@ def boundary_maps(name: str, bottom, boundary: str, images: np.ndarray) -> np.nd
     """The bottom part's feature maps of ``images``, float16, cached on disk like features."""
     import hashlib
 
-    from dlbook import backbones, features, paths
+    from dlbook.core import paths
+    from dlbook.facemask import features
+    from dlbook.methods import backbones
 
     key = hashlib.sha256(
         "|".join(
@@ -1247,7 +1252,7 @@ def boundary_maps(name: str, bottom, boundary: str, images: np.ndarray) -> np.nd
 
 def fine_tune_maps(name: str, images: np.ndarray, settings: dict) -> np.ndarray:
     """Feature maps of ``images`` where fine-tuning starts (cached): the frozen part runs once."""
-    from dlbook import backbones
+    from dlbook.methods import backbones
 
     bottom, _, boundary = split_backbone(backbones.load(name), settings["fine_tune_blocks"])
     return boundary_maps(name, bottom, boundary, images)
@@ -1280,7 +1285,7 @@ def fine_tune_top(
     """
     import keras
 
-    from dlbook import backbones, training
+    from dlbook.methods import backbones, training
 
     keras.utils.set_random_seed(seed)
     backbone = backbones.load(name)
@@ -1434,10 +1439,10 @@ def choose_best(table: pd.DataFrame, candidates=None) -> str:
 
 def calibrate(run: ModelRun, labels: np.ndarray, split: np.ndarray, n_bins: int = 10) -> dict:
     """Temperature scaling fitted on the calibration split; ECE on the test split before/after."""
-    logits = mask.probs_to_logits(run.probs)
+    logits = classify.probs_to_logits(run.probs)
     calib, test = split == "calib", split == "test"
-    temperature = mask.fit_temperature(logits[calib], labels[calib])
-    scaled = mask.sigmoid(logits / temperature)
+    temperature = classify.fit_temperature(logits[calib], labels[calib])
+    scaled = classify.sigmoid(logits / temperature)
     return {
         "temperature": temperature,
         "probs_calibrated": scaled,
@@ -1470,23 +1475,27 @@ def ship_model(
     run: ModelRun, temperature: float, image_size: int, out_dir: Path, provenance: dict
 ) -> Path:
     """Save ``run`` (a backbone + head model) as ``out_dir/models/mask_classifier.keras``."""
-    from dlbook import backbones
+    from dlbook.methods import backbones
 
     if run.kind not in ("head", "finetuned"):
         raise ValueError(f"run.kind={run.kind!r}: only backbone models are shipped")
     backbone = run.keras_model if run.kind == "finetuned" else backbones.load(run.backbone)
-    model = mask.build_shipped_model(backbone, run.head[0], run.head[1], temperature, image_size)
+    model = classify.build_shipped_model(
+        backbone, run.head[0], run.head[1], temperature, image_size
+    )
     metadata = {
         "image_size": int(image_size),
         "temperature": float(temperature),
         "model": run.name,
         "backbone": run.backbone,
         "input": "RGB, values 0-255, resized (no crop) to image_size with bilinear filtering, "
-        "as dlbook.data.decode_image does",
+        "as dlbook.facemask.data.decode_image does",
         "output": "P(with_mask), temperature-scaled",
         **provenance,
     }
-    path, _ = mask.save_shipped_model(model, out_dir / "models" / "mask_classifier.keras", metadata)
+    path, _ = classify.save_shipped_model(
+        model, out_dir / "models" / "mask_classifier.keras", metadata
+    )
     return path
 
 
@@ -1494,9 +1503,9 @@ def check_shipped_model(
     path: Path, run: ModelRun, calibrated: np.ndarray, ds, n: int = 32
 ) -> float:
     """Largest |P| difference between the reloaded shipped model and the in-memory calibrated probs."""
-    model, _ = mask.load_shipped_model(path)
+    model, _ = classify.load_shipped_model(path)
     pick = np.flatnonzero(ds.split == "test")[:n]
-    return float(np.abs(mask.predict_images(model, ds.images[pick]) - calibrated[pick]).max())
+    return float(np.abs(classify.predict_images(model, ds.images[pick]) - calibrated[pick]).max())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1510,7 +1519,7 @@ def robustness(
     severities=(1, 3, 5),
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Accuracy under each corruption of ``dlbook.corruptions`` at each severity.
+    """Accuracy under each corruption of ``dlbook.facemask.corruptions`` at each severity.
 
     Parameters
     ----------
@@ -1520,7 +1529,7 @@ def robustness(
     -------
     DataFrame with columns corruption, severity, accuracy (severity 0 = clean, once per kind).
     """
-    from dlbook import corruptions
+    from dlbook.facemask import corruptions
 
     clean = float(((classify(images) >= 0.5) == labels).mean())
     rows = []
@@ -1539,22 +1548,24 @@ def classifier(run: ModelRun, image_size: int | None = None):
     Frozen-backbone runs go through ``features.extract`` (cached on disk, so repeated
     corruptions of the same images cost nothing the second time); the others through Keras.
     """
-    from dlbook import features
+    from dlbook.facemask import features
 
     if run.kind == "head":
 
         def classify(images):
             feats = features.extract(run.backbone, images, progress=False)
-            return mask.sigmoid(feats @ run.head[0] + run.head[1])
+            return classify.sigmoid(feats @ run.head[0] + run.head[1])
 
         return classify
     if run.kind == "finetuned":
         if image_size is None:
             raise ValueError("image_size is needed for a fine-tuned run")
-        model = mask.build_shipped_model(run.keras_model, run.head[0], run.head[1], 1.0, image_size)
+        model = classify.build_shipped_model(
+            run.keras_model, run.head[0], run.head[1], 1.0, image_size
+        )
     else:
         model = run.keras_model
-    return lambda images: mask.predict_images(model, images, batch_size=64)
+    return lambda images: classify.predict_images(model, images, batch_size=64)
 
 
 def stratified_pick(labels: np.ndarray, chosen: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -1569,9 +1580,9 @@ def tflite_benchmark(
     shipped_path: Path, chapter: Chapter, out_dir: Path, settings: dict, seed: int = 0
 ) -> tuple[pd.DataFrame, dict]:
     """Export the shipped model to TFLite fp32/fp16/int8 and measure size, latency, accuracy."""
-    from dlbook import deploy
+    from dlbook.facemask import deploy
 
-    model, _ = mask.load_shipped_model(shipped_path)
+    model, _ = classify.load_shipped_model(shipped_path)
     ds = chapter.images
     rng = np.random.default_rng(seed)
     train = np.flatnonzero(ds.split == "train")
@@ -1584,7 +1595,7 @@ def tflite_benchmark(
     rows = deploy.benchmark_tflite(
         paths, ds.images[test], ds.labels[test], repeats=settings["latency_repeats"]
     )
-    keras_probs = mask.predict_images(model, ds.images[test])
+    keras_probs = classify.predict_images(model, ds.images[test])
     values = {}
     for row in rows:
         probs = row.pop("probs")
@@ -1622,7 +1633,7 @@ def occlusion_saliency(
             top, left = starts[i], starts[j]
             batch[k + 1, top : top + patch, left : left + patch] = 127
         # Log-odds, not probabilities: a confident model's probability barely moves.
-        logits = mask.probs_to_logits(classify(batch))
+        logits = classify.probs_to_logits(classify(batch))
         true_logit = logits if label == 1 else -logits
         maps[n] = (true_logit[0] - true_logit[1:]).reshape(steps, steps)
     return maps

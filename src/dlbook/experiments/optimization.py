@@ -6,9 +6,9 @@ results_dir)`` that computes, saves its results to ``results_dir`` (when given) 
 ``optimizers``, ``schedules``, ``from_scratch``, ``learning_rates``, ``batch_sizes``,
 ``high_learning_rates``, ``regularizers``; ``run`` runs them all. The sentences on the page come
 from the ``story_*`` functions, which read what a section returned; a sentence about one of the
-dissertation's claims comes from ``dlbook.claims``.
+dissertation's claims comes from ``dlbook.book.claims``.
 
-The NumPy optimisers of ``dlbook.optim`` are first shown equal to Keras's (``keras_match``); the
+The NumPy optimisers of ``dlbook.methods.optim`` are first shown equal to Keras's (``keras_match``); the
 sweeps then run in Keras. To make a sweep cheap, one Keras model holds several *independent*
 members (the same architecture, different seeds or initialisers) side by side on the same input,
 and is trained on the sum of their losses: each member's gradient is exactly the gradient of its
@@ -27,7 +27,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from dlbook import claims, data, metrics, nn, optim, present, results
+from dlbook.book import claims, present
+from dlbook.core import results
+from dlbook.facemask import data
+from dlbook.methods import metrics, nn, optim
 
 CHAPTER = "optimization"
 OVERFIT_GAP = 0.05
@@ -326,7 +329,7 @@ class MemberTrainer:
         hidden: int = 32,
         clipping: dict | None = None,
     ):
-        from dlbook import training
+        from dlbook.methods import training
 
         self.members = len(list(member_seeds))
         self.model = build_members(input_dim, member_seeds, hidden, initializers, regularizer)
@@ -776,7 +779,7 @@ class CnnMemberTrainer:
     def __init__(self, image_shape, seeds, batchnorm: bool, settings: dict):
         import keras
 
-        from dlbook import training
+        from dlbook.methods import training
 
         self.model, self.member_layers, self.knobs = build_cnn_members(
             image_shape, seeds, batchnorm, settings["reg_filters"], settings["reg_dense"],
@@ -972,7 +975,7 @@ NUMPY_REGULARIZERS = {"none": {}, "l1": {"l1": 1e-3}, "l2": {"l2": 1e-3},
 
 
 def numpy_mlp(hidden: int, seed: int, dropout: float = 0.0, batchnorm: bool = False, **fit):
-    """``dlbook.nn.Sequential``: Dense(hidden) - (BatchNorm) - ReLU - (Dropout) - Dense(2)."""
+    """``dlbook.methods.nn.Sequential``: Dense(hidden) - (BatchNorm) - ReLU - (Dropout) - Dense(2)."""
     layers = [nn.Dense(hidden, initializer="he_normal")]
     layers += [nn.BatchNorm(momentum=0.9)] if batchnorm else []
     layers += [nn.Activation("relu")]

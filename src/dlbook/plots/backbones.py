@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlbook import backbones
+from dlbook.methods import backbones
 
 
 def class_label(index: int, names: list[str] | None = None) -> str:

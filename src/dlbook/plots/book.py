@@ -1,6 +1,6 @@
 """The book's own pages: the claims, checked, and how the book was built.
 
-``claim_cards`` lays the judged claims (``dlbook.claims.write``) out as cards, two or three a row
+``claim_cards`` lays the judged claims (``dlbook.book.claims.write``) out as cards, two or three a row
 on a desktop and one a row on a phone (``_static/dlbook.css``); ``describe_run``,
 ``chapter_table`` and ``plot_chapter_seconds`` show a build record ``run.json``.
 """
@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from dlbook import present
+from dlbook.book import present
 
 SECTION_TITLES = {
     "01_fundamentals.html#ann-vs-cnn": "ANN vs CNN",
@@ -77,7 +77,7 @@ def describe_budget(budget: dict) -> str:
 
 
 def _chapters_in_book() -> set[str]:
-    from dlbook.build import CHAPTERS
+    from dlbook.book.build import CHAPTERS
 
     return {chapter.name for chapter in CHAPTERS}
 
@@ -181,7 +181,7 @@ def chapter_table(run: dict):
     unchanged, and its seconds when it last ran."""
     import pandas as pd
 
-    from dlbook.build import CHAPTERS, PAGES
+    from dlbook.book.build import CHAPTERS, PAGES
 
     order = {page.name: i for i, page in enumerate(CHAPTERS + PAGES)}
     chapters = sorted(
@@ -208,7 +208,7 @@ def chapter_table(run: dict):
 
 
 def show_chapter_table(run: dict):
-    """:func:`chapter_table` formatted for the page by ``dlbook.present``."""
+    """:func:`chapter_table` formatted for the page by ``dlbook.book.present``."""
     return present.show(chapter_table(run), missing={"seconds": "never ran"})
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dlbook import conformal
+from dlbook.methods import conformal
 
 FONT = 9  # points: the smallest text on a figure
 WIDTH = 7.5  # inches: the page's width

@@ -90,7 +90,7 @@ def plot_gap_by_size(runs: pd.DataFrame, claimed_gap: float = 9.0):
 def plot_throughput(bench: dict):
     """Training images per second, NumPy vs Keras, with the one-third target."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    names = ["NumPy (dlbook.nn)", "Keras (TensorFlow)"]
+    names = ["NumPy (dlbook.methods.nn)", "Keras (TensorFlow)"]
     values = [bench["numpy_cnn_images_per_s"], bench["keras_cnn_images_per_s"]]
     ax.bar(names, values, color=["tab:blue", "tab:orange"])
     ax.axhline(values[1] / 3, color="tab:red", linestyle="--", label="one third of Keras")

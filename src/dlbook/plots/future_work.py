@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dlbook import federated as fl
+from dlbook.methods import federated as fl
 
 STRATEGY_COLOURS = {"fedavg": "tab:blue", "fedprox": "tab:orange", "fedadam": "tab:green"}
 
@@ -111,7 +111,7 @@ def privacy(section):
 
 def mask_fit_examples(section):
     """Synthetic fits on a few test-split faces: one row per face, one column per fit."""
-    from dlbook.mask_fit import FIT_CLASSES
+    from dlbook.facemask.fit import FIT_CLASSES
 
     examples = section.frames["examples"]
     fig, axes = plt.subplots(len(examples), 3, figsize=(5.4, 1.9 * len(examples)), squeeze=False)
@@ -126,7 +126,7 @@ def mask_fit_examples(section):
 
 def confusion(section):
     """Confusion matrix of the fit classifier on the test split's synthetic masks."""
-    from dlbook.mask_fit import FIT_CLASSES
+    from dlbook.facemask.fit import FIT_CLASSES
 
     counts = section.frames["confusion"]
     fig, ax = plt.subplots(figsize=(3.8, 3.2))

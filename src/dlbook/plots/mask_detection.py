@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dlbook import data
+from dlbook.facemask import data
 
 PAGE_WIDTH = 8.0  # inches
 COLUMNS = 3  # panels a row, at most
@@ -95,7 +95,7 @@ def roc(runs: dict, labels: np.ndarray, split: np.ndarray):
     """ROC curves of every model on the test split, zoomed on the top-left corner."""
     from sklearn.metrics import roc_curve
 
-    from dlbook import metrics
+    from dlbook.methods import metrics
 
     test = split == "test"
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
@@ -114,7 +114,7 @@ def roc(runs: dict, labels: np.ndarray, split: np.ndarray):
 
 def confusion_matrices(runs: dict, labels: np.ndarray, split: np.ndarray):
     """Each model's confusion matrix on the test split, three a row."""
-    from dlbook import metrics
+    from dlbook.methods import metrics
 
     test = split == "test"
     fig, axes = _grid(len(runs), 2.7)

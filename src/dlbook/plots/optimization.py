@@ -2,7 +2,7 @@
 
 Each function takes what a section of ``dlbook.experiments.optimization`` returns. Figures are at
 most 3 panels a row and about 10.8 inches wide at most, with text of at least 10 pt, so that they
-stay readable at the page's width (about 780 px); tables go through ``dlbook.present``.
+stay readable at the page's width (about 780 px); tables go through ``dlbook.book.present``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullFormatter, NullLocator
 
-from dlbook import optim, present
+from dlbook.book import present
+from dlbook.methods import optim
 
 PAGE_WIDTH = 10.8
 """Inches of the widest figure (three panels)."""

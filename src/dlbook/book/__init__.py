@@ -1,0 +1,1 @@
+"""The book: profiles, the build, the claims engine, presentation and benchmarks."""

@@ -1,0 +1,1 @@
+"""The ground everything stands on: paths, the content-keyed cache, logs, results I/O."""

@@ -1,0 +1,1 @@
+"""The face-mask product: data, audit, detection, classification, fit, prediction, runtimes."""

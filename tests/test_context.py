@@ -1,0 +1,55 @@
+"""The run context every chapter starts with, and the content-keyed cache behind it."""
+
+import numpy as np
+import pytest
+
+from dlbook.book import context
+from dlbook.core import cache
+
+
+def test_an_unknown_profile_is_refused_naming_the_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"profile='fast'.*'smoke', 'full'"):
+        context.start("fast", "conformal", results_dir=tmp_path)
+
+
+def test_an_unknown_settings_block_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="chapter='nope' is unknown"):
+        context.start("smoke", "nope", results_dir=tmp_path)
+
+
+def test_save_merges_into_the_chapters_file_and_load_reads_it(tmp_path):
+    run = context.start("smoke", "conformal", seed=3, results_dir=tmp_path / "r")
+    assert run.settings and run.seed == 3 and run.results_dir.is_dir()
+    run.save({"a": 1})
+    run.save({"b": np.float32(0.5)})
+    assert run.load() == {"a": 1, "b": 0.5}
+    assert run.load_all() == {"conformal": {"a": 1, "b": 0.5}}
+    detection = run.part("detection")
+    assert detection.chapter == "conformal" and detection.settings != run.settings
+
+
+def test_the_cache_returns_the_stored_value_without_recomputing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
+    run = context.start("smoke", "conformal", results_dir=tmp_path / "r")
+    calls = []
+
+    def compute(x):
+        calls.append(x)
+        return np.arange(3) * x
+
+    first = run.cache("test", ("v1", np.ones(2)), lambda: compute(2))
+    again = run.cache("test", ("v1", np.ones(2)), lambda: compute(99))
+    np.testing.assert_array_equal(first, again)
+    assert calls == [2]
+    changed = run.cache("test", ("v1", np.ones(3)), lambda: compute(5))
+    np.testing.assert_array_equal(changed, [0, 5, 10])
+    assert calls == [2, 5]
+
+
+def test_write_json_and_file_sha256(tmp_path):
+    path = cache.write_json(tmp_path / "x" / "a.json", {"b": 1, "a": [1, 2]})
+    assert path.read_text().startswith('{\n "a"')
+    assert not list(path.parent.glob("*.tmp*"))
+    import hashlib
+
+    assert cache.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
