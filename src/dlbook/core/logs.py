@@ -73,6 +73,33 @@ def import_tensorflow():
     return tensorflow
 
 
+def quiet_tensorflow() -> None:
+    """Import TensorFlow quietly and keep its Python-side logging (retracing notes, export
+    paths) at errors only, for the rest of the process."""
+    import logging
+
+    tf = import_tensorflow()
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_block():
+    """Hold TensorFlow's warnings and what the block prints to stdout (a library's progress
+    lines) off the page; the chapter words what matters from the returned numbers."""
+    import io
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _is_terminal(stream) -> bool:
     try:
         return stream.isatty()
