@@ -144,3 +144,56 @@ def test_chapter_table_lists_chapters_in_book_order():
         "The claims, checked",
         "How this book was built",
     ]
+
+
+def _package(root):
+    """A tiny ``dlbook`` package: ``a`` imports ``b`` inside a function; ``c`` stands alone."""
+    pkg = root / "dlbook"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "a.py").write_text("def f():\n    from dlbook import c as _\n")
+    (pkg / "c.py").write_text('"""C."""\nfrom dlbook.sub import b\n')
+    (pkg / "sub" / "b.py").write_text('"""B."""\n')
+    (pkg / "d.py").write_text('"""Reached by no chapter."""\n')
+    return pkg
+
+
+def _code_notebook(path, *sources):
+    cells = [{"cell_type": "code", "metadata": {}, "source": s} for s in sources]
+    path.write_text(json.dumps({"cells": cells}))
+    return path
+
+
+def test_a_chapter_reaches_the_modules_it_imports_through_others(tmp_path):
+    pkg = _package(tmp_path)
+    notebook = _code_notebook(tmp_path / "ch.ipynb", "%matplotlib inline\nfrom dlbook.sub import a")
+    reached = {p.relative_to(pkg).as_posix() for p in build.reached_modules(notebook, pkg)}
+    assert reached == {"__init__.py", "sub/__init__.py", "sub/a.py", "c.py", "sub/b.py"}
+
+
+def test_the_chapter_key_changes_only_with_a_module_the_chapter_reaches(tmp_path):
+    pkg = _package(tmp_path)
+    notebook = _code_notebook(tmp_path / "ch.ipynb", "import dlbook.sub.a")
+
+    def key():
+        sources = build.sources_sha256(build.reached_modules(notebook, pkg), pkg)
+        return build.chapter_key(notebook, "smoke", 0, "data", sources)
+
+    before = key()
+    (pkg / "d.py").write_text('"""Reached by no chapter, edited."""\n')
+    assert key() == before
+    (pkg / "sub" / "b.py").write_text('"""B, its docstring edited."""\n')
+    assert key() != before
+
+
+def test_a_docstring_edit_in_conformal_reaches_only_the_conformal_chapter():
+    from dlbook.core import paths
+
+    target = build.PACKAGE_DIR / "methods" / "conformal.py"
+    reaching = [
+        chapter.name
+        for chapter in build.CHAPTERS
+        if target in build.reached_modules(paths.CHAPTERS_DIR / chapter.notebook)
+    ]
+    assert reaching == ["conformal"]

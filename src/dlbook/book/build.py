@@ -3,9 +3,9 @@
 Each chapter is executed with the same four parameters (``profile``, ``seed``, ``data_dir``,
 ``results_dir``) into ``_build/executed/<profile>/chapters/``, a self-contained book source that
 ``jupyter-book build`` renders into ``_build/html``. A chapter is re-executed only when its
-notebook, the ``dlbook`` sources, the profile, the seed or the data changed. A failing chapter is
-recorded in ``results/<profile>/run.json`` and fails the build, but the other chapters still run
-and keep their results.
+notebook, the ``dlbook`` modules it imports (directly or through others), the profile, the seed
+or the data changed. A failing chapter is recorded in ``results/<profile>/run.json`` and fails the
+build, but the other chapters still run and keep their results.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dlbook.book import profiles
-from dlbook.core import logs, paths
+from dlbook.core import cache, logs, paths
 from dlbook.facemask import data
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "logo.png")
@@ -96,17 +96,77 @@ class BuildReport:
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
-def sources_sha256(package_dir: Path = PACKAGE_DIR) -> str:
-    """Hash of every ``.py`` file of the package (path and content)."""
+def _module_file(dotted: str, package_dir: Path) -> Path | None:
+    """The file of ``dlbook.<...>`` module ``dotted`` under ``package_dir``, or None."""
+    parts = dotted.split(".")[1:]
+    base = package_dir.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports_of(source: str, package: str) -> set[str]:
+    """Dotted names of the ``package`` modules (and ``module.attr`` candidates) ``source``
+    imports, anywhere in it (function bodies included)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == package}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == package:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _notebook_code(notebook: Path) -> str:
+    """A notebook's code cells as one Python source, IPython magics and shell lines left out."""
+    cells = json.loads(notebook.read_text())["cells"]
+    lines = []
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            source = "".join(cell["source"])
+            lines += [
+                line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))
+            ]
+    return "\n".join(lines)
+
+
+def reached_modules(notebook: Path, package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """The package's module files a notebook imports, directly or through other modules.
+
+    Imports are read statically (``ast``), inside functions too, so a module imported only when a
+    function runs still counts; the packages above an imported module (their ``__init__.py``)
+    count as well, since Python runs them first.
+    """
+    package = package_dir.name
+    seen: set[Path] = set()
+    pending = _imports_of(_notebook_code(notebook), package)
+    while pending:
+        dotted = pending.pop()
+        parts = dotted.split(".")
+        for depth in range(1, len(parts) + 1):
+            path = _module_file(".".join(parts[:depth]), package_dir)
+            if path is not None and path not in seen:
+                seen.add(path)
+                pending |= _imports_of(path.read_text(), package)
+    return sorted(seen)
+
+
+def sources_sha256(files, package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the given module files of the package (path and content)."""
     digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
+    for path in sorted(files):
         digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def chapter_key(notebook: Path, profile: str, seed: int, data_id: str, sources: str) -> str:
-    """What a chapter's executed notebook depends on, as one hash."""
+    """What a chapter's executed notebook depends on, as one hash: the notebook, the profile,
+    the seed, the data, the ``sources`` hash of the modules it reaches and every profile block."""
     digest = hashlib.sha256()
     for part in (notebook.read_bytes(), profile.encode(), str(seed).encode(), data_id.encode()):
         digest.update(hashlib.sha256(part).digest())
@@ -146,12 +206,6 @@ def git_commit(repo: Path = paths.REPO_ROOT) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return out + ("-dirty" if dirty else "")
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +390,6 @@ def build(
     _stage_book_files(source_dir, book_dir)
     previous_keys = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     previous_run = json.loads(run_file.read_text()) if run_file.exists() else {}
-    sources = sources_sha256()
     run = {
         "profile": profile,
         "seed": seed,
@@ -358,6 +411,7 @@ def build(
     for number, chapter in enumerate(chapters, start=1):
         source = source_dir / "chapters" / chapter.notebook
         output = book_dir / "chapters" / chapter.notebook
+        sources = sources_sha256(reached_modules(source))
         key = chapter_key(source, profile, seed, data_info["data_id"], sources)
         selected = only is None or chapter.name in only or chapter.always_run
         before = previous_run.get("chapters", {}).get(chapter.name)
@@ -390,17 +444,17 @@ def build(
             else:
                 previous_keys.pop(chapter.name, None)
                 log(f"{prefix}: FAILED after {seconds:.1f} s: {error}")
-            _write_json(cache_file, previous_keys)
+            cache.write_json(cache_file, previous_keys)
         run["chapters"][chapter.name] = info
         run["seconds_executing"] = round(
             sum(c["seconds"] for c in run["chapters"].values() if not c.get("cached")), 1
         )
-        _write_json(run_file, run)
+        cache.write_json(run_file, run)
     report.chapters = run["chapters"]
 
     if report.failed:
         run["total_seconds"] = round(time.perf_counter() - started, 1)
-        _write_json(run_file, run)
+        cache.write_json(run_file, run)
         details = "; ".join(f"{n} ({run['chapters'][n]['error']})" for n in report.failed)
         raise BuildError(
             f"{len(report.failed)} chapter(s) failed: {details}. Executed notebooks with the "
@@ -415,7 +469,7 @@ def build(
         for problem in problems:
             log(f"page problem: {problem}")
     run["total_seconds"] = round(time.perf_counter() - started, 1)
-    _write_json(run_file, run)
+    cache.write_json(run_file, run)
     log(f"build of profile {profile!r} finished in {run['total_seconds']:.1f} s")
     return report
 
