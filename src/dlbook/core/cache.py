@@ -89,13 +89,18 @@ def cached_array(kind: str, key: str, compute, name: str = "") -> np.ndarray:
     return value
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file's bytes, read in chunks."""
-    hasher = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``hashlib`` algorithm name), read in 1 MiB chunks."""
+    hasher = hashlib.new(algorithm)
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
+        for block in iter(lambda: handle.read(1 << 20), b""):
             hasher.update(block)
     return hasher.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes."""
+    return file_digest(path, "sha256")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlbook.core import cache
+
 MAX_STRING_LENGTH = 200
 
 
@@ -54,10 +56,7 @@ def save(results_dir: str | os.PathLike, chapter: str, values: dict) -> Path:
         if not isinstance(key, str):
             raise ValueError(f"result keys must be strings, got {key!r}")
         merged[key] = _plain(key, value)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return cache.write_json(path, merged)
 
 
 def load(results_dir: str | os.PathLike, chapter: str) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dlbook.core import paths
+from dlbook.core import cache, paths
 from dlbook.facemask.data.manifest import DataError
 
 COLOR_MODES = {"rgb": 3, "grayscale": 1}
@@ -151,14 +151,11 @@ def _cached_decode(data_dir, rel_paths, fingerprint, image_size, color_mode, pro
                 print(f"skipped {Path(data_dir) / rel}: {reason}", file=sys.stderr)
             return stored["images"], stored["paths"].tolist(), skipped
     images, kept, skipped = decode_images(data_dir, rel_paths, image_size, color_mode, progress)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp.npz")
-    np.savez(
-        tmp,
-        images=images,
-        paths=np.array(kept, dtype=str),
-        skipped_paths=np.array([s[0] for s in skipped], dtype=str),
-        skipped_reasons=np.array([s[1] for s in skipped], dtype=str),
-    )
-    tmp.replace(cache_file)
+    stored = {
+        "images": images,
+        "paths": np.array(kept, dtype=str),
+        "skipped_paths": np.array([s[0] for s in skipped], dtype=str),
+        "skipped_reasons": np.array([s[1] for s in skipped], dtype=str),
+    }
+    cache.write_atomically(cache_file, lambda tmp: np.savez(tmp, **stored))
     return images, kept, skipped

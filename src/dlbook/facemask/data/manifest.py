@@ -7,7 +7,6 @@ missing, extra or changed file.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from dlbook.core import paths
+from dlbook.core.cache import file_sha256
 
 CLASS_NAMES = ("without_mask", "with_mask")
 """Class folder names; the index is the label, so label 1 (the positive class) is ``with_mask``."""
@@ -49,14 +49,6 @@ def list_image_files(data_dir: str | os.PathLike) -> list[str]:
                 if p.is_file() and not p.name.startswith(".")
             ]
     return sorted(found)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_file(data_dir: str | os.PathLike, rel_path: str) -> dict:

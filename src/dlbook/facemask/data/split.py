@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dlbook.core import paths
+from dlbook.core import cache, paths
+from dlbook.core.cache import file_sha256
 from dlbook.facemask.data.decode import _cached_decode
-from dlbook.facemask.data.manifest import file_sha256
 
 SPLIT_NAMES = ("train", "val", "calib", "test")
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.1, "calib": 0.15, "test": 0.15}
@@ -237,8 +237,8 @@ def duplicate_groups(data_dir, rel_paths, fingerprint, progress=True) -> dict[st
         + [exact_duplicate_pairs(data_dir, kept)]
     )
     group_of = dict(zip(kept, connected_groups(len(kept), pairs).tolist(), strict=True))
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(group_of))
+    text = json.dumps(group_of)  # insertion order kept: callers read the groups in file order
+    cache.write_atomically(cache_file, lambda tmp: tmp.write_text(text))
     return group_of
 
 

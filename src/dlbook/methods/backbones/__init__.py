@@ -17,12 +17,12 @@ features, float32 (N, D). The book's cached feature sets (``dlbook.facemask.feat
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dlbook.core import cache
 from dlbook.methods.backbones import efficientnet_lite, keras_applications
 from dlbook.methods.backbones.efficientnet_lite import WeightsUnavailableError
 from dlbook.methods.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy_state_dict
@@ -138,11 +138,8 @@ def weights_file(name: str) -> Path:
 
 @functools.cache
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """``cache.file_sha256``, remembered for a file of this size and modification time."""
+    return cache.file_sha256(path)
 
 
 def weights_sha256(name: str) -> str:

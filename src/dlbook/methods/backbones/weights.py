@@ -14,12 +14,12 @@ InceptionV3, MobileNetV2, with or without the classifier) into the Keras cache, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlbook.core import cache
 from dlbook.methods.backbones import keras_applications
 from dlbook.methods.backbones.keras_applications import WEIGHT_FILES
 
@@ -36,15 +36,6 @@ class ImportResult:
     status: str  # "imported", "already present", "refused" or "skipped"
     detail: str
     target: Path | None = None
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_file(path: str | os.PathLike, name: str | None = None) -> str:
@@ -65,7 +56,7 @@ def check_file(path: str | os.PathLike, name: str | None = None) -> str:
     entry = WEIGHT_FILES[name]
     if entry.digest is not None:
         algorithm, expected = entry.digest.split(":")
-        found = file_digest(path, algorithm)
+        found = cache.file_digest(path, algorithm)
         if found != expected:
             raise WeightsCheckError(
                 f"{path} has {algorithm} {found}, but keras.applications expects {expected} "
@@ -134,13 +125,11 @@ def import_weights(sources, cache_dir: str | os.PathLike | None = None) -> list[
             results.append(ImportResult(path, "refused", str(error)))
             continue
         target = target_dir / path.name
-        if target.is_file() and file_digest(target) == file_digest(path):
+        if target.is_file() and cache.file_digest(target) == cache.file_digest(path):
             results.append(ImportResult(path, "already present", how, target))
             continue
         target_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        cache.write_atomically(target, lambda tmp, source=path: shutil.copyfile(source, tmp))
         results.append(ImportResult(path, "imported", how, target))
     return results
 
@@ -157,7 +146,7 @@ def status() -> list[dict]:
                 "file": name,
                 "present": cached is not None,
                 "path": str(cached) if cached else "",
-                "sha256": file_digest(cached) if cached else "",
+                "sha256": cache.file_digest(cached) if cached else "",
             }
         )
     return rows
