@@ -17,10 +17,18 @@ def test_build_shares_come_from_run_json(tmp_path):
     assert bench.build_shares(tmp_path / "nowhere") == {}
 
 
-def test_matmul_probe_and_timer_measure_something():
-    assert bench.matmul_gflops(64, repeats=2) > 0.01
-    result, wall, cpu = bench.timed(lambda: sum(range(100_000)))
-    assert result == sum(range(100_000)) and wall > 0 and cpu >= 0
+def test_matmul_probe_counts_2n3_flops_over_the_best_repeat(monkeypatch):
+    # the warm-up product is not timed; then three repeats take 4, 2 and 3 seconds
+    clock = iter([0.0, 4.0, 10.0, 12.0, 20.0, 23.0])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    assert bench.matmul_gflops(100, repeats=3) == pytest.approx(2 * 100**3 / 2.0 / 1e9)
+
+
+def test_timer_returns_the_result_with_wall_and_cpu_seconds(monkeypatch):
+    walls, cpus = iter([10.0, 12.5]), iter([1.0, 1.75])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(walls))
+    monkeypatch.setattr(bench.time, "process_time", lambda: next(cpus))
+    assert bench.timed(lambda: "done") == ("done", 2.5, 0.75)
 
 
 def test_table_lists_every_measure_once():

@@ -17,9 +17,6 @@ import pytest
 CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("0*.ipynb"))
 MAX_LINES = 6
 
-NOT_YET_CONVERTED: set[str] = set()
-"""Chapters still being rewritten as calls; emptied once every chapter is converted."""
-
 VERDICT_WORDS = r"(holds?|partly|fails?|inconclusive|untested|consistent|not supported|supported)"
 VERDICT_PATTERNS = (
     # a measured value compared with one of the dissertation's figures
@@ -60,14 +57,7 @@ def problems(path: Path) -> list[str]:
     return found
 
 
-def _param(path: Path):
-    marks = ()
-    if path.stem in NOT_YET_CONVERTED:
-        marks = (pytest.mark.xfail(reason="not yet rewritten as calls", strict=False),)
-    return pytest.param(path, id=path.stem, marks=marks)
-
-
-@pytest.mark.parametrize("path", [_param(p) for p in CHAPTERS])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_is_prose_and_calls(path):
     assert problems(path) == []
 

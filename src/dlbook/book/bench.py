@@ -27,28 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlbook.core import logs, paths
+from dlbook.core import cache, logs, paths
 from dlbook.facemask import runtime
-
-SETTINGS = {
-    "smoke": {
-        "feature_images": 32,
-        "predict_images": 48,
-        "predict_reference_images": 16,
-        "cnn_steps": 4,
-        "cnn_rounds": 1,
-        "matmul_size": 512,
-    },
-    "full": {
-        "feature_images": 256,
-        "predict_images": 512,
-        "predict_reference_images": 96,
-        "cnn_steps": 30,
-        "cnn_rounds": 3,
-        "matmul_size": 2048,
-    },
-}
-"""How much work each measurement does per profile (``smoke`` takes seconds once caches exist)."""
 
 
 def timed(work) -> tuple[object, float, float]:
@@ -211,7 +191,7 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
     from dlbook.facemask import data
 
     logs.import_tensorflow()
-    settings = SETTINGS[profile]
+    settings = profiles.get(profile, "bench")
     features = profiles.get(profile, "features")
     out_dir = paths.results_dir(profile, results_dir)
     report = {
@@ -278,7 +258,7 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
         report[f"predict_per_s_batched_{runtime.FAST_RUNTIME}"] / before
     )
     report["load_average_1min"] = os.getloadavg()[0]
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    cache.write_json(out_dir / "bench.json", report)
     print(table(report))
     return report
 

@@ -475,6 +475,28 @@ DETECTION = {
     },
 }
 
+# ``python -m dlbook bench``: how much work each measurement does (``smoke`` takes seconds once
+# caches exist): images through each feature runtime, files through predict (and one at a time),
+# NumPy-vs-Keras CNN training steps and rounds, and the matrix-product probe's size.
+BENCH = {
+    "smoke": {
+        "feature_images": 32,
+        "predict_images": 48,
+        "predict_reference_images": 16,
+        "cnn_steps": 4,
+        "cnn_rounds": 1,
+        "matmul_size": 512,
+    },
+    "full": {
+        "feature_images": 256,
+        "predict_images": 512,
+        "predict_reference_images": 96,
+        "cnn_steps": 30,
+        "cnn_rounds": 3,
+        "matmul_size": 2048,
+    },
+}
+
 CHAPTER_PROFILES = {
     "features": FEATURES,
     "fundamentals": FUNDAMENTALS,
@@ -485,6 +507,7 @@ CHAPTER_PROFILES = {
     "active_learning": ACTIVE_LEARNING,
     "conformal": CONFORMAL,
     "future_work": FUTURE_WORK,
+    "bench": BENCH,
 }
 
 
