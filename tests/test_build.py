@@ -194,6 +194,6 @@ def test_a_docstring_edit_in_conformal_reaches_only_the_conformal_chapter():
     reaching = [
         chapter.name
         for chapter in build.CHAPTERS
-        if target in build.reached_modules(paths.CHAPTERS_DIR / chapter.notebook)
+        if target in build.reached_modules(paths.REPO_ROOT / "chapters" / chapter.notebook)
     ]
     assert reaching == ["conformal"]

@@ -53,3 +53,12 @@ def test_timing_keys(key):
 @pytest.mark.parametrize("key", ["cnn_test_accuracy", "transfer_995", "coverage_lac"])
 def test_result_keys(key):
     assert not compare.is_timing(key)
+
+
+def test_the_claims_list_is_compared_claim_by_claim(tmp_path):
+    before, after = tmp_path / "before", tmp_path / "after"
+    claim = {"id": "transfer_995", "verdict": "holds", "budget": {"seeds": 3}}
+    _write(before, "claims", [claim])
+    _write(after, "claims", [{**claim, "budget": {"seeds": 10}}])
+    found = compare.compare(before, after)
+    assert found.changed == {"claims:transfer_995.budget.seeds": (3, 10)}

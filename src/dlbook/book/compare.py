@@ -61,9 +61,25 @@ def _same(a, b, rel_tol: float) -> bool:
     return a == b
 
 
+def flatten(value, prefix: str = "") -> dict:
+    """Nested dicts and lists as one flat ``{dotted.key: scalar}`` dict; a list of dicts that
+    carry an ``id`` (the claims file) is keyed by those ids, other lists by position."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        keyed = all(isinstance(v, dict) and "id" in v for v in value) and value
+        items = ((v["id"], v) for v in value) if keyed else enumerate(value)
+    else:
+        return {prefix: value}
+    flat = {}
+    for key, item in items:
+        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
 def _chapters(folder: Path) -> dict[str, dict]:
     return {
-        p.stem: json.loads(p.read_text())
+        p.stem: flatten(json.loads(p.read_text()))
         for p in sorted(folder.glob("*.json"))
         if p.name not in SKIPPED_FILES
     }

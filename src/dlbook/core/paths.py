@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-CHAPTERS_DIR = REPO_ROOT / "chapters"
 
 
 def cache_dir() -> Path:
