@@ -178,6 +178,7 @@ def federated(run: Run) -> Section:
     """Federated vs central vs each client alone, on Flower's simulation engine; saves the keys."""
     settings, seed = run.settings, run.seed
     started = time.perf_counter()
+    logs.quiet_tensorflow()  # the features' backbone and Flower import it; keep its lines off the page
     fs = features.face_mask_features(settings["features"], run.data_dir, seed, progress=False)
     x_train, y_train = fs.where("train")
     x_val, y_val = fs.where("val")
@@ -367,7 +368,7 @@ def mask_fit(run: Run) -> Section:
     """Synthetic mask fits on train/test faces, the fit classifier, its use on real masks."""
     settings, seed = run.settings, run.seed
     started = time.perf_counter()
-    logs.quiet_tensorflow()  # MTCNN and the backbone run here; their start-up lines stay off the page
+    logs.quiet_tensorflow()  # MTCNN and the backbone run here; keep their lines off the page
     fs = features.face_mask_features(settings["features"], run.data_dir, seed, progress=False)
     folder = data.resolve_data_dir(run.data_dir, download=False)
     rng = np.random.default_rng(seed)
