@@ -170,19 +170,6 @@ def test_cnn_beats_ann_at_one_size_only_is_untested():
     assert claims.judge_cnn_beats_ann(found).verdict == claims.UNTESTED
 
 
-def test_cnn_beats_ann_copes_with_older_results():
-    older = {
-        "fundamentals": {
-            "cnn_minus_ann_points": 2.3,
-            "cnn_minus_ann_points_ci_low": -1.0,
-            "cnn_minus_ann_points_ci_high": 5.0,
-        }
-    }
-    verdict = claims.judge_cnn_beats_ann(older)
-    assert verdict.verdict == claims.UNTESTED
-    assert "+2.3 points" in verdict.measured
-
-
 @pytest.mark.parametrize(
     ("best", "separated", "expected"),
     [
@@ -234,13 +221,6 @@ def test_batchnorm_without_overfitting_or_seeds_is_untested_never_fails(extra, w
     verdict = claims.judge_batchnorm(_optimization("l2", True, **extra))
     assert verdict.verdict == claims.UNTESTED and not verdict.adequate
     assert why in verdict.note and "A test needs" in verdict.note
-
-
-def test_batchnorm_reads_the_old_none_clear_token_without_printing_it():
-    found = _optimization("none-clear", False)
-    verdict = claims.judge_batchnorm(found)
-    assert "none-clear" not in verdict.measured + verdict.note
-    assert verdict.verdict == claims.PARTLY  # BatchNorm has the top validation accuracy
 
 
 def test_custom_cnn_rule_and_the_random_split():

@@ -87,3 +87,28 @@ def test_flower_simulation_learns_and_fedavg_of_identical_clients_equals_central
     )  # fmt: skip
     for mine, theirs in zip(fedavg.arrays, central, strict=True):
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_train_head_takes_plain_sgd_steps_with_the_proximal_pull():
+    x, y = _blobs(30, d=4)
+    start = [np.full((4, 2), 0.1, np.float32), np.array([0.2, -0.2], np.float32)]
+    grads = fl._gradients([p.astype(np.float64) for p in start], x, y, 1e-4)
+    one = fl.train_head(start, x, y, 1, 0.5, 1000, np.random.default_rng(0), proximal_mu=3.0)
+    for p, g, mine in zip(start, grads, one, strict=True):
+        np.testing.assert_array_equal(mine, (p - 0.5 * g).astype(np.float32))  # no pull yet
+    two = fl.train_head(start, x, y, 2, 0.5, 1000, np.random.default_rng(0), proximal_mu=3.0)
+    after = [p.astype(np.float64) - 0.5 * g for p, g in zip(start, grads, strict=True)]
+    grads = fl._gradients(after, x, y, 1e-4)
+    for p, a, g, mine in zip(start, after, grads, two, strict=True):
+        expected = a - 0.5 * (g + 3.0 * (a - p.astype(np.float64)))
+        np.testing.assert_allclose(mine, expected.astype(np.float32), rtol=1e-6)
+
+
+def test_label_counts_and_mix():
+    owner = np.array([0, 0, 1, 1, 1, 2])
+    labels = np.array([0, 1, 1, 1, 0, 0])
+    counts = fl.label_counts(owner, labels, 3)
+    np.testing.assert_array_equal(counts, [[1, 1], [1, 2], [1, 0]])
+    np.testing.assert_allclose(
+        fl.label_mix(owner, labels, 3), counts / counts.sum(1, keepdims=True)
+    )

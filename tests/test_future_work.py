@@ -1,10 +1,11 @@
 import json
 
 import numpy as np
-import pytest
 
-from dlbook.book import profiles
+from dlbook.book import claims, context, profiles
 from dlbook.experiments import future_work as fw
+from dlbook.methods import federated as fl
+from dlbook.methods import metrics
 
 VALUES = {
     "fl_clients": 10, "fl_rounds": 10, "flwr_version": "1.42.0", "fl_alphas": "0.1,1",
@@ -21,15 +22,24 @@ VALUES = {
 }  # fmt: skip
 
 
-def test_story_federated_quotes_the_results_and_the_target():
+def test_story_federated_quotes_the_results_and_the_claims_verdict():
     text = fw.story_federated(VALUES)
-    assert (
-        "98.5%" in text and "99.0%" in text and "+0.5 points, within the one-point target" in text
-    )
+    assert "98.5%" in text and "99.0%" in text and "a gap of +0.5 points." in text
     assert "fedprox 96.0%" in text and "the best on validation is fedprox" in text
     assert "60.0%" in text and "206 kB" in text
-    worse = fw.story_federated({**VALUES, "fedavg_iid_gap_points": 2.5})
-    assert "outside the one-point target" in worse
+    assert claims.sentence("federated_learning", {"future_work": VALUES}) in text
+    assert "is reproduced here" in text
+
+
+def test_story_federated_never_judges_apart_from_the_claims_page():
+    # FedAvg 2.5 points above central: the claims rule (central - FedAvg <= 0.01) reproduces it;
+    # a rule on the absolute gap would not, and the page would contradict the claims page.
+    better = {**VALUES, "fedavg_accuracy_iid": 0.99, "central_accuracy": 0.965}
+    better["fedavg_iid_gap_points"] = 100 * (better["central_accuracy"] - 0.99)
+    assert claims.judge("federated_learning", {"future_work": better}).verdict == claims.REPRODUCED
+    assert "is reproduced here" in fw.story_federated(better)
+    worse = {**VALUES, "fedavg_accuracy_iid": 0.97, "fedavg_iid_gap_points": 2.0}
+    assert "is not reproduced here" in fw.story_federated(worse)
 
 
 def test_story_privacy_names_each_noise_level_and_its_epsilon():
@@ -65,14 +75,42 @@ def test_plan_and_partitions_follow_the_settings():
         assert np.bincount(owner).min() >= settings["min_client_size"] and len(owner) == 340
 
 
-def test_accuracy_interval_brackets_the_mean():
+def test_accuracy_interval_brackets_the_mean_and_draws_what_bootstrap_ci_draws():
     correct = np.r_[np.ones(90), np.zeros(10)]
     low, high = fw.accuracy_interval(correct, 500, 0)
     assert low < 0.9 < high and high - low < 0.15
+    # the same resamples as metrics.bootstrap_ci; only its low percentile differs, in the last bits
+    ref_low, ref_high = metrics.bootstrap_ci(np.mean, correct, n_boot=500, seed=0)
+    assert high == ref_high and abs(low - ref_low) < 1e-12
 
 
-def test_results_dir_is_required(tmp_path):
-    with pytest.raises(ValueError, match="results_dir is None"):
-        fw._folder(None)
-    assert fw._folder(tmp_path / "r").is_dir()
-    json.dumps(VALUES)  # the values a section saves are plain JSON
+def _history(name, partitioning, strategy="fedavg", z=None, test=0.9, val=0.8):
+    experiment = fl.Experiment(name, partitioning, strategy, noise_multiplier=z)
+    return fl.History(experiment, [0, 1, 2], [0.5, 0.7, test], [0.5, 0.6, val], [100, 300])
+
+
+def test_federated_keys_from_the_runs_are_saved_by_the_run_context(tmp_path):
+    settings = profiles.get("smoke", "future_work")
+    histories = [
+        _history("fedavg iid", "iid", test=0.75),
+        _history("fedavg dirichlet-0.1", "dirichlet-0.1", val=0.6),
+        _history("fedprox dirichlet-0.1", "dirichlet-0.1", "fedprox", val=0.7),
+        _history("fedavg dirichlet-1", "dirichlet-1", val=0.9),
+        _history("fedprox dirichlet-1", "dirichlet-1", "fedprox", val=0.8),
+        _history("fedavg iid dp z=0.3", "iid", z=0.3, test=0.6),
+    ]
+    x_test = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2], [0.1, 1.0]], np.float32)
+    y_test = np.array([0, 1, 1, 1])
+    central = [np.eye(2, dtype=np.float32), np.zeros(2, np.float32)]  # predicts 0, 1, 0, 1
+    means = {"iid": 0.8, "dirichlet-0.1": 0.55, "dirichlet-1": 0.7}
+    values = fw.federated_keys(settings, histories, central, x_test, y_test, means, seed=0)
+    assert values["central_accuracy"] == 0.75 and values["fedavg_accuracy_iid"] == 0.75
+    assert values["fedavg_iid_gap_points"] == 0.0 and values["fl_bytes_per_round"] == 200.0
+    assert values["fl_best_strategy_noniid_0.1"] == "fedprox"  # chosen on validation
+    assert values["fl_best_strategy_noniid_1"] == "fedavg"
+    assert values["fedprox_accuracy_noniid_1"] == 0.9 and values["fedavg_dp_accuracy_z0.3"] == 0.6
+    assert values["local_only_accuracy_mean"] == 0.55  # the most skewed partitioning
+    assert values["fl_dp_epsilon_z0.3"] == fl.gaussian_epsilon(0.3, 2, 1e-3)
+    run = context.start("smoke", "future_work", results_dir=tmp_path)
+    saved = json.loads(run.save(values).read_text())
+    assert saved == json.loads(json.dumps(values)) and run.load() == saved

@@ -122,3 +122,24 @@ def test_fit_model_folds_the_scaler_into_one_keras_model(tmp_path):
     loaded, meta = mask_fit.load_fit_model(path)
     assert meta["class_names"] == list(mask_fit.FIT_CLASSES)
     assert json.loads(path.with_suffix(".json").read_text())["image_size"] == 8
+
+
+def test_cached_landmarks_runs_the_detector_once_per_image_set():
+    calls = []
+
+    class _Detector:
+        class model:  # noqa: N801 - stands in for MTCNN's ``detector.model``
+            @staticmethod
+            def detect_faces(image):
+                calls.append(1)
+                keypoints = dict(zip(mask_fit.KEYPOINTS, LANDMARKS.tolist(), strict=True))
+                return [{"confidence": 0.99, "box": [60, 70, 100, 120], "keypoints": keypoints}]
+
+    images = np.zeros((2, 224, 224, 3), np.uint8)
+    first = mask_fit.cached_landmarks(images, _Detector)
+    again = mask_fit.cached_landmarks(images, _Detector)
+    assert len(calls) == 2  # two images, detected once
+    np.testing.assert_array_equal(first, np.stack([LANDMARKS, LANDMARKS]))
+    np.testing.assert_array_equal(again, first)
+    mask_fit.cached_landmarks(images + 1, _Detector)
+    assert len(calls) == 4  # other images: detected again

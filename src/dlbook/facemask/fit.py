@@ -16,7 +16,6 @@ applies to the faces of a ``predict --detect`` CSV.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from dlbook.core import cache
 
 FIT_CLASSES = ("correct", "nose_exposed", "chin")
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -75,19 +76,15 @@ def find_landmarks(detector, images: np.ndarray, min_confidence: float = 0.9) ->
     return out
 
 
-def cached_landmarks(images: np.ndarray, cache_dir: Path, detector_factory) -> np.ndarray:
-    """``find_landmarks`` on ``images``, cached under ``cache_dir`` by the images' bytes."""
-    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-    digest.update(str(images.shape).encode() + b"mtcnn-landmarks-v1")
-    path = Path(cache_dir) / f"landmarks_{digest.hexdigest()[:24]}.npy"
-    if path.exists():
-        return np.load(path)
-    found = find_landmarks(detector_factory(), images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, found)
-    tmp.replace(path)
-    return found
+def cached_landmarks(images: np.ndarray, detector_factory) -> np.ndarray:
+    """``find_landmarks`` on ``images`` (N, H, W, 3) uint8, cached by the images' content.
+
+    ``detector_factory()`` gives the MTCNN detector; it is called only when the cache misses.
+    """
+    key = cache.digest("mtcnn-landmarks-v1", np.asarray(images))
+    return cache.cached_array(
+        "mask_fit", key, lambda: find_landmarks(detector_factory(), images), name="landmarks"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,11 +299,8 @@ def build_fit_model(backbone, classifier, image_size: int):
 
 def save_fit_model(model, path: str | os.PathLike, metadata: dict) -> Path:
     """Save the fit model (``.keras``) and its JSON (``image_size``, ``class_names``) beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    meta = {"class_names": list(FIT_CLASSES), **metadata}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    path = cache.write_atomically(Path(path), model.save)
+    cache.write_json(path.with_suffix(".json"), {"class_names": list(FIT_CLASSES), **metadata})
     return path
 
 
@@ -355,11 +349,15 @@ def add_fit_column(csv_path: str | os.PathLike, model, metadata: dict) -> int:
         for i, p in zip(wanted, np.asarray(probs).argmax(1), strict=True):
             fits[i] = names[int(p)]
     fieldnames = [*(rows[0].keys() if rows else ["path", "label", "prob_with_mask"]), "fit"]
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
-        writer.writeheader()
-        for row, fit in zip(rows, fits, strict=True):
-            writer.writerow({**row, "fit": fit})
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
+            writer.writeheader()
+            for row, fit in zip(rows, fits, strict=True):
+                writer.writerow({**row, "fit": fit})
+
+    cache.write_atomically(csv_path, write)
     return len(wanted)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlbook.methods import optim
+
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls from the book's build
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
@@ -96,7 +98,7 @@ def train_head(
     proximal_mu: float = 0.0,
     l2: float = 1e-4,
 ) -> list[np.ndarray]:
-    """Minibatch SGD on the softmax cross-entropy, from ``params`` (not modified).
+    """Minibatch SGD (``optim.SGD``) on the softmax cross-entropy, from ``params`` (not modified).
 
     With ``proximal_mu`` > 0 the loss gains FedProx's ``mu / 2 * ||w - w_start||^2``, which keeps
     a client's weights near the global model it started from. A ``batch_size`` of at least
@@ -112,15 +114,17 @@ def train_head(
     n = len(y)
     if n == 0:
         return [p.astype(np.float32) for p in current]
+    optimizer = optim.SGD(learning_rate)
     for _ in range(epochs):
         order = np.arange(n) if batch_size >= n else rng.permutation(n)
         for begin in range(0, n, batch_size):
             rows = order[begin : begin + batch_size]
             grads = _gradients(current, x[rows], y[rows], l2)
-            for k, grad in enumerate(grads):
-                if proximal_mu:
-                    grad = grad + proximal_mu * (current[k] - start[k])
-                current[k] -= learning_rate * grad
+            if proximal_mu:
+                grads = [
+                    g + proximal_mu * (c - s) for g, c, s in zip(grads, current, start, strict=True)
+                ]
+            optimizer.step(current, grads)
     return [p.astype(np.float32) for p in current]
 
 
@@ -201,10 +205,16 @@ def dirichlet_partition(
     return owner
 
 
-def label_mix(owner: np.ndarray, labels: np.ndarray, n_clients: int, n_classes: int = 2):
-    """Each client's label proportions, shape (n_clients, n_classes)."""
+def label_counts(owner: np.ndarray, labels: np.ndarray, n_clients: int, n_classes: int = 2):
+    """How many examples of each label each client holds, shape (n_clients, n_classes), float."""
     counts = np.zeros((n_clients, n_classes))
     np.add.at(counts, (owner, labels), 1)
+    return counts
+
+
+def label_mix(owner: np.ndarray, labels: np.ndarray, n_clients: int, n_classes: int = 2):
+    """Each client's label proportions, shape (n_clients, n_classes)."""
+    counts = label_counts(owner, labels, n_clients, n_classes)
     return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 

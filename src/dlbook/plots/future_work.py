@@ -1,23 +1,22 @@
-"""Figures of chapter 7 (federated learning on Flower, mask fit)."""
+"""Figures of chapter 7 (federated learning on Flower, mask fit), drawn from a ``Section`` of
+``dlbook.experiments.future_work``: its saved values and its frames."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dlbook.methods import federated as fl
-
 STRATEGY_COLOURS = {"fedavg": "tab:blue", "fedprox": "tab:orange", "fedadam": "tab:green"}
 
 
 def partitions(section):
     """Each client's label counts under every partitioning: skew and unequal sizes at a glance."""
-    owners, labels = section.frames["owners"], section.frames["labels"]
-    fig, axes = plt.subplots(1, len(owners), figsize=(3.4 * len(owners), 2.8), sharey=True)
-    for ax, (name, owner) in zip(np.atleast_1d(axes), owners.items(), strict=True):
-        k = int(owner.max()) + 1
-        counts = np.zeros((k, 2))
-        np.add.at(counts, (owner, labels), 1)
+    label_counts = section.frames["label_counts"]
+    fig, axes = plt.subplots(
+        1, len(label_counts), figsize=(3.4 * len(label_counts), 2.8), sharey=True
+    )
+    for ax, (name, counts) in zip(np.atleast_1d(axes), label_counts.items(), strict=True):
+        k = len(counts)
         ax.bar(range(k), counts[:, 0], color="tab:red", label="without mask")
         ax.bar(range(k), counts[:, 1], bottom=counts[:, 0], color="tab:green", label="with mask")
         ax.set_title(name)
@@ -98,7 +97,7 @@ def privacy(section):
     for _, part in rows.groupby("run", sort=False):
         z = part["dp"].iloc[0]
         label = "no noise" if np.isnan(z) else (
-            f"z = {z:g}, epsilon = {fl.gaussian_epsilon(z, len(part) - 1, section.values['fl_dp_delta']):.3g}"
+            f"z = {z:g}, epsilon = {section.values[f'fl_dp_epsilon_z{z:g}']:.3g}"
         )  # fmt: skip
         ax.plot(part["round"], part["test_accuracy"], marker="o", ms=3, label=label)
     ax.set_xlabel("round")
@@ -111,12 +110,11 @@ def privacy(section):
 
 def mask_fit_examples(section):
     """Synthetic fits on a few test-split faces: one row per face, one column per fit."""
-    from dlbook.facemask.fit import FIT_CLASSES
-
+    fits = section.values["mask_fit_classes"].split(",")
     examples = section.frames["examples"]
     fig, axes = plt.subplots(len(examples), 3, figsize=(5.4, 1.9 * len(examples)), squeeze=False)
     for row, images in zip(axes, examples, strict=True):
-        for ax, image, fit in zip(row, images, FIT_CLASSES, strict=True):
+        for ax, image, fit in zip(row, images, fits, strict=True):
             ax.imshow(image)
             ax.set_axis_off()
             ax.set_title(fit, fontsize=8)
@@ -126,16 +124,15 @@ def mask_fit_examples(section):
 
 def confusion(section):
     """Confusion matrix of the fit classifier on the test split's synthetic masks."""
-    from dlbook.facemask.fit import FIT_CLASSES
-
+    fits = section.values["mask_fit_classes"].split(",")
     counts = section.frames["confusion"]
     fig, ax = plt.subplots(figsize=(3.8, 3.2))
     ax.imshow(counts, cmap="Blues")
     for (i, j), value in np.ndenumerate(counts):
         ax.text(j, i, str(value), ha="center", va="center",
                 color="white" if value > counts.max() / 2 else "black")  # fmt: skip
-    ax.set_xticks(range(3), FIT_CLASSES, fontsize=8)
-    ax.set_yticks(range(3), FIT_CLASSES, fontsize=8)
+    ax.set_xticks(range(len(fits)), fits, fontsize=8)
+    ax.set_yticks(range(len(fits)), fits, fontsize=8)
     ax.set_xlabel("predicted fit")
     ax.set_ylabel("drawn fit")
     fig.tight_layout()
