@@ -68,7 +68,7 @@ def write_atomically(path: Path, write) -> Path:
     return path
 
 
-def write_json(path: Path, payload: dict) -> Path:
+def write_json(path: Path, payload: dict | list) -> Path:
     """Write ``payload`` as indented, key-sorted JSON, atomically."""
     text = json.dumps(payload, indent=1, sort_keys=True) + "\n"
     return write_atomically(Path(path), lambda tmp: tmp.write_text(text))
