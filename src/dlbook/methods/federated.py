@@ -421,9 +421,12 @@ def make_server_app(
 
     @app.main()
     def main(grid, context) -> None:
-        for experiment in experiments:
+        for index, experiment in enumerate(experiments):
             history = History(experiment)
             strategy = make_strategy(experiment, n_clients, server_learning_rate)
+            # Flower's server-side DP noise draws from NumPy's global generator, which it never
+            # seeds: seed it per experiment so a differentially private run repeats exactly.
+            np.random.seed(int(train_config["seed"]) * 1009 + index)
 
             def evaluate(server_round, arrays, history=history):
                 params = arrays.to_numpy_ndarrays()
