@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlbook.book import context
 from dlbook.experiments.fundamentals import checks, init_study, throughput
 from dlbook.experiments.fundamentals import cnn_ann_gap as gap
 from dlbook.methods.nn.keras_twin import keras_equivalent
@@ -172,3 +173,12 @@ def test_gradient_and_speed_stories_say_missed_when_a_target_is_missed():
     }  # fmt: skip
     text = throughput.story_speed(bench)
     assert "32 x 32 x 3" in text and "(target at least 1/3: missed)" in text
+
+
+def test_initialization_section_saves_what_it_returns(tmp_path):
+    run = context.start("smoke", "fundamentals", seed=0, results_dir=tmp_path)
+    result = init_study.initialization(run)
+    saved = run.load()
+    assert saved == pytest.approx(result["values"])
+    # the small fixed normal lets the ReLU signal die out; He keeps it
+    assert saved["init_normal_relu_last_activation_std"] < saved["init_he_relu_last_activation_std"]

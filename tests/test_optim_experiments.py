@@ -24,14 +24,21 @@ def toy_splits(n=96, dim=12, seed=0):
     return {"train": (x[:n], y[:n]), "val": (x[n:], y[n:]), "test": (x[n:], y[n:])}
 
 
+def train_full_batch(splits, member_seeds, initializers, epochs=4, learning_rate=0.05):
+    """Adam on one batch per epoch (the mini-batch order cannot differ between models)."""
+    x_train = splits["train"][0]
+    steps = members.steps_for(len(x_train), len(x_train), epochs)
+    trainer = members.MemberTrainer(x_train.shape[1], member_seeds, "adam", steps,
+                                    initializers=initializers)  # fmt: skip
+    rates = np.full(steps, learning_rate)
+    return trainer.run(splits["train"], splits["val"], rates, epochs, len(x_train))
+
+
 def test_members_train_as_if_alone():
     """Member k of a stacked model ends where the same network trained alone ends."""
     splits = toy_splits()
-    full_batch = len(splits["train"][0])  # one batch per epoch: the order cannot differ
-    together = members.train_members(splits, "adam", 0.05, [3, 7], epochs=4, batch_size=full_batch,
-                                initializers=["he", "xavier"])  # fmt: skip
-    alone = members.train_members(splits, "adam", 0.05, [7], epochs=4, batch_size=full_batch,
-                             initializers=["xavier"])  # fmt: skip
+    together = train_full_batch(splits, [3, 7], ["he", "xavier"])
+    alone = train_full_batch(splits, [7], ["xavier"])
     np.testing.assert_allclose(together["eval_loss"][:, 1], alone["eval_loss"][:, 0], atol=1e-5)
     assert not np.allclose(together["eval_loss"][:, 0], together["eval_loss"][:, 1])
 

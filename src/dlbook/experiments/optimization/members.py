@@ -235,46 +235,6 @@ def steps_for(train_size: int, batch_size: int, epochs: int) -> int:
     return int(np.ceil(train_size / batch_size)) * epochs
 
 
-def train_members(
-    splits: dict,
-    optimizer: str,
-    learning_rate: float,
-    member_seeds,
-    epochs: int,
-    batch_size: int,
-    initializers=None,
-    regularizer: str = "none",
-    hidden: int = 32,
-    schedule: str = "constant",
-    clipping: dict | None = None,
-    train: tuple[np.ndarray, np.ndarray] | None = None,
-    eval_split: str = "val",
-) -> dict:
-    """Build, compile and train one multi-member model once (``MemberTrainer.run``).
-
-    ``schedule`` is a name from ``optim.SCHEDULES`` with ``learning_rate`` as its peak;
-    ``clipping`` e.g. ``{"clipnorm": 1.0}``.
-    """
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate={learning_rate!r} is invalid; use a positive number")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs={epochs!r}, batch_size={batch_size!r}: both must be >= 1")
-    train = train if train is not None else splits["train"]
-    steps = steps_for(len(train[0]), batch_size, epochs)
-    trainer = MemberTrainer(
-        train[0].shape[1],
-        member_seeds,
-        optimizer,
-        steps,
-        initializers,
-        regularizer,
-        hidden,
-        clipping,
-    )
-    rates = optim.schedule_values(schedule, max(steps, 2), learning_rate)
-    return trainer.run(train, splits[eval_split], rates, epochs, batch_size)
-
-
 def diverged(final_loss: np.ndarray) -> np.ndarray:
     """True where a final loss is not finite or above ``DIVERGED_LOSS``."""
     final_loss = np.asarray(final_loss, dtype=np.float64)

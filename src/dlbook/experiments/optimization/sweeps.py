@@ -58,7 +58,7 @@ def learning_rate_sweep(
     -------
     runs : DataFrame, one row per (optimizer, lr, initializer, seed): ``val_acc``, ``val_loss``
         (final epoch), ``diverged``, ``best_val_acc`` (best epoch).
-    curves : ``{(optimizer, lr): train_members output}`` with member order
+    curves : ``{(optimizer, lr): ``MemberTrainer.run`` output}`` with member order
         ``[(init, seed) for init in initializers for seed in seeds]``.
     """
     members = [(init, seed) for init in initializers for seed in seeds]
