@@ -273,3 +273,18 @@ def test_optimizer_story_says_identical_when_numpy_and_keras_agree_exactly():
     assert "**identical** for all 2 optimisers" in descent.story_optimizers({"match": match})
     match["max_abs_diff"] = [0.0, 2.5e-7]
     assert "**2.5e-07**" in descent.story_optimizers({"match": match})
+
+
+def test_panel_figures_put_three_a_row_and_switch_off_the_cells_left_over():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.plots import optimization as plots
+
+    runs = pd.DataFrame([{"optimizer": name, "initializer": init, "lr": lr, "val_acc": 0.8}
+                         for name in ("sgd", "momentum", "adam", "adamw")
+                         for init in ("he", "xavier") for lr in (0.01, 0.1)])  # fmt: skip
+    fig = plots.init_sweep({"runs": runs})
+    assert len(fig.axes) == 6 and fig.get_figwidth() == plots.PAGE_WIDTH
+    assert [ax.axison for ax in fig.axes] == [True] * 4 + [False] * 2
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["sgd", "momentum", "adam", "adamw"]
