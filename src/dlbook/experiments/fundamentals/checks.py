@@ -8,18 +8,10 @@ import pandas as pd
 
 from dlbook.book import present
 from dlbook.book.context import Run
+from dlbook.methods import nn
 from dlbook.methods.nn import gradcheck, losses
 from dlbook.methods.nn import layers as L
 from dlbook.methods.nn.keras_twin import keras_equivalent
-from dlbook.methods.nn.model import (
-    Activation,
-    BatchNorm,
-    Conv2D,
-    Dense,
-    Flatten,
-    MaxPool2D,
-    Sequential,
-)
 
 GRADIENT_CHECK_TARGET = 1e-7
 """Largest relative error a gradient check may show (float64)."""
@@ -76,16 +68,16 @@ def gradient_checks(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     # Batch-norm comes first: after a conv it would make the conv's bias gradient exactly zero,
     # where a relative error means nothing.
-    model = Sequential(
+    model = nn.Sequential(
         [
-            BatchNorm(),
-            Conv2D(3, 3, padding="same"),
-            Activation("leaky_relu"),
-            MaxPool2D(2),
-            Flatten(),
-            Dense(5),
-            Activation("sigmoid"),
-            Dense(3),
+            nn.BatchNorm(),
+            nn.Conv2D(3, 3, padding="same"),
+            nn.Activation("leaky_relu"),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(5),
+            nn.Activation("sigmoid"),
+            nn.Dense(3),
         ],
         l2=0.01,
         seed=seed,
@@ -117,18 +109,18 @@ def tf_crosscheck(seed: int = 0) -> dict:
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    model = Sequential(
+    model = nn.Sequential(
         [
-            Conv2D(4, 3, padding="same"),
-            BatchNorm(),
-            Activation("relu"),
-            MaxPool2D(2),
-            Conv2D(6, 3, stride=2, padding="valid"),
-            Activation("tanh"),
-            Flatten(),
-            Dense(8),
-            Activation("sigmoid"),
-            Dense(3),
+            nn.Conv2D(4, 3, padding="same"),
+            nn.BatchNorm(),
+            nn.Activation("relu"),
+            nn.MaxPool2D(2),
+            nn.Conv2D(6, 3, stride=2, padding="valid"),
+            nn.Activation("tanh"),
+            nn.Flatten(),
+            nn.Dense(8),
+            nn.Activation("sigmoid"),
+            nn.Dense(3),
         ],
         seed=seed,
         dtype=np.float64,
