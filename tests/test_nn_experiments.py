@@ -11,6 +11,7 @@ from dlbook.experiments.fundamentals import checks, init_study, throughput
 from dlbook.experiments.fundamentals import cnn_ann_gap as gap
 from dlbook.methods.nn.keras_twin import keras_equivalent
 from dlbook.methods.nn.networks import make_cnn
+from dlbook.methods.nn.throughput import benchmark_cnn_training
 
 
 def test_numpy_network_equals_keras_outputs_and_gradients():
@@ -182,3 +183,12 @@ def test_initialization_section_saves_what_it_returns(tmp_path):
     assert saved == pytest.approx(result["values"])
     # the small fixed normal lets the ReLU signal die out; He keeps it
     assert saved["init_normal_relu_last_activation_std"] < saved["init_he_relu_last_activation_std"]
+
+
+def test_throughput_keeps_each_librarys_best_round_even_for_a_single_step():
+    bench = benchmark_cnn_training(input_shape=(8, 8, 1), batch_size=4, steps=1, rounds=2)
+    assert len(bench["numpy_rounds"]) == len(bench["keras_rounds"]) == 2
+    assert bench["numpy_cnn_images_per_s"] == max(bench["numpy_rounds"])
+    assert bench["numpy_over_keras"] == pytest.approx(
+        bench["numpy_cnn_images_per_s"] / bench["keras_cnn_images_per_s"]
+    )
