@@ -9,7 +9,6 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dlbook.experiments.fundamentals.cnn_ann_gap import gaps_by_size  # noqa: E402
 from dlbook.plots import architectures as ap  # noqa: E402
 from dlbook.plots import fundamentals as fp  # noqa: E402
 
@@ -21,13 +20,16 @@ def test_gap_figure_has_two_panels_and_marks_the_claim():
         for seed in (0, 1, 2)
         for model, extra in (("ANN", 0.0), ("CNN", 0.02))
     ]
-    runs = pd.DataFrame(rows)
-    fig = fp.plot_gap_by_size(runs, gaps_by_size(runs))
+    gaps = pd.DataFrame({"size": [16, 32, 64], "cnn_minus_ann_points": [2.0, 3.0, 4.0],
+                         "cnn_minus_ann_points_ci_low": [1.0, 2.0, 3.0],
+                         "cnn_minus_ann_points_ci_high": [3.0, 4.0, 5.0]})  # fmt: skip
+    fig = fp.plot_gap_by_size(pd.DataFrame(rows), gaps)
     assert len(fig.axes) == 2 and fig.get_figwidth() <= 8.5
     right = fig.axes[1]
     assert [t.get_text() for t in right.get_legend().get_texts()] == ["claimed 9", "no gap"]
-    points = right.lines[0].get_xydata()  # the gaps: 2 points at every size, no spread
-    np.testing.assert_allclose(points, [[16, 2.0], [32, 2.0], [64, 2.0]])
+    np.testing.assert_allclose(right.lines[0].get_xydata(), [[16, 2.0], [32, 3.0], [64, 4.0]])
+    left_means = fig.axes[0].lines[0].get_ydata()  # the ANN's mean accuracy per size
+    np.testing.assert_allclose(left_means, [0.81, 0.81, 0.81])
 
 
 def test_cost_plot_labels_do_not_overlap_even_for_close_points():
