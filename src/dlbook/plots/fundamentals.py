@@ -6,8 +6,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from dlbook.methods.nn import gradcheck, throughput
 
-def plot_gradient_checks(table: pd.DataFrame, threshold: float = 1e-7):
+
+def plot_gradient_checks(table: pd.DataFrame, threshold: float = gradcheck.TARGET):
     """Horizontal bars of each check's relative error on a log axis, with the target line."""
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(table) + 1.2))
     ax.barh(table["check"], table["max_rel_error"], color="tab:blue")
@@ -92,7 +94,8 @@ def plot_throughput(bench: dict):
     names = ["NumPy (dlbook.methods.nn)", "Keras (TensorFlow)"]
     values = [bench["numpy_cnn_images_per_s"], bench["keras_cnn_images_per_s"]]
     ax.bar(names, values, color=["tab:blue", "tab:orange"])
-    ax.axhline(values[1] / 3, color="tab:red", linestyle="--", label="one third of Keras")
+    target = throughput.TARGET * values[1]
+    ax.axhline(target, color="tab:red", linestyle="--", label="one third of Keras")
     ax.set_ylabel("training images / s")
     ax.set_title("Training throughput of the same CNN on this CPU")
     ax.legend()

@@ -13,8 +13,6 @@ from dlbook.methods.nn import gradcheck, losses
 from dlbook.methods.nn import layers as L
 from dlbook.methods.nn.keras_twin import keras_equivalent
 
-GRADIENT_CHECK_TARGET = 1e-7
-"""Largest relative error a gradient check may show (float64)."""
 CROSSCHECK_TARGET = 1e-4
 """Largest absolute difference from TensorFlow the cross-check may show."""
 
@@ -210,7 +208,7 @@ def crosscheck_table(result: dict) -> pd.DataFrame:
 def story_gradients(result: dict) -> str:
     """The gradient checks and the TensorFlow cross-check, against their targets."""
     v = result["values"]
-    grad_ok = v["gradcheck_max_rel_error"] < GRADIENT_CHECK_TARGET
+    grad_ok = v["gradcheck_max_rel_error"] < gradcheck.TARGET
     tf_ok = v["tf_crosscheck_max_abs_diff"] < CROSSCHECK_TARGET
     return (
         f"The largest gradient-check error over {v['gradcheck_count']} checks is "

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dlbook.book import present
 from dlbook.book.context import Run
-from dlbook.methods.nn.throughput import benchmark_cnn_training
-
-THROUGHPUT_TARGET = 1 / 3
-"""Share of Keras's training throughput the NumPy CNN should reach."""
+from dlbook.methods.nn import throughput
 
 
 def speed(run: Run) -> dict:
@@ -15,7 +12,7 @@ def speed(run: Run) -> dict:
     settings = run.settings
     channels = 1 if settings["color_mode"] == "grayscale" else 3
     size = settings["image_size"]
-    bench = benchmark_cnn_training(
+    bench = throughput.benchmark_cnn_training(
         input_shape=(size, size, channels),
         batch_size=settings["batch_size"],
         steps=settings["benchmark_steps"],
@@ -37,7 +34,7 @@ def story_speed(bench: dict) -> str:
         f"**{present.number(bench['numpy_cnn_images_per_s'])} images/s** and the Keras CNN at "
         f"**{present.number(bench['keras_cnn_images_per_s'])} images/s**: NumPy reaches "
         f"**{present.number(ratio, 2)}** of Keras's throughput (target at least 1/3: "
-        f"{'met' if ratio >= THROUGHPUT_TARGET else 'missed'}). The rounds ranged from "
+        f"{'met' if ratio >= throughput.TARGET else 'missed'}). The rounds ranged from "
         f"{present.number(min(bench['numpy_rounds']))} to {present.number(max(bench['numpy_rounds']))} "
         f"images/s for NumPy and {present.number(min(bench['keras_rounds']))} to "
         f"{present.number(max(bench['keras_rounds']))} for Keras, a measure of how much other work "
