@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbook.experiments import fundamentals as fx
+from dlbook.book import context
+from dlbook.experiments.fundamentals import checks, init_study, throughput
+from dlbook.experiments.fundamentals import cnn_ann_gap as gap
+from dlbook.methods.nn.keras_twin import keras_equivalent
+from dlbook.methods.nn.networks import make_cnn
+from dlbook.methods.nn.throughput import benchmark_cnn_training
 
 
 def test_numpy_network_equals_keras_outputs_and_gradients():
-    cross = fx.tf_crosscheck(seed=2)
+    cross = checks.tf_crosscheck(seed=2)
     table = cross["table"]
     assert {"logits (inference)", "logits (train)", "d loss / d x"} <= set(table["array"])
     assert any(table["array"].str.contains("batchnorm_1.gamma"))
@@ -19,17 +24,17 @@ def test_numpy_network_equals_keras_outputs_and_gradients():
 
 
 def test_keras_equivalent_of_the_chapter_cnn_gives_the_same_logits_in_float32():
-    model = fx.make_cnn(3, seed=1).build((12, 12, 2))
+    model = make_cnn(3, seed=1).build((12, 12, 2))
     x = np.random.default_rng(0).standard_normal((4, 12, 12, 2)).astype(np.float32)
-    keras_logits = fx.keras_equivalent(model)(x, training=False).numpy()
+    keras_logits = keras_equivalent(model)(x, training=False).numpy()
     np.testing.assert_allclose(model.decision_function(x), keras_logits, atol=1e-4)
 
 
 def test_initialization_statistics_show_vanishing_and_stable_signals():
-    stats = fx.initialization_statistics(
+    stats = init_study.initialization_statistics(
         initializers=("normal", "he_normal"), activations=("relu",), depth=8, width=64, batch=128
     )
-    summary = fx.initialization_summary(stats).set_index("initializer")
+    summary = init_study.initialization_summary(stats).set_index("initializer")
     assert summary.loc["normal", "activation_std_last_layer"] < 1e-6
     assert 0.3 < summary.loc["he_normal", "activation_std_last_layer"] < 3
     # Backward: the gradient vanishes on its way down with the small normal, not with He.
@@ -46,7 +51,7 @@ def test_cnn_minus_ann_gap_is_paired_by_seed_in_points():
             "test_accuracy": [0.80, 0.90, 0.70, 0.80, 0.75, 0.85],
         }
     )
-    summary = fx.summarize_ann_vs_cnn(runs)
+    summary = gap.summarize_ann_vs_cnn(runs)
     # Every seed's gap is exactly 10 points, so the interval collapses onto it.
     assert summary["cnn_minus_ann_points"] == pytest.approx(10.0)
     assert summary["cnn_minus_ann_points_ci_low"] == pytest.approx(10.0)
@@ -55,46 +60,37 @@ def test_cnn_minus_ann_gap_is_paired_by_seed_in_points():
 
 
 def test_ann_vs_cnn_on_digits_runs_both_models_per_seed():
-    x_train, y_train, x_test, y_test = fx.digits_split(seed=0)
+    x_train, y_train, x_test, y_test = gap.digits_split(seed=0)
     assert x_train.shape[1:] == (8, 8, 1) and x_train.dtype == np.float32
-    runs = fx.ann_vs_cnn(x_train, y_train, x_test, y_test, seeds=[0, 1], epochs=4)
+    runs = gap.ann_vs_cnn(x_train, y_train, x_test, y_test, seeds=[0, 1], epochs=4)
     assert sorted(runs["model"]) == ["ANN", "ANN", "CNN", "CNN"]
     assert (runs["test_accuracy"] > 0.7).all(), runs  # guessing gets 10%
 
 
-def test_face_mask_split_uses_the_books_train_and_test_sets(synthetic_data):
-    x_train, y_train, x_test, y_test = fx.face_mask_split(
-        synthetic_data, image_size=16, color_mode="rgb", verify=False
-    )
-    assert x_train.shape[1:] == (16, 16, 3) and x_train.dtype == np.float32
-    assert len(x_train) + len(x_test) < 40  # val and calib images are left out
-    assert set(np.unique(y_train)) == {0, 1}
-
-
 def test_downscale_averages_blocks_of_pixels():
     images = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
-    small = fx.downscale(images, 2)
+    small = gap.downscale(images, 2)
     assert small.shape == (2, 2, 2, 1) and small.dtype == np.float32
     assert small[0, 0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))
-    assert fx.downscale(images, 4)[1, 3, 3, 0] == images[1, 3, 3, 0]
+    assert gap.downscale(images, 4)[1, 3, 3, 0] == images[1, 3, 3, 0]
     with pytest.raises(ValueError, match="divide"):
-        fx.downscale(images, 3)
+        gap.downscale(images, 3)
 
 
 def test_train_subsample_is_stratified_and_changes_with_the_seed():
     labels = np.array([0] * 50 + [1] * 30)
-    first, second = fx.train_subsample(labels, 0.8, 0), fx.train_subsample(labels, 0.8, 1)
+    first, second = gap.train_subsample(labels, 0.8, 0), gap.train_subsample(labels, 0.8, 1)
     assert np.bincount(labels[first]).tolist() == [40, 24]
     assert not np.array_equal(first, second)
-    assert len(fx.train_subsample(labels, 1.0, 0)) == 80
+    assert len(gap.train_subsample(labels, 1.0, 0)) == 80
 
 
 def _gap_runs():
     rows = []
-    for size, gap in ((8, 0.0), (16, 0.05), (32, 0.10)):
+    for size, cnn_lead in ((8, 0.0), (16, 0.05), (32, 0.10)):
         for seed in (0, 1, 2):
             ann = 0.80 + 0.01 * seed
-            for model, acc in (("ANN", ann), ("CNN", ann + gap)):
+            for model, acc in (("ANN", ann), ("CNN", ann + cnn_lead)):
                 rows.append(
                     {
                         "size": size,
@@ -112,25 +108,30 @@ def _gap_runs():
 
 
 def test_gap_by_size_gives_every_size_its_paired_interval_and_the_largest_as_headline():
-    values = fx.summarize_cnn_ann_sizes(_gap_runs())
+    values = gap.summarize_cnn_ann_sizes(_gap_runs())
     assert values["cnn_ann_sizes"] == "8,16,32"
     assert values["cnn_minus_ann_points_16px"] == pytest.approx(5.0)
     assert values["cnn_minus_ann_points_16px_ci_low"] == pytest.approx(5.0)  # paired: no spread
     assert values["cnn_minus_ann_points"] == pytest.approx(10.0)  # the largest size
     assert values["cnn_ann_seeds"] == 3 and values["cnn_ann_converged_fraction"] == 1.0
     assert values["cnn_ann_stopped_early_fraction"] == pytest.approx(2 / 3)
-    table = fx.gap_table(_gap_runs())
+    gaps = gap.gaps_by_size(_gap_runs())
+    assert list(gaps["size"]) == [8, 16, 32]
+    assert gaps["cnn_minus_ann_points"].tolist() == pytest.approx([0.0, 5.0, 10.0])
+    table = gap.gap_table(_gap_runs(), gaps)
     assert list(table["input size (px)"]) == [8, 16, 32]
+    assert table["CNN - ANN (points)"].tolist() == [0.0, 5.0, 10.0]
+    assert table["ANN epochs"].tolist() == [6.0, 6.0, 6.0]  # seeds 0-2 use 5-7 epochs
 
 
 def test_cnn_ann_story_quotes_every_size_and_the_training_rule():
-    values = fx.summarize_cnn_ann_sizes(_gap_runs())
+    values = gap.summarize_cnn_ann_sizes(_gap_runs())
     values.update(
         cnn_ann_patience=1, cnn_ann_epoch_cap=20, cnn_ann_keras_numpy_max_diff=1e-6,
         cnn_ann_check_size=16, digits_epochs=4, cnn_minus_ann_points_digits=1.0,
         cnn_minus_ann_points_ci_low_digits=-1.0, cnn_minus_ann_points_ci_high_digits=3.0,
     )  # fmt: skip
-    text = fx.story_cnn_vs_ann({"values": values})
+    text = gap.story_cnn_vs_ann({"values": values})
     assert "+5.0 points** at 16 px" in text and "+10.0 points** at 32 px" in text
     assert "grows with the input size" in text
     assert "for 1 epoch (cap 20" in text and "(s)" not in text and "nan" not in text
@@ -138,7 +139,7 @@ def test_cnn_ann_story_quotes_every_size_and_the_training_rule():
 
 def test_keras_twins_match_the_numpy_nets_on_images():
     x = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype(np.float32)
-    assert fx.keras_numpy_max_diff(x) < 1e-4
+    assert gap.keras_numpy_max_diff(x) < 1e-4
 
 
 def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
@@ -151,7 +152,7 @@ def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
         "cnn_ann_sizes": (8, 16), "cnn_ann_train_fraction": 0.8, "cnn_ann_epoch_cap": 2,
         "cnn_ann_patience": 1, "batch_size": 8, "learning_rate": 1e-3,
     }  # fmt: skip
-    runs = fx.cnn_ann_runs(images, settings, seeds=[0])
+    runs = gap.cnn_ann_runs(images, settings, seeds=[0])
     assert sorted(zip(runs["size"], runs["model"])) == [
         (8, "ANN"), (8, "CNN"), (16, "ANN"), (16, "CNN"),
     ]  # fmt: skip
@@ -164,12 +165,30 @@ def test_gradient_and_speed_stories_say_missed_when_a_target_is_missed():
         "tf_crosscheck_max_abs_diff": 1e-9, "tf_crosscheck_output_max_abs_diff": 1e-9,
         "tf_crosscheck_gradient_max_abs_diff": 1e-10,
     }  # fmt: skip
-    text = fx.story_gradients({"values": values})
+    text = checks.story_gradients({"values": values})
     assert "(target below 1e-7: missed)" in text and "computes what Keras computes" not in text
     bench = {
         "numpy_cnn_images_per_s": 100.0, "keras_cnn_images_per_s": 1000.0,
         "numpy_over_keras": 0.1, "numpy_rounds": [90.0, 100.0], "keras_rounds": [900.0, 1000.0],
         "input_shape": (32, 32, 3), "batch_size": 64, "steps": 8, "rounds": 2,
     }  # fmt: skip
-    text = fx.story_speed(bench)
+    text = throughput.story_speed(bench)
     assert "32 x 32 x 3" in text and "(target at least 1/3: missed)" in text
+
+
+def test_initialization_section_saves_what_it_returns(tmp_path):
+    run = context.start("smoke", "fundamentals", seed=0, results_dir=tmp_path)
+    result = init_study.initialization(run)
+    saved = run.load()
+    assert saved == pytest.approx(result["values"])
+    # the small fixed normal lets the ReLU signal die out; He keeps it
+    assert saved["init_normal_relu_last_activation_std"] < saved["init_he_relu_last_activation_std"]
+
+
+def test_throughput_keeps_each_librarys_best_round_even_for_a_single_step():
+    bench = benchmark_cnn_training(input_shape=(8, 8, 1), batch_size=4, steps=1, rounds=2)
+    assert len(bench["numpy_rounds"]) == len(bench["keras_rounds"]) == 2
+    assert bench["numpy_cnn_images_per_s"] == max(bench["numpy_rounds"])
+    assert bench["numpy_over_keras"] == pytest.approx(
+        bench["numpy_cnn_images_per_s"] / bench["keras_cnn_images_per_s"]
+    )

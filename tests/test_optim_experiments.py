@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbook.experiments import optimization as ex
+from dlbook.experiments.optimization import (
+    cnn_members,
+    descent,
+    members,
+    numpy_nets,
+    regularisation,
+    sweeps,
+)
 
 
 def toy_splits(n=96, dim=12, seed=0):
@@ -17,22 +24,29 @@ def toy_splits(n=96, dim=12, seed=0):
     return {"train": (x[:n], y[:n]), "val": (x[n:], y[n:]), "test": (x[n:], y[n:])}
 
 
+def train_full_batch(splits, member_seeds, initializers, epochs=4, learning_rate=0.05):
+    """Adam on one batch per epoch (the mini-batch order cannot differ between models)."""
+    x_train = splits["train"][0]
+    steps = members.steps_for(len(x_train), len(x_train), epochs)
+    trainer = members.MemberTrainer(x_train.shape[1], member_seeds, "adam", steps,
+                                    initializers=initializers)  # fmt: skip
+    rates = np.full(steps, learning_rate)
+    return trainer.run(splits["train"], splits["val"], rates, epochs, len(x_train))
+
+
 def test_members_train_as_if_alone():
     """Member k of a stacked model ends where the same network trained alone ends."""
     splits = toy_splits()
-    full_batch = len(splits["train"][0])  # one batch per epoch: the order cannot differ
-    together = ex.train_members(splits, "adam", 0.05, [3, 7], epochs=4, batch_size=full_batch,
-                                initializers=["he", "xavier"])  # fmt: skip
-    alone = ex.train_members(splits, "adam", 0.05, [7], epochs=4, batch_size=full_batch,
-                             initializers=["xavier"])  # fmt: skip
+    together = train_full_batch(splits, [3, 7], ["he", "xavier"])
+    alone = train_full_batch(splits, [7], ["xavier"])
     np.testing.assert_allclose(together["eval_loss"][:, 1], alone["eval_loss"][:, 0], atol=1e-5)
     assert not np.allclose(together["eval_loss"][:, 0], together["eval_loss"][:, 1])
 
 
 def test_trainer_reuse_restores_the_initial_state():
     splits = toy_splits(seed=1)
-    steps = ex.steps_for(len(splits["train"][0]), 32, 3)
-    trainer = ex.MemberTrainer(12, [0, 1], "momentum", steps)
+    steps = members.steps_for(len(splits["train"][0]), 32, 3)
+    trainer = members.MemberTrainer(12, [0, 1], "momentum", steps)
     first = trainer.run(splits["train"], splits["val"], np.full(steps, 0.05), 3, 32)
     other = trainer.run(splits["train"], splits["val"], np.full(steps, 0.5), 3, 32)
     again = trainer.run(splits["train"], splits["val"], np.full(steps, 0.05), 3, 32)
@@ -42,8 +56,8 @@ def test_trainer_reuse_restores_the_initial_state():
 
 def test_zero_learning_rate_table_leaves_the_model_untouched():
     splits = toy_splits(seed=2)
-    steps = ex.steps_for(len(splits["train"][0]), 32, 2)
-    trainer = ex.MemberTrainer(12, [0], "sgd", steps)
+    steps = members.steps_for(len(splits["train"][0]), 32, 2)
+    trainer = members.MemberTrainer(12, [0], "sgd", steps)
     result = trainer.run(splits["train"], splits["val"], np.zeros(steps), 2, 32)
     np.testing.assert_allclose(result["eval_loss"][0], result["eval_loss"][1])
     for before, after in zip(trainer.initial_weights, trainer.model.get_weights(), strict=True):
@@ -51,31 +65,31 @@ def test_zero_learning_rate_table_leaves_the_model_untouched():
 
 
 def test_regularizers_build_the_layers_they_name():
-    model = ex.build_members(12, [0, 1], hidden=8, regularizer="batchnorm+dropout")
+    model = members.build_members(12, [0, 1], hidden=8, regularizer="batchnorm+dropout")
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("BatchNormalization") == 2 and kinds.count("Dropout") == 2
-    plain = ex.build_members(12, [0], hidden=8, regularizer="l2")
+    plain = members.build_members(12, [0], hidden=8, regularizer="l2")
     assert len(plain.losses) == 2  # one L2 penalty per kernel
 
 
 @pytest.mark.parametrize("name", ["batchnorm+l3", "none+l2", "", "dropout+"])
 def test_invalid_regularizer_names_raise(name):
     with pytest.raises(ValueError, match="regularizer"):
-        ex.parse_regularizer(name)
+        members.parse_regularizer(name)
 
 
 def test_learning_rate_values_span_both_ends():
-    values = ex.learning_rate_values(0.001, 0.6, 8)
+    values = sweeps.learning_rate_values(0.001, 0.6, 8)
     assert (
         len(values) == 8 and values[0] == pytest.approx(0.001) and values[-1] == pytest.approx(0.6)
     )
     assert np.allclose(np.diff(np.log(values)), np.log(values[1] / values[0]))
     with pytest.raises(ValueError, match="low"):
-        ex.learning_rate_values(0.6, 0.001, 8)
+        sweeps.learning_rate_values(0.6, 0.001, 8)
 
 
 def test_diverged_marks_non_finite_and_large_losses():
-    assert ex.diverged([0.3, np.nan, np.inf, 5.0]).tolist() == [False, True, True, True]
+    assert members.diverged([0.3, np.nan, np.inf, 5.0]).tolist() == [False, True, True, True]
 
 
 def test_best_learning_rate_passes_over_diverged_rates():
@@ -87,7 +101,7 @@ def test_best_learning_rate_passes_over_diverged_rates():
             "diverged": [False, False, True, True, True, True],
         }
     )
-    best = ex.best_learning_rates(runs).set_index("optimizer")
+    best = sweeps.best_learning_rates(runs).set_index("optimizer")
     assert best.loc["adam", "best_lr"] == 0.01
     assert best.loc["adam", "val_acc"] == pytest.approx(0.81)
     assert best.loc["sgd", "best_lr"] == 0.6  # every rate diverged: the best of them
@@ -113,33 +127,33 @@ def chosen_rows(val_by_method, test_by_method=None, seeds=(0, 1, 2)):
 def test_regularizer_pick_is_made_on_validation_and_paired_by_seed():
     val = {"batchnorm": [0.80, 0.85, 0.90], "l2": [0.79, 0.84, 0.89], "none": [0.7, 0.7, 0.7]}
     test = {"batchnorm": [0.5, 0.5, 0.5], "l2": [0.99, 0.99, 0.99], "none": [0.99, 0.99, 0.99]}
-    pick = ex.pick_regularizer(chosen_rows(val, test))
+    pick = regularisation.pick_regularizer(chosen_rows(val, test))
     assert pick["best_regularizer"] == "batchnorm"  # the test scores do not move the pick
     assert pick["runner_up"] == "l2"
     # +1 point on every seed: the paired interval excludes zero although the seeds' spread is wide
     assert pick["best_regularizer_separated"] and pick["margin"] == pytest.approx(0.01)
     noisy = {"batchnorm": [0.80, 0.85, 0.90], "l2": [0.82, 0.80, 0.90], "none": [0.7] * 3}
-    assert not ex.pick_regularizer(chosen_rows(noisy))["best_regularizer_separated"]
+    assert not regularisation.pick_regularizer(chosen_rows(noisy))["best_regularizer_separated"]
 
 
 def test_strengths_are_chosen_on_validation_and_refuse_test_scores():
     runs = pd.DataFrame({"method": ["l2"] * 4 + ["none"] * 2, "strength": [1e-3, 1e-3, 1e-2, 1e-2, 0, 0],
                          "seed": [0, 1] * 3, "val_acc": [0.8, 0.82, 0.85, 0.86, 0.7, 0.7],
                          "val_loss": [0.5] * 6})  # fmt: skip
-    assert ex.choose_strengths(runs) == {"l2": 1e-2, "none": 0.0}
+    assert regularisation.choose_strengths(runs) == {"l2": 1e-2, "none": 0.0}
     with pytest.raises(ValueError, match="validation"):
-        ex.choose_strengths(runs.assign(test_acc=0.9))
+        regularisation.choose_strengths(runs.assign(test_acc=0.9))
 
 
 def test_regularizer_configs_expand_each_grid():
     grid = {"l1": (1e-4, 1e-3), "dropout": (0.5,), "l2": (1e-2,)}
-    configs = ex.regularizer_configs(("none", "l1", "dropout", "batchnorm"), grid)
+    configs = regularisation.regularizer_configs(("none", "l1", "dropout", "batchnorm"), grid)
     assert configs == [("none", 0.0), ("l1", 1e-4), ("l1", 1e-3), ("dropout", 0.5),
                        ("batchnorm", 0.0)]  # fmt: skip
     with pytest.raises(ValueError, match="unknown"):
-        ex.regularizer_configs(("none", "weight_noise"), grid)
+        regularisation.regularizer_configs(("none", "weight_noise"), grid)
     with pytest.raises(ValueError, match="l2"):
-        ex.regularizer_configs(("l2",), {"l2": ()})
+        regularisation.regularizer_configs(("l2",), {"l2": ()})
 
 
 def tiny_cnn_settings(**changes):
@@ -158,7 +172,7 @@ def tiny_images(n=16, seeds=2, seed=0):
 
 
 def test_cnn_members_read_only_their_own_seed_slot():
-    model, member_layers, knobs = ex.build_cnn_members(
+    model, member_layers, knobs = cnn_members.build_cnn_members(
         (8, 8, 3), [0, 1], filters=(2,), dense_units=4
     )
     x, _ = tiny_images()
@@ -173,7 +187,7 @@ def test_cnn_members_read_only_their_own_seed_slot():
 def test_cnn_trainer_runs_are_reproducible_and_regularisers_change_them():
     x, y = tiny_images()
     val = (x[:, :1].repeat(2, axis=1), y[:, 0].astype(np.float64))
-    trainer = ex.CnnMemberTrainer((8, 8, 3), [0, 1], False, tiny_cnn_settings())
+    trainer = cnn_members.CnnMemberTrainer((8, 8, 3), [0, 1], False, tiny_cnn_settings())
     first = trainer.run("none", 0.0, (x, y), val, shuffle_seed=0)
     penalised = trainer.run("l2", 0.5, (x, y), val, shuffle_seed=0)
     again = trainer.run("none", 0.0, (x, y), val, shuffle_seed=0)
@@ -196,10 +210,10 @@ def regularizer_section(gap=0.12, winner="batchnorm", separated=False):
 
 
 def test_story_regularizers_reports_regime_winner_and_separation():
-    text = ex.story_regularizers(regularizer_section())
+    text = regularisation.story_regularizers(regularizer_section())
     assert "**batchnorm**" in text and "over-fits" in text and "88.0%" in text
     assert "includes zero" in text and "+12.0 points" in text
-    small_gap = ex.story_regularizers(regularizer_section(gap=0.01, separated=True))
+    small_gap = regularisation.story_regularizers(regularizer_section(gap=0.01, separated=True))
     assert "cannot rank" in small_gap and "excludes zero" in small_gap
 
 
@@ -209,20 +223,20 @@ def test_story_high_learning_rates_never_names_a_diverged_setting():
                           "variant": ["constant", "one_cycle", "clipnorm"],
                           "val_acc": [0.5, 0.9, 0.6], "diverged": [1.0, 1.0, 0.0],
                           "gain_vs_constant": [0.0, 0.4, 0.1]})  # fmt: skip
-    text = ex.story_high_learning_rates({"table": table})
+    text = sweeps.story_high_learning_rates({"table": table})
     assert "one_cycle" not in text and "**clipnorm**" in text
     all_diverged = table.assign(diverged=1.0)
-    assert "None of the 2" in ex.story_high_learning_rates({"table": all_diverged})
+    assert "None of the 2" in sweeps.story_high_learning_rates({"table": all_diverged})
 
 
 def test_numpy_training_runs_every_optimiser_and_regulariser_from_scratch():
     splits = toy_splits()
     settings = {"numpy_optimizers": ("rmsprop", "adamw"), "hidden": 8, "numpy_epochs": 2,
                 "batch_size": 32, "reg_train_size": 48, "reg_hidden": 8, "numpy_reg_epochs": 2}  # fmt: skip
-    out = ex.numpy_training(splits, settings)
+    out = numpy_nets.numpy_training(splits, settings)
     assert list(out["optimizers"]["optimizer"].unique()) == ["rmsprop", "adamw"]
     assert len(out["optimizers"]) == 4 and out["optimizers"]["val_acc"].between(0, 1).all()
-    assert list(out["regularizers"]["method"]) == list(ex.NUMPY_REGULARIZERS)
+    assert list(out["regularizers"]["method"]) == list(numpy_nets.NUMPY_REGULARIZERS)
 
 
 def test_batch_size_axis_has_plain_tick_labels_only():
@@ -242,12 +256,12 @@ def test_batch_size_axis_has_plain_tick_labels_only():
 
 def test_regularizer_pick_measures_how_far_batchnorm_is_behind_the_winner():
     behind = {"l2": [0.80, 0.85, 0.90], "batchnorm": [0.78, 0.83, 0.88], "none": [0.7] * 3}
-    pick = ex.pick_regularizer(chosen_rows(behind))
+    pick = regularisation.pick_regularizer(chosen_rows(behind))
     assert pick["winner_minus_batchnorm"] == pytest.approx(0.02)
     assert pick["winner_minus_batchnorm_ci_low"] > 0  # 2 points behind on every seed
     mixed = {"l2": [0.80, 0.85, 0.90], "batchnorm": [0.83, 0.80, 0.88], "none": [0.7] * 3}
-    assert ex.pick_regularizer(chosen_rows(mixed))["winner_minus_batchnorm_ci_low"] < 0
-    assert "winner_minus_batchnorm" not in ex.pick_regularizer(
+    assert regularisation.pick_regularizer(chosen_rows(mixed))["winner_minus_batchnorm_ci_low"] < 0
+    assert "winner_minus_batchnorm" not in regularisation.pick_regularizer(
         chosen_rows({"batchnorm": [0.9] * 3, "l2": [0.8] * 3})
     )
 
@@ -256,6 +270,21 @@ def test_optimizer_story_says_identical_when_numpy_and_keras_agree_exactly():
     match = pd.DataFrame(
         {"steps": [60, 60], "max_abs_diff": [0.0, 0.0], "max_abs_change": [8.16, 1.0]}
     )
-    assert "**identical** for all 2 optimisers" in ex.story_optimizers({"match": match})
+    assert "**identical** for all 2 optimisers" in descent.story_optimizers({"match": match})
     match["max_abs_diff"] = [0.0, 2.5e-7]
-    assert "**2.5e-07**" in ex.story_optimizers({"match": match})
+    assert "**2.5e-07**" in descent.story_optimizers({"match": match})
+
+
+def test_panel_figures_put_three_a_row_and_switch_off_the_cells_left_over():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.plots import optimization as plots
+
+    runs = pd.DataFrame([{"optimizer": name, "initializer": init, "lr": lr, "val_acc": 0.8}
+                         for name in ("sgd", "momentum", "adam", "adamw")
+                         for init in ("he", "xavier") for lr in (0.01, 0.1)])  # fmt: skip
+    fig = plots.init_sweep({"runs": runs})
+    assert len(fig.axes) == 6 and fig.get_figwidth() == plots.PAGE_WIDTH
+    assert [ax.axison for ax in fig.axes] == [True] * 4 + [False] * 2
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["sgd", "momentum", "adam", "adamw"]

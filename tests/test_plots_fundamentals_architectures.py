@@ -20,10 +20,16 @@ def test_gap_figure_has_two_panels_and_marks_the_claim():
         for seed in (0, 1, 2)
         for model, extra in (("ANN", 0.0), ("CNN", 0.02))
     ]
-    fig = fp.plot_gap_by_size(pd.DataFrame(rows))
+    gaps = pd.DataFrame({"size": [16, 32, 64], "cnn_minus_ann_points": [2.0, 3.0, 4.0],
+                         "cnn_minus_ann_points_ci_low": [1.0, 2.0, 3.0],
+                         "cnn_minus_ann_points_ci_high": [3.0, 4.0, 5.0]})  # fmt: skip
+    fig = fp.plot_gap_by_size(pd.DataFrame(rows), gaps)
     assert len(fig.axes) == 2 and fig.get_figwidth() <= 8.5
     right = fig.axes[1]
     assert [t.get_text() for t in right.get_legend().get_texts()] == ["claimed 9", "no gap"]
+    np.testing.assert_allclose(right.lines[0].get_xydata(), [[16, 2.0], [32, 3.0], [64, 4.0]])
+    left_means = fig.axes[0].lines[0].get_ydata()  # the ANN's mean accuracy per size
+    np.testing.assert_allclose(left_means, [0.81, 0.81, 0.81])
 
 
 def test_cost_plot_labels_do_not_overlap_even_for_close_points():

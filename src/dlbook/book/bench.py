@@ -227,9 +227,9 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
                 )
             )
             bar.update()
-            from dlbook.experiments import fundamentals
+            from dlbook.methods.nn import throughput
 
-            cnn = fundamentals.benchmark_cnn_training(
+            cnn = throughput.benchmark_cnn_training(
                 steps=settings["cnn_steps"], rounds=settings["cnn_rounds"]
             )
             report.update({k: v for k, v in cnn.items() if not k.endswith("_rounds")})

@@ -354,9 +354,6 @@ def clip_by_global_norm(grads: list[np.ndarray], clip_norm: float) -> list[np.nd
     return [g * scale for g in grads]
 
 
-CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
-
-
 # ---------------------------------------------------------------------------------------------
 # Learning-rate schedules: lr(step), vectorised over integer steps (0-based)
 

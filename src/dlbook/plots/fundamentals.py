@@ -6,8 +6,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from dlbook.methods.nn import gradcheck, throughput
 
-def plot_gradient_checks(table: pd.DataFrame, threshold: float = 1e-7):
+
+def plot_gradient_checks(table: pd.DataFrame, threshold: float = gradcheck.TARGET):
     """Horizontal bars of each check's relative error on a log axis, with the target line."""
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(table) + 1.2))
     ax.barh(table["check"], table["max_rel_error"], color="tab:blue")
@@ -44,42 +46,41 @@ def plot_initialization(stats: pd.DataFrame):
     return fig
 
 
-def plot_gap_by_size(runs: pd.DataFrame, claimed_gap: float = 9.0):
+def _size_axis(ax, sizes) -> None:
+    """A log-2 x-axis labelled at each input size."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("input size (px)")
+
+
+def plot_gap_by_size(runs: pd.DataFrame, gaps: pd.DataFrame, claimed_gap: float = 9.0):
     """Left: test accuracy of the ANN and the CNN at each input size (one point per seed, line
     through the means). Right: the paired CNN-minus-ANN gap in points with its 95% interval, against
     the dissertation's claimed gap and no gap.
 
     Parameters
     ----------
-    runs : from ``experiments.fundamentals.cnn_ann_runs``: ``size``, ``seed``, ``model``,
-        ``test_accuracy``.
+    runs : one row per (size, seed, model) with ``test_accuracy`` (``cnn_vs_ann(run)["runs"]``).
+    gaps : one row per size with ``cnn_minus_ann_points`` and its ``_ci_low`` / ``_ci_high``
+        (``cnn_vs_ann(run)["gaps"]``).
     """
-    from dlbook.experiments.fundamentals import summarize_ann_vs_cnn
-
-    sizes = sorted(runs["size"].unique())
+    sizes = list(gaps["size"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6))
     for model, colour in (("ANN", "tab:blue"), ("CNN", "tab:orange")):
         part = runs[runs["model"] == model]
         left.scatter(part["size"], part["test_accuracy"], color=colour, alpha=0.5, s=20)
         means = part.groupby("size")["test_accuracy"].mean()
         left.plot(means.index, means.to_numpy(), marker="o", color=colour, label=model)
-    left.set_xscale("log", base=2)
-    left.set_xticks(sizes, [str(s) for s in sizes])
-    left.set_xlabel("input size (px)")
+    _size_axis(left, sizes)
     left.set_ylabel("test accuracy")
     left.set_title("Accuracy by input size")
     left.legend()
-    per_size = [summarize_ann_vs_cnn(runs[runs["size"] == s]) for s in sizes]
-    gaps = [v["cnn_minus_ann_points"] for v in per_size]
-    lows = [v["cnn_minus_ann_points_ci_low"] for v in per_size]
-    highs = [v["cnn_minus_ann_points_ci_high"] for v in per_size]
-    errors = [[g - lo for g, lo in zip(gaps, lows)], [hi - g for g, hi in zip(gaps, highs)]]
-    right.errorbar(sizes, gaps, yerr=errors, fmt="o", color="black", capsize=4)
+    gap = gaps["cnn_minus_ann_points"]
+    errors = [gap - gaps["cnn_minus_ann_points_ci_low"], gaps["cnn_minus_ann_points_ci_high"] - gap]
+    right.errorbar(sizes, gap, yerr=errors, fmt="o", color="black", capsize=4)
     right.axhline(claimed_gap, color="tab:red", linestyle="--", label=f"claimed {claimed_gap:g}")
     right.axhline(0, color="0.5", linewidth=1, label="no gap")
-    right.set_xscale("log", base=2)
-    right.set_xticks(sizes, [str(s) for s in sizes])
-    right.set_xlabel("input size (px)")
+    _size_axis(right, sizes)
     right.set_ylabel("CNN - ANN (points)")
     right.set_title("Gap with 95% interval")
     right.legend(fontsize=9)
@@ -93,7 +94,8 @@ def plot_throughput(bench: dict):
     names = ["NumPy (dlbook.methods.nn)", "Keras (TensorFlow)"]
     values = [bench["numpy_cnn_images_per_s"], bench["keras_cnn_images_per_s"]]
     ax.bar(names, values, color=["tab:blue", "tab:orange"])
-    ax.axhline(values[1] / 3, color="tab:red", linestyle="--", label="one third of Keras")
+    target = throughput.TARGET * values[1]
+    ax.axhline(target, color="tab:red", linestyle="--", label="one third of Keras")
     ax.set_ylabel("training images / s")
     ax.set_title("Training throughput of the same CNN on this CPU")
     ax.legend()

@@ -54,6 +54,19 @@ def _plain_log_ticks(ax, values) -> None:
     ax.set_xticklabels([present.number(v) for v in values])
 
 
+def _panels(count: int, panel_height: float, margin: float, **options):
+    """A page-wide grid of ``count`` panels, 3 a row at most, the cells left over switched off;
+    each row ``panel_height`` inches tall plus ``margin`` for the whole figure."""
+    cols = min(count, 3)
+    rows = int(np.ceil(count / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(PAGE_WIDTH, panel_height * rows + margin), squeeze=False, **options
+    )
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, axes
+
+
 # ---------------------------------------------------------------------------------------------
 # Optimisers and schedules
 
@@ -63,10 +76,8 @@ def paths(section: dict, grid: int = 200):
     """One panel per test function (3 a row): its contours and every optimiser's path, with one
     legend for all panels below them."""
     by_function = section["paths"]
-    cols = min(len(by_function), 3)
-    rows = int(np.ceil(len(by_function) / cols))
-    height = 3.8 * rows + 0.5
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, height), squeeze=False)
+    fig, axes = _panels(len(by_function), 3.8, 0.5)
+    height = fig.get_figheight()
     for ax, (function, by_name) in zip(axes.flat, by_function.items(), strict=False):
         func, _, start, _ = optim.TEST_FUNCTIONS[function]
         finite = np.concatenate([p[np.isfinite(p).all(axis=1)] for p in by_name.values()])
@@ -81,8 +92,6 @@ def paths(section: dict, grid: int = 200):
             ax.plot(path[:, 0], path[:, 1], lw=1.6, label=name)
         ax.plot(*start, "ko")
         ax.set(title=function.replace("_", " "), xlabel="x", ylabel="y")
-    for ax in list(axes.flat)[len(by_function) :]:
-        ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
     fig.suptitle("Optimiser paths from the same start (black dot)")
@@ -196,18 +205,13 @@ def init_sweep(section: dict):
     row)."""
     runs = section["runs"]
     names = list(runs["optimizer"].unique())
-    cols = min(len(names), 3)
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, 3.2 * rows + 0.4), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = _panels(len(names), 3.2, 0.4, sharey=True)
     for ax, name in zip(axes.flat, names, strict=False):
         part = runs[runs["optimizer"] == name]
         for init, group in part.groupby("initializer"):
             means = group.groupby("lr")["val_acc"].mean()
             ax.plot(means.index, means.values, marker="o", label=init)
         ax.set(xscale="log", title=name, xlabel="learning rate", ylabel="val. accuracy")
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
     axes.flat[0].legend()
     fig.suptitle("Initialisation x optimiser: He vs Xavier")
     fig.tight_layout()

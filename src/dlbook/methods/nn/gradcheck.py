@@ -16,6 +16,10 @@ import numpy as np
 from dlbook.methods.nn import layers as L
 from dlbook.methods.nn import losses
 
+TARGET = 1e-7
+"""Largest relative error a correct gradient may show in float64 (a correct one gives about
+1e-10, a wrong one 1e-2 or more)."""
+
 
 def numeric_gradient(scalar: Callable[[], float], array: np.ndarray, eps: float = 1e-5):
     """Centred finite-difference gradient of ``scalar()`` with respect to ``array``.

@@ -210,12 +210,6 @@ class Activation(Layer):
         return self._backward(dout, cache)
 
 
-# The optimisers live in ``dlbook.methods.optim`` (the only implementation, proven equal to Keras's); these
-# names stay importable from here for code written against the earlier ``nn.model`` optimisers.
-SGD = optim.SGD
-Adam = optim.Adam
-
-
 # ---------------------------------------------------------------------------------------------
 # Sequential
 
