@@ -40,6 +40,12 @@ def _grid(count: int, panel_height: float, columns: int = COLUMNS):
     return fig, axes.ravel()
 
 
+def _say(ax, text: str) -> None:
+    """An empty panel that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+
+
 def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
     """Two RGB images of equal height next to each other, a white gap between."""
     white = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
@@ -188,8 +194,7 @@ def label_issues(ds: data.ImageSet, audit_result: dict, max_images: int = 12):
         )
         ax.axis("off")
     if len(issues) == 0:
-        axes[0].text(0.5, 0.5, "no suspected label issue", ha="center", va="center")
-        axes[0].axis("off")
+        _say(axes[0], "no suspected label issue")
     total = len(audit_result["issues"])
     fig.suptitle(f"Suspected label issues: {len(issues)} shown of {total}")
     fig.tight_layout()
@@ -217,8 +222,7 @@ def test_errors(ds: data.ImageSet, audit_result: dict, max_images: int = 24):
         )
         ax.axis("off")
     if len(errors) == 0:
-        axes[0].text(0.5, 0.5, "no test error", ha="center", va="center")
-        axes[0].axis("off")
+        _say(axes[0], "no test error")
     fig.suptitle(
         f"Test errors of {short_name(audit_result['best'])} ({len(audit_result['errors'])}), "
         "each beside its nearest training image"
