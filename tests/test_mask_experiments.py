@@ -1,22 +1,30 @@
-from types import SimpleNamespace
-
 import numpy as np
 
-from dlbook.book import claims
-from dlbook.experiments import mask_detection as ex
+from dlbook.book import claims, context
+from dlbook.core import results
+from dlbook.experiments.mask_detection import (
+    classifiers,
+    evaluation,
+    inspection,
+    label_audit,
+    leakage,
+)
+from dlbook.experiments.mask_detection.classifiers import ModelRun
 from dlbook.facemask import classify
 
 
 def test_occlusion_saliency_finds_the_region_the_classifier_uses():
-    def classify(images):  # P(with_mask) rises with the brightness of the lower half only
+    def predict(images):  # P(with_mask) rises with the brightness of the lower half only
         return classify.sigmoid((images[:, 20:, :, :].mean(axis=(1, 2, 3)) - 100) / 10)
 
     images = np.full((3, 32, 32, 3), 200, np.uint8)
-    maps = ex.occlusion_saliency(classify, images, np.ones(3, int), patch_fraction=0.25, steps=5)
+    maps = inspection.occlusion_saliency(
+        predict, images, np.ones(3, int), patch_fraction=0.25, steps=5
+    )
     assert maps.shape == (3, 5, 5)
     assert np.allclose(maps[:, :2], 0)  # covering the upper rows changes nothing
     assert (maps[:, -1] > 0).all()
-    assert np.allclose(ex.lower_half_share(maps), 1.0)
+    assert np.allclose(inspection.lower_half_share(maps), 1.0)
 
 
 def test_calibration_lowers_ece_of_an_overconfident_model():
@@ -24,9 +32,9 @@ def test_calibration_lowers_ece_of_an_overconfident_model():
     n = 4000
     logits = rng.normal(0, 2, n)
     labels = (rng.uniform(size=n) < classify.sigmoid(logits)).astype(int)
-    run = ex.ModelRun("m", classify.sigmoid(4 * logits), "head")
+    run = ModelRun("m", classify.sigmoid(4 * logits), "head")
     split = np.where(np.arange(n) % 2 == 0, "calib", "test")
-    result = ex.calibrate(run, labels, split)
+    result = evaluation.calibrate(run, labels, split)
     assert abs(result["temperature"] - 4) < 0.5
     assert result["ece_after"] < result["ece_before"] / 3
 
@@ -36,12 +44,12 @@ def test_evaluation_table_verdicts_and_best_choice():
     n = 400
     labels = rng.integers(0, 2, n)
     split = np.array(["train", "val", "calib", "test"])[np.arange(n) % 4]
-    perfect = ex.ModelRun("efficientnet_lite0", labels * 0.98 + 0.01, "head")
-    noisy = ex.ModelRun(
+    perfect = ModelRun("efficientnet_lite0", labels * 0.98 + 0.01, "head")
+    noisy = ModelRun(
         "custom_cnn", np.where(rng.uniform(size=n) < 0.8, labels, 1 - labels) * 0.8 + 0.1, "cnn"
     )
     subset = {"shortcut_free": np.arange(n) < 200}
-    table, values = ex.evaluate_models(
+    table, values = evaluation.evaluate_models(
         {r.name: r for r in (perfect, noisy)}, labels, split, subset, n_boot=100
     )
     assert values["efficientnet_lite0_accuracy"] == 1.0
@@ -51,16 +59,13 @@ def test_evaluation_table_verdicts_and_best_choice():
         < values["custom_cnn_accuracy_ci_high"]
     )
     assert "efficientnet_lite0_shortcut_free_accuracy" in values
-    assert ex.choose_best(table) == "efficientnet_lite0"
+    assert evaluation.choose_best(table) == "efficientnet_lite0"
     assert table.loc["custom_cnn", "test_images"] == 100
 
 
 def test_claims_table_judges_through_dlbook_claims(tmp_path):
-    from dlbook.core import results
-
-    results.save(
-        tmp_path,
-        "mask_detection",
+    run = context.start("smoke", "mask_detection", results_dir=tmp_path)
+    run.save(
         {
             "custom_cnn_accuracy": 0.80,
             "custom_cnn_accuracy_ci_low": 0.78,
@@ -72,30 +77,34 @@ def test_claims_table_judges_through_dlbook_claims(tmp_path):
             "efficientnet_lite0_accuracy": 0.99,
         },
     )
-    chapter = SimpleNamespace(results_dir=tmp_path)
-    table = ex.claims_table(chapter).set_index("model")
+    table = leakage.claims_table(run).set_index("model")
     found = results.load_all(tmp_path)
-    for model, claim_id in ex.MODEL_CLAIMS.items():
-        assert table.loc[ex.display_name(model), "verdict"] == claims.judge(claim_id, found).verdict
+    for model, claim_id in leakage.MODEL_CLAIMS.items():
+        assert (
+            table.loc[classifiers.display_name(model), "verdict"]
+            == claims.judge(claim_id, found).verdict
+        )
     assert (
         table.loc["best transfer model", "verdict"] == claims.judge("transfer_995", found).verdict
     )
     assert table.loc["the custom CNN", "claimed accuracy"] == "96.0%"
-    assert ex.display_name("efficientnet_lite2_finetuned") == "EfficientNet-Lite2, fine-tuned"
+    assert (
+        classifiers.display_name("efficientnet_lite2_finetuned") == "EfficientNet-Lite2, fine-tuned"
+    )
     assert not table.isna().any().any()
 
 
 def test_leakage_explanation_sentences():
-    assert "explains 50%" in ex._explained("m", 0.96, 0.90, 0.93)
-    assert "whole" in ex._explained("m", 0.96, 0.90, 0.97)
-    assert "already reaches" in ex._explained("m", 0.96, 0.97, 0.98)
-    assert "explains 0%" in ex._explained("m", 0.96, 0.90, 0.89)  # never a negative share
+    assert "explains 50%" in leakage._explained("m", 0.96, 0.90, 0.93)
+    assert "whole" in leakage._explained("m", 0.96, 0.90, 0.97)
+    assert "already reaches" in leakage._explained("m", 0.96, 0.97, 0.98)
+    assert "explains 0%" in leakage._explained("m", 0.96, 0.90, 0.89)  # never a negative share
 
 
 def test_mixed_label_groups():
     labels = np.array([0, 1, 0, 0, 1, 1])
     groups = np.array([0, 0, 1, 1, 2, 3])
-    assert ex._mixed_label_groups(labels, groups).tolist() == [1, 1, 0, 0, 0, 0]
+    assert label_audit.mixed_label_groups(labels, groups).tolist() == [1, 1, 0, 0, 0, 0]
 
 
 def test_story_label_audit_reports_the_audit_without_overclaiming():
@@ -114,10 +123,10 @@ def test_story_label_audit_reports_the_audit_without_overclaiming():
         "m_cv_accuracy_as_labelled": 0.99,
         "m_cv_accuracy_audited": 0.997,
     }
-    text = ex.story_label_audit({"values": values, "best": "m", "source": "m"})
+    text = label_audit.story_label_audit({"values": values, "best": "m", "source": "m"})
     assert "**9**" in text and "**6**" in text and "98.86%" in text and "99.84%" in text
     assert "upper bound" in text
-    none = ex.story_label_audit(
+    none = label_audit.story_label_audit(
         {"values": {**values, "test_errors": 0}, "best": "m", "source": "m"}
     )
     assert "makes no error" in none
@@ -136,14 +145,15 @@ def test_figures_fit_the_page_and_the_reliability_diagram_skips_near_empty_bins(
     labels = rng.integers(0, 2, n)
     probs = np.clip(labels * 0.9 + rng.normal(0, 0.05, n), 0, 1)
     split = np.array(["train", "val", "calib", "test"])[np.arange(n) % 4]
-    run = ex.ModelRun("m", probs, "head")
+    run = ModelRun("m", probs, "head")
     runs = {f"m{k}": run for k in range(5)}
-    calibration = ex.calibrate(run, labels, split)
+    calibration = evaluation.calibrate(run, labels, split)
     fig = plots.reliability(calibration, "m", min_count=10)
     curve = calibration["curve_before"]
     drawn = fig.axes[0].lines[0].get_xdata()
     assert len(drawn) == (curve["count"] >= 10).sum() < (curve["count"] > 0).sum()
-    figures = [fig, plots.confusion_matrices(runs, labels, split), plots.roc(runs, labels, split)]
+    curves = evaluation.test_curves(runs, labels, split)
+    figures = [fig, plots.confusion_matrices(curves), plots.roc(curves)]
     for figure in figures:
         assert figure.get_size_inches()[0] <= plots.PAGE_WIDTH
         texts = [t for ax in figure.axes for t in ax.texts + [ax.title, ax.xaxis.label]]
@@ -151,3 +161,15 @@ def test_figures_fit_the_page_and_the_reliability_diagram_skips_near_empty_bins(
     grid = figures[1]
     assert len({round(ax.get_position().x0, 3) for ax in grid.axes}) <= plots.COLUMNS
     plt.close("all")
+
+
+def test_test_curves_count_only_the_test_split():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    split = np.array(["test", "test", "test", "test", "train", "train"])
+    right = ModelRun("right", np.array([0.1, 0.2, 0.8, 0.9, 0.9, 0.1]), "head")
+    wrong = ModelRun("wrong", 1 - right.probs, "head")
+    curves = evaluation.test_curves({"right": right, "wrong": wrong}, labels, split)
+    assert curves["right"]["auc"] == 1.0 and curves["wrong"]["auc"] == 0.0
+    assert curves["right"]["confusion"].tolist() == [[2, 0], [0, 2]]
+    assert curves["wrong"]["confusion"].tolist() == [[0, 2], [2, 0]]
+    assert curves["right"]["fpr"][-1] == 1.0 and curves["right"]["tpr"][-1] == 1.0

@@ -254,9 +254,6 @@ MASK_DETECTION = {
         "tflite_representative": 16,
         "tflite_test_limit": 40,
         "latency_repeats": 10,
-        "detectors": ("mtcnn",),
-        "scenes": 3,
-        "scene_pool": 30,
         "saliency_per_kind": 1,
     },
     "full": {
@@ -284,9 +281,6 @@ MASK_DETECTION = {
         "tflite_representative": 200,
         "tflite_test_limit": None,
         "latency_repeats": 50,
-        "detectors": ("haar_default", "mtcnn"),
-        "scenes": 40,
-        "scene_pool": 300,
         "saliency_per_kind": 4,
     },
 }

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from dlbook.facemask import data
 
@@ -208,9 +211,6 @@ def shortcut_features(
 
 def fit_shortcut_model(features: np.ndarray, labels: np.ndarray, seed: int = 0):
     """A gradient-boosted tree classifier on shortcut features (scikit-learn estimator)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from threadpoolctl import threadpool_limits
-
     model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
     # One thread: on a small table, OpenMP start-up costs more than it saves on a busy machine.
     with threadpool_limits(limits=1):
@@ -260,8 +260,6 @@ def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     ndarray, shape (K,), int64: indices of the suspected label issues, most suspicious first
     (lowest probability of the given label).
     """
-    import warnings
-
     with warnings.catch_warnings():
         # cleanlab imports tqdm.auto, which warns in a notebook without ipywidgets.
         warnings.filterwarnings("ignore", message="IProgress not found")

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import optimize
 
 from dlbook.facemask import data
+from dlbook.methods import heads
 
 
 class ModelLoadError(Exception):
@@ -74,7 +75,7 @@ def cross_validate_head(
     ((weights (D,), bias)), ``val`` (bool masks) and ``strength`` (the chosen ``C``).
     """
     probs = np.full(len(labels), np.nan)
-    heads, vals, strengths = [], [], []
+    fold_heads, vals, strengths = [], [], []
     for fold in np.unique(folds):
         held_out = folds == fold
         val = validation_part(labels, groups, ~held_out, seed=seed + int(fold))
@@ -83,10 +84,15 @@ def cross_validate_head(
             features[train], labels[train], features[val], labels[val], seed=seed
         )
         probs[held_out] = model.predict_proba(features[held_out])[:, 1]
-        heads.append((model.coef_[0].astype(np.float32), float(model.intercept_[0])))
+        fold_heads.append(head_weights(model))
         vals.append(val)
         strengths.append(strength)
-    return {"probs": probs, "heads": heads, "val": vals, "strength": strengths}
+    return {"probs": probs, "heads": fold_heads, "val": vals, "strength": strengths}
+
+
+def head_weights(model) -> tuple[np.ndarray, float]:
+    """A fitted scikit-learn logistic head as (weights, shape (D,), float32; bias)."""
+    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ and no text under 9 points, so every label stays readable at page width.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,29 +40,27 @@ def _grid(count: int, panel_height: float, columns: int = COLUMNS):
     return fig, axes.ravel()
 
 
+def _say(ax, text: str) -> None:
+    """An empty panel that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+
+
 def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
     """Two RGB images of equal height next to each other, a white gap between."""
     white = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
     return np.concatenate([left, white, right], axis=1)
 
 
-def _thumbnail(path: Path, size: int = 128) -> np.ndarray:
-    return data.decode_image(path, size)
+def duplicate_examples(pictures: list[tuple[str, np.ndarray, np.ndarray]]):
+    """Near-duplicate pairs, each side by side in one panel, titled with the first file's name.
 
-
-def duplicate_examples(
-    pairs: np.ndarray, paths: list[str], data_dir: Path, n: int = 6, seed: int = 0
-):
-    """Near-duplicate pairs, each pair side by side in one panel, with the first file's name."""
-    pairs = np.asarray(pairs).reshape(-1, 2)
-    rng = np.random.default_rng(seed)
-    chosen = (
-        pairs[rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)] if len(pairs) else []
-    )
-    fig, axes = _grid(max(1, len(chosen)), 1.9)
-    for ax, (i, j) in zip(axes, chosen, strict=False):
-        ax.imshow(_side_by_side(*(_thumbnail(Path(data_dir) / paths[k]) for k in (i, j))))
-        ax.set_title(paths[i].split("/", 1)[1][:24], fontsize=SMALL)
+    ``pictures``: (title, left image, right image) per pair, e.g. ``dataset.duplicate_pictures``.
+    """
+    fig, axes = _grid(max(1, len(pictures)), 1.9)
+    for ax, (title, left, right) in zip(axes, pictures, strict=False):
+        ax.imshow(_side_by_side(left, right))
+        ax.set_title(title, fontsize=SMALL)
         ax.axis("off")
     fig.suptitle("Near-duplicate pairs (left and right): flips, re-encodes, crops")
     fig.tight_layout()
@@ -91,18 +88,14 @@ def metadata_by_class(meta: pd.DataFrame, labels: np.ndarray):
     return fig
 
 
-def roc(runs: dict, labels: np.ndarray, split: np.ndarray):
-    """ROC curves of every model on the test split, zoomed on the top-left corner."""
-    from sklearn.metrics import roc_curve
+def roc(curves: dict[str, dict]):
+    """ROC curves of every model on the test split, zoomed on the top-left corner.
 
-    from dlbook.methods import metrics
-
-    test = split == "test"
+    ``curves``: ``{model: {"fpr", "tpr", "auc"}}``, e.g. ``evaluation.test_curves``.
+    """
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    for name, run in runs.items():
-        fpr, tpr, _ = roc_curve(labels[test], run.probs[test])
-        auc = metrics.roc_auc(labels[test], run.probs[test])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.4f})")
+    for name, curve in curves.items():
+        ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {curve['auc']:.4f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
     ax.set_xlim(-0.01, 0.5)
@@ -112,14 +105,12 @@ def roc(runs: dict, labels: np.ndarray, split: np.ndarray):
     return fig
 
 
-def confusion_matrices(runs: dict, labels: np.ndarray, split: np.ndarray):
-    """Each model's confusion matrix on the test split, three a row."""
-    from dlbook.methods import metrics
-
-    test = split == "test"
-    fig, axes = _grid(len(runs), 2.7)
-    for ax, (name, run) in zip(axes, runs.items(), strict=False):
-        matrix = metrics.confusion_counts(labels[test], run.probs[test])
+def confusion_matrices(curves: dict[str, dict]):
+    """Each model's confusion matrix on the test split (``curves[model]["confusion"]``), three a
+    row."""
+    fig, axes = _grid(len(curves), 2.7)
+    for ax, (name, curve) in zip(axes, curves.items(), strict=False):
+        matrix = curve["confusion"]
         ax.imshow(matrix, cmap="Blues")
         for (r, c), value in np.ndenumerate(matrix):
             colour = "black" if value < matrix.max() / 2 else "white"
@@ -159,8 +150,11 @@ def cv_folds(cv: dict):
 
 
 def leakage(leak: dict, claimed: dict[str, float]):
-    """Accuracy on grouped and on random splits, per repeat (dots) and mean, with the claim."""
-    runs = leak["runs"]
+    """Accuracy on grouped and on random splits, per repeat (dots) and mean, with the claim.
+
+    ``leak``: from ``leakage.measure_leakage``; ``claimed``: ``{model: dissertation accuracy}``.
+    """
+    runs, means = leak["runs"], leak["values"]
     models = list(dict.fromkeys(runs["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(PAGE_WIDTH, 3.4), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
@@ -168,7 +162,8 @@ def leakage(leak: dict, claimed: dict[str, float]):
         for x, kind in enumerate(("grouped", "random")):
             values = part[part.split == kind]["accuracy"].to_numpy()
             ax.plot(np.full(len(values), x), values, "o", color="0.6", ms=5)
-            ax.plot([x - 0.2, x + 0.2], [values.mean()] * 2, color="C0", lw=2.5)
+            mean = means[f"{model}_{kind}_split_accuracy"]
+            ax.plot([x - 0.2, x + 0.2], [mean] * 2, color="C0", lw=2.5)
         shown = list(part["accuracy"])
         if model in claimed:
             ax.axhline(claimed[model], color="C3", ls="--", lw=1.2, label="dissertation")
@@ -199,8 +194,7 @@ def label_issues(ds: data.ImageSet, audit_result: dict, max_images: int = 12):
         )
         ax.axis("off")
     if len(issues) == 0:
-        axes[0].text(0.5, 0.5, "no suspected label issue", ha="center", va="center")
-        axes[0].axis("off")
+        _say(axes[0], "no suspected label issue")
     total = len(audit_result["issues"])
     fig.suptitle(f"Suspected label issues: {len(issues)} shown of {total}")
     fig.tight_layout()
@@ -228,8 +222,7 @@ def test_errors(ds: data.ImageSet, audit_result: dict, max_images: int = 24):
         )
         ax.axis("off")
     if len(errors) == 0:
-        axes[0].text(0.5, 0.5, "no test error", ha="center", va="center")
-        axes[0].axis("off")
+        _say(axes[0], "no test error")
     fig.suptitle(
         f"Test errors of {short_name(audit_result['best'])} ({len(audit_result['errors'])}), "
         "each beside its nearest training image"

@@ -1,146 +1,175 @@
-"""Fine-tuning any backbone the same way: a frozen base, a trainable top, a linear head.
+"""Fine-tuning a backbone's last blocks and a linear head, on feature maps computed once.
 
-Nothing here knows layer names. ``cut_points`` reads the model's graph: after which layers does
-one tensor carry everything the rest of the network needs (between residual blocks, after an
-Inception module's concatenation, between VGG's layers)? ``split`` cuts the backbone at the cut
-point that leaves a chosen share of its parameters in the top part, giving a frozen ``bottom``
-(whose outputs can be computed once and cached) and a trainable ``top``. ``classifier`` puts a
-backbone with its bottom frozen and a sigmoid head in one model that saves and reloads with
-``safe_mode=True``.
+A backbone whose layers are named ``block<k>_...`` (EfficientNet-Lite) is cut before its last
+``blocks`` blocks (``split``). The frozen ``bottom`` runs once over every image
+(``boundary_maps``, cached on disk); ``train_top`` then trains only the top blocks and a sigmoid
+head on those maps, so an epoch costs a fraction of a full pass. Batch-norm statistics stay
+frozen (the top runs in inference mode) and there is no augmentation.
+
+``train_top`` calls ``model.fit`` on the arrays itself rather than ``dlbook.methods.training.fit``:
+that helper feeds a ``tf.data`` pipeline shuffled by its own seed, a different mini-batch order
+from Keras's array shuffling, so the trained weights (and the chapter's numbers) would change.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from dlbook.core import cache
+from dlbook.methods import backbones
 
-def _tensors(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    if isinstance(value, dict):
-        return [t for item in value.values() for t in _tensors(item)]
-    return [value]
+MAPS_BATCH = 64  # images per call of the bottom part
+PREDICT_BATCH = 256  # maps per call of the fine-tuned model
+FIT_BATCH = 32
 
 
-def _layer_inputs(layer) -> list:
-    try:
-        return _tensors(layer.input)
-    except (AttributeError, ValueError):  # an input layer has no input
-        return []
-
-
-def cut_points(model) -> list[int]:
-    """Indices ``i`` of ``model.layers`` after which only ``model.layers[i].output`` is still needed.
-
-    ``model.layers`` of a functional model is in topological order; a layer is a cut point when no
-    later layer reads a tensor made before it, except through its output.
-
-    Returns
-    -------
-    Sorted indices, excluding the input layer and the last layer.
-    """
-    layers = model.layers
-    made_at = {}
-    for index, layer in enumerate(layers):
-        for tensor in _tensors(layer.output):
-            made_at[id(tensor)] = index
-    last_read = {}
-    for index, layer in enumerate(layers):
-        for tensor in _layer_inputs(layer):
-            last_read[id(tensor)] = max(last_read.get(id(tensor), -1), index)
-    for tensor in _tensors(model.output):
-        last_read[id(tensor)] = len(layers)
-    points = []
-    for index in range(1, len(layers) - 1):
-        outputs = {id(t) for t in _tensors(layers[index].output)}
-        if len(outputs) != 1:
-            continue
-        crossing = {
-            tensor_id
-            for tensor_id, made in made_at.items()
-            if made <= index and last_read.get(tensor_id, -1) > index
+def block_numbers(backbone) -> list[int]:
+    """The sorted numbers ``k`` of the backbone's ``block<k>_...`` layers."""
+    return sorted(
+        {
+            int(layer.name.split("_")[0][5:])
+            for layer in backbone.layers
+            if layer.name.startswith("block") and layer.name.split("_")[0][5:].isdigit()
         }
-        if crossing == outputs:
-            points.append(index)
-    return points
+    )
 
 
-def _params(layer) -> int:
-    return int(sum(np.prod(w.shape) for w in layer.weights))
-
-
-def choose_cut(model, top_fraction: float) -> int:
-    """The cut point leaving the share of parameters in the top closest to ``top_fraction``."""
-    if not 0 < top_fraction < 1:
-        raise ValueError(f"top_fraction={top_fraction!r} must be between 0 and 1")
-    points = cut_points(model)
-    if not points:
-        raise ValueError(f"{model.name} has no single-tensor cut point to split at")
-    sizes = np.array([_params(layer) for layer in model.layers], dtype=np.float64)
-    total = sizes.sum()
-    shares = np.array([sizes[i + 1 :].sum() / total for i in points])
-    return points[int(np.argmin(np.abs(shares - top_fraction)))]
-
-
-def split(model, top_fraction: float = 0.25):
-    """Cut a functional backbone into a bottom and a top that share its layers.
-
-    Parameters
-    ----------
-    model : a functional keras.Model (images -> features), e.g. from ``backbones.build``.
-    top_fraction : share of the parameters to leave in the top (the part to fine-tune).
+def split(backbone, blocks: int):
+    """Cut a backbone before its last ``blocks`` blocks.
 
     Returns
     -------
-    (bottom, top, boundary): ``bottom`` maps the model's input to the tensor at the cut, ``top``
-    maps that tensor to the model's output, ``boundary`` names the last layer of the bottom.
-    Training ``top`` updates ``model``.
+    (bottom, top, boundary): ``bottom`` maps images to the feature maps entering the first of
+    those blocks, ``top`` maps those to the pooled features; they share the backbone's layers,
+    so training ``top`` updates ``backbone``. ``boundary`` names the first top layer.
+
+    Raises
+    ------
+    ValueError
+        If ``blocks`` is not between 1 and the number of blocks minus one.
     """
     import keras
 
-    cut = choose_cut(model, top_fraction)
-    boundary = model.layers[cut]
-    bottom = keras.Model(model.input, boundary.output, name=f"{model.name}_bottom")
-    top = keras.Model(boundary.output, model.output, name=f"{model.name}_top")
-    return bottom, top, boundary.name
+    numbers = block_numbers(backbone)
+    if not 1 <= blocks < len(numbers):
+        raise ValueError(f"blocks={blocks!r} must be between 1 and {len(numbers) - 1}")
+    prefix = f"block{numbers[-blocks]}_"
+    first = next(layer for layer in backbone.layers if layer.name.startswith(prefix))
+    bottom = keras.Model(backbone.input, first.input, name="bottom")
+    top = keras.Model(first.input, backbone.output, name="top")
+    return bottom, top, first.name
 
 
-def freeze_bottom(model, top_fraction: float = 0.25) -> str:
-    """Freeze the layers up to the cut (and every batch norm); return the boundary layer's name."""
-    import keras
+def feature_maps(bottom, images: np.ndarray) -> np.ndarray:
+    """``bottom``'s outputs for ``images`` (N, H, W, 3), as float16, shape (N, h, w, c)."""
+    return np.concatenate(
+        [
+            np.asarray(
+                bottom.predict_on_batch(images[i : i + MAPS_BATCH].astype(np.float32)), np.float16
+            )
+            for i in range(0, len(images), MAPS_BATCH)
+        ]
+    )
 
-    cut = choose_cut(model, top_fraction)
-    for index, layer in enumerate(model.layers):
-        layer.trainable = index > cut and not isinstance(layer, keras.layers.BatchNormalization)
-    return model.layers[cut].name
 
-
-def classifier(backbone, top_fraction: float = 0.25, head: tuple | None = None):
-    """Backbone (bottom frozen) + a sigmoid unit: images (N, H, W, 3) in [0, 255] -> P (N, 1).
+def boundary_maps(name: str, images: np.ndarray, blocks: int) -> np.ndarray:
+    """The feature maps of ``images`` where fine-tuning of backbone ``name`` starts (cached).
 
     Parameters
     ----------
-    backbone : from ``backbones.build`` or ``backbones.load``.
-    head : optional (weights (D,), bias) to start the head from, e.g. a logistic regression
-        fitted on frozen features.
+    name : a key of ``backbones.BACKBONES`` with ImageNet weights here.
+    images : ndarray, shape (N, H, W, 3), uint8.
+    blocks : how many last blocks are fine-tuned.
 
     Returns
     -------
-    keras.Model, ready to compile and fit; batch norms run in inference mode.
+    ndarray, shape (N, h, w, c), float16; the entry is keyed by the weights and the images.
+    """
+    bottom, _, boundary = split(backbones.load(name), blocks)
+    key = cache.digest("boundary_maps", name, backbones.weights_sha256(name), boundary, images)
+    return cache.cached_array(
+        "boundary_maps", key, lambda: feature_maps(bottom, images), name=f"{name}-{boundary}"
+    )
+
+
+def train_top(
+    load_backbone: Callable[[], object],
+    maps: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    head: tuple[np.ndarray, float],
+    *,
+    blocks: int,
+    epochs: int,
+    patience: int,
+    learning_rate: float,
+    seed: int = 0,
+) -> dict:
+    """Fine-tune the last ``blocks`` blocks of a fresh backbone and a linear head on ``maps``.
+
+    Parameters
+    ----------
+    load_backbone : zero-argument function returning the backbone (called after seeding).
+    maps : ndarray, shape (N, h, w, c), float16: ``boundary_maps`` of the N images.
+    labels : ndarray, shape (N,), int.
+    train, val : ndarray, shape (N,), bool: trains on ``train``, stops early on ``val`` loss.
+    head : (weights (D,), bias): the linear head to start from.
+    epochs, patience, learning_rate : the cap on epochs, early stopping's patience, Adam's rate.
+
+    Returns
+    -------
+    dict with ``probs`` (N,) float64, ``head`` (trained weights, bias), ``backbone`` (the
+    whole backbone, its top blocks trained), ``epochs``, ``stopped_early``, ``seconds``.
     """
     import keras
 
-    freeze_bottom(backbone, top_fraction)
-    inputs = keras.Input(backbone.input_shape[1:], name="image")
-    features = backbone(inputs, training=False)
+    from dlbook.methods import training
+
+    keras.utils.set_random_seed(seed)
+    backbone = load_backbone()
+    _, top, _ = split(backbone, blocks)
+    for layer in top.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    inputs = keras.Input(maps.shape[1:])
     dense = keras.layers.Dense(1, name="logit")
-    logit = dense(features)
-    if head is not None:
-        weights, bias = head
-        dense.set_weights(
-            [np.asarray(weights, np.float32).reshape(-1, 1), np.array([bias], np.float32)]
-        )
-    prob = keras.layers.Activation("sigmoid", name="prob_with_mask")(logit)
-    return keras.Model(inputs, prob, name=f"{backbone.name}_classifier")
+    logit = dense(top(inputs, training=False))
+    dense.set_weights([np.asarray(head[0]).reshape(-1, 1), np.array([head[1]], np.float32)])
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logit))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=training.STEPS_PER_EXECUTION,
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        maps[train].astype(np.float32),
+        labels[train].astype(np.float32),
+        validation_data=(maps[val].astype(np.float32), labels[val].astype(np.float32)),
+        epochs=epochs,
+        batch_size=FIT_BATCH,
+        callbacks=[stop],
+        verbose=0,
+    )
+    probs = np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(maps[i : i + PREDICT_BATCH].astype(np.float32)))
+            for i in range(0, len(maps), PREDICT_BATCH)
+        ]
+    )
+    weights, bias = dense.get_weights()
+    return {
+        "probs": probs.reshape(-1).astype(np.float64),
+        "head": (weights[:, 0], float(bias[0])),
+        "backbone": backbone,
+        "epochs": len(history.history["loss"]),
+        "stopped_early": bool(stop.stopped_epoch > 0),
+        "seconds": time.perf_counter() - start,
+    }
