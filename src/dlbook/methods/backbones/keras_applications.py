@@ -206,7 +206,7 @@ class KerasApplications:
         inputs = keras.Input(shape=(*size, 3), name="image")
         x = register_layers()(spec.preprocessing, name="preprocess")(inputs)
         # Built on the preprocessed tensor, the application's layers join one flat graph with
-        # the preprocessing (no nested model), which ``fine_tune.split`` can cut anywhere.
+        # the preprocessing (no nested model), which ``fine_tune.split`` can cut at any block.
         if include_top:
             model = application(include_top=True, weights=weights, input_tensor=x)
         else:
