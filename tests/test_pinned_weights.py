@@ -179,6 +179,13 @@ def test_a_crafted_pickle_that_would_call_a_function_is_refused(tmp_path):
     assert victim.exists()
 
 
+def test_a_truncated_pickle_of_arrays_is_a_clear_error(tmp_path):
+    data = pickle.dumps({"kernel": np.zeros((64, 64), np.float32)}, protocol=3)
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.ckpt is not a readable pickle"):
+        load_numpy_pickle(tmp_path / "cut.ckpt")
+
+
 def test_an_object_array_is_refused(tmp_path):
     (tmp_path / "obj.ckpt").write_bytes(pickle.dumps({"a": np.array([1, "x"], dtype=object)}))
     with pytest.raises(UnsafeCheckpointError, match="not a plain numeric type"):

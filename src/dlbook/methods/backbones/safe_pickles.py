@@ -42,6 +42,8 @@ NUMERIC_DTYPES = frozenset(["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2"
 _MULTIARRAY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _SCRIPT_CLASS = re.compile(r"__torch__(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MALFORMED = (EOFError, pickle.UnpicklingError, TypeError, ValueError, IndexError, KeyError)
+"""What a truncated or ill-formed pickle raises through the stand-ins (reported as ValueError)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,14 +148,14 @@ def load_numpy_pickle(path: str | os.PathLike) -> dict:
     """
     with open(path, "rb") as f:
         try:
-            tree = NumpyUnpickler(f).load()
+            tree = _resolve_arrays(NumpyUnpickler(f).load())
         except UnsafeCheckpointError as error:
             raise UnsafeCheckpointError(f"{path}: {error}") from None
-        except (EOFError, pickle.UnpicklingError) as error:
+        except _MALFORMED as error:
             raise ValueError(f"{path} is not a readable pickle of arrays ({error})") from error
     if not isinstance(tree, dict):
         raise ValueError(f"{path} does not hold a dict but a {type(tree).__name__}")
-    return _resolve_arrays(tree)
+    return tree
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +281,7 @@ def load_torchscript(path: str | os.PathLike) -> ScriptObject:
                 root = TorchScriptUnpickler(f, storages).load()
             except UnsafeCheckpointError as error:
                 raise UnsafeCheckpointError(f"{path}: {error}") from None
-            except (EOFError, pickle.UnpicklingError) as error:
+            except _MALFORMED as error:
                 raise ValueError(f"{path}: data.pkl is not readable ({error})") from error
         names = set(archive.namelist())
         for key, storage in storages.items():
@@ -294,4 +296,7 @@ def load_torchscript(path: str | os.PathLike) -> ScriptObject:
             storage.data = np.frombuffer(raw, dtype=storage.dtype)
     if not isinstance(root, ScriptObject):
         raise ValueError(f"{path}: data.pkl holds a {type(root).__name__}, not a module")
-    return _resolve_tensors(root)
+    try:
+        return _resolve_tensors(root)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path}: {error}") from error
