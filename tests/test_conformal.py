@@ -154,7 +154,7 @@ def test_predict_sets_validates_thresholds_shape():
 
 def test_agrees_with_mapie_lac_on_binary_data():
     pytest.importorskip("mapie")
-    from dlbook.experiments.conformal import mapie_comparison
+    from dlbook.experiments.conformal_studies import mapie_comparison
 
     probs, labels = exchangeable_data(600, n_classes=2, seed=11)
     table = mapie_comparison(probs[:300], labels[:300], probs[300:], [0.05, 0.1, 0.2])
@@ -164,7 +164,7 @@ def test_agrees_with_mapie_lac_on_binary_data():
 
 def test_mapie_tolerance_explains_set_differences_for_a_confident_model():
     pytest.importorskip("mapie")
-    from dlbook.experiments.conformal import mapie_comparison
+    from dlbook.experiments.conformal_studies import mapie_comparison
 
     # a model so confident that the wrong label's score 1 - p sits within 1e-8 of the threshold
     rng = np.random.default_rng(5)
@@ -180,7 +180,7 @@ def test_mapie_tolerance_explains_set_differences_for_a_confident_model():
 
 def test_agrees_with_mapie_aps_on_three_classes():
     pytest.importorskip("mapie")
-    from dlbook.experiments.conformal import mapie_sets
+    from dlbook.experiments.conformal_studies import mapie_sets
 
     probs, labels = exchangeable_data(600, n_classes=3, seed=12)
     alphas = [0.1, 0.2]
@@ -199,12 +199,8 @@ def test_agrees_with_mapie_aps_on_three_classes():
 
 
 def test_study_keys_and_guarantee_verdict_on_a_calibrated_model():
-    from dlbook.experiments.conformal import (
-        ModelProbs,
-        coverage_study,
-        guarantee_check,
-        result_keys,
-    )
+    from dlbook.experiments.conformal_models import ModelProbs
+    from dlbook.experiments.conformal_studies import coverage_study, guarantee_check, result_keys
 
     probs, labels = exchangeable_data(800, n_classes=2, seed=13)
     model = ModelProbs("toy", probs[:, 1], labels, np.array(["calib"] * 800), "test")
@@ -220,7 +216,7 @@ def test_study_keys_and_guarantee_verdict_on_a_calibrated_model():
 
 
 def test_chapter4_probabilities_are_read_and_pooled(tmp_path):
-    from dlbook.experiments.conformal import chapter4_models
+    from dlbook.experiments.conformal_models import chapter4_models
 
     rng = np.random.default_rng(0)
     split = np.array(["train"] * 10 + ["val"] * 10 + ["calib"] * 10 + ["test"] * 10)
@@ -243,7 +239,8 @@ def test_chapter4_probabilities_are_read_and_pooled(tmp_path):
 
 
 def _study(seed=13):
-    from dlbook.experiments.conformal import ModelProbs, coverage_study, guarantee_check
+    from dlbook.experiments.conformal_models import ModelProbs
+    from dlbook.experiments.conformal_studies import coverage_study, guarantee_check
 
     probs, labels = exchangeable_data(600, n_classes=2, seed=seed)
     best = ModelProbs("good", probs[:, 1], labels, np.array(["calib"] * 600), "test")
@@ -254,7 +251,7 @@ def _study(seed=13):
 
 
 def test_worst_gap_names_the_method_and_alpha_furthest_below_target():
-    from dlbook.experiments.conformal import worst_gap
+    from dlbook.experiments.conformal_studies import worst_gap
 
     table = pd.DataFrame(
         {

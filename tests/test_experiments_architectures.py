@@ -10,6 +10,8 @@ pytest.importorskip("tensorflow")
 
 from dlbook.core import results  # noqa: E402
 from dlbook.experiments import architectures as experiment  # noqa: E402
+from dlbook.experiments import architectures_costs as costs  # noqa: E402
+from dlbook.experiments import architectures_training as training  # noqa: E402
 from dlbook.facemask import data
 
 
@@ -44,7 +46,7 @@ def _runs():
 
 
 def test_summary_averages_seeds_picks_the_family_on_validation_and_flattens(tmp_path):
-    summary = experiment.summarize(_runs(), _costs())
+    summary = training.summarize(_runs(), _costs())
     assert summary.loc["ann", "test_acc"] == pytest.approx(0.95)
     assert summary.loc["cnn", "train_s"] == pytest.approx(5.0)
     assert summary.loc["cnn", "epochs_used"] == pytest.approx(34 / 3)
@@ -63,7 +65,7 @@ def test_summary_averages_seeds_picks_the_family_on_validation_and_flattens(tmp_
         },
         index=pd.Index(["mobilenet_v2", "efficientnet_lite0"], name="model"),
     )
-    values = experiment.result_values(summary, references)
+    values = training.result_values(summary, references)
     assert values["best_family"] == "cnn" and values["selected_on"] == "validation"
     assert values["arch_families"] == "ann,cnn"
     assert values["arch_test_acc_cnn"] == pytest.approx(0.91)
@@ -88,17 +90,17 @@ def test_equal_time_reads_each_run_at_the_same_training_seconds():
         ("cnn", 0): ([0.85, 0.95], [3.0, 3.0]),
     }
     # 2 s asked, but the CNN's first epoch took 3 s: every family gets 3 s
-    seconds = experiment.equal_time_seconds(curves, 2.0)
+    seconds = training.equal_time_seconds(curves, 2.0)
     assert seconds == 3.0
-    table = experiment.accuracy_at_equal_time(curves, seconds).set_index("family")
+    table = training.accuracy_at_equal_time(curves, seconds).set_index("family")
     assert table.loc["ann", "acc_equal_time"] == 0.9
     assert table.loc["cnn", "acc_equal_time"] == 0.85
     assert table.loc["cnn", "epochs_equal_time"] == 1
 
 
 def test_stories_word_the_results_without_placeholders():
-    summary = experiment.summarize(_runs(), _costs())
-    values = experiment.result_values(summary)
+    summary = training.summarize(_runs(), _costs())
+    values = training.result_values(summary)
     values.update(arch_train_images=100, arch_image_size=32, arch_patience=1, arch_epoch_cap=12,
                   arch_seeds=3, arch_stopped_early_fraction=0.5, arch_equal_time_seconds=10.0)  # fmt: skip
     splits = pd.DataFrame({"total": [100, 20, 30]}, index=["train", "val", "test"])
@@ -115,7 +117,7 @@ def test_train_families_trains_each_family_per_seed_to_early_stopping(synthetic_
     images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
     # the synthetic set is tiny: use every image in every role so each split is non-empty
     splits = {name: images for name in ("train", "val", "test")}
-    runs, curves = experiment.train_families(
+    runs, curves = training.train_families(
         splits, ["ann", "cnn"], [0, 1], epoch_cap=2, patience=1, batch_size=16,
         learning_rate=1e-3,
     )  # fmt: skip
@@ -130,15 +132,15 @@ def test_train_families_trains_each_family_per_seed_to_early_stopping(synthetic_
     accuracy, seconds = curves[("cnn", 1)]
     assert len(accuracy) == len(seconds) == runs["epochs_used"].iloc[3]
     with pytest.raises(ValueError, match="vit"):
-        experiment.train_families(
+        training.train_families(
             splits, ["vit"], [0], epoch_cap=1, patience=1, batch_size=16, learning_rate=1e-3
         )
 
 
 def test_reference_costs_counts_and_reports_skips():
-    table = experiment.reference_costs(["mobilenet_v2"], batch_sizes=(1,), max_seconds=0.1)
+    table = costs.reference_costs(["mobilenet_v2"], batch_sizes=(1,), max_seconds=0.1)
     assert table.loc["mobilenet_v2", "params"] == 3_538_984
     assert table.loc["mobilenet_v2", "mflops"] == pytest.approx(601.5, rel=0.01)
     assert table.loc["mobilenet_v2", "note"] == ""
     with pytest.raises(ValueError, match="resnet18"):
-        experiment.reference_costs(["resnet18"])
+        costs.reference_costs(["resnet18"])

@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dlbook.methods import models  # noqa: E402
+from dlbook.methods import costs, models  # noqa: E402
 
 SHAPE = (32, 32, 3)
 
@@ -129,16 +129,16 @@ def test_count_flops_matches_hand_counts():
     model = keras.Model(inputs, outputs)
     separable = 3 * 4 * 6 * 2 * 3 * 3 + 3 * 4 * 6 * 2 * 8
     macs = 10 * 12 * 6 * 3 * 3 * 4 + 5 * 6 * 6 * 3 * 3 + separable + 3 * 4 * 4 * 4 + 4 * 5
-    assert models.count_flops(model) == 2 * macs
+    assert costs.count_flops(model) == 2 * macs
 
 
 def test_count_flops_agrees_with_published_counts():
     # MobileNetV2 1.0 at 224 px: 300M multiply-adds (Sandler et al., 2018, table 4).
     mobilenet = models.build_reference("mobilenet_v2")
-    assert models.count_flops(mobilenet) / 2 == pytest.approx(300e6, rel=0.01)
+    assert costs.count_flops(mobilenet) / 2 == pytest.approx(300e6, rel=0.01)
     assert mobilenet.count_params() == 3_538_984
     # VGG16 at 224 px: 15.5G multiply-adds, the figure usually quoted.
-    assert models.count_flops(models.build_reference("vgg16")) / 2 == pytest.approx(
+    assert costs.count_flops(models.build_reference("vgg16")) / 2 == pytest.approx(
         15.5e9, rel=0.01
     )
 
@@ -147,26 +147,26 @@ def test_count_flops_refuses_unknown_input_size():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
     with pytest.raises(ValueError, match="fixed height"):
-        models.count_flops(model)
+        costs.count_flops(model)
 
 
 def test_count_flops_ignores_augmentation():
-    plain = models.count_flops(models.build_cnn(SHAPE, 2))
-    assert models.count_flops(models.build_cnn(SHAPE, 2, augmentation=True)) == plain
+    plain = costs.count_flops(models.build_cnn(SHAPE, 2))
+    assert costs.count_flops(models.build_cnn(SHAPE, 2, augmentation=True)) == plain
 
 
 def test_measure_latency_and_model_cost():
     model = models.build("ann", (16, 16, 3), 2, hidden_units=(8,))
-    timing = models.measure_latency(model, batch_size=4, min_repeats=3, max_repeats=3)
+    timing = costs.measure_latency(model, batch_size=4, min_repeats=3, max_repeats=3)
     assert timing["repeats"] == 3
     assert timing["ms_per_batch"] > 0
     assert timing["ms_per_image"] == pytest.approx(timing["ms_per_batch"] / 4)
-    cost = models.model_cost(model, batch_sizes=(1, 2), min_repeats=1, max_repeats=2)
+    cost = costs.model_cost(model, batch_sizes=(1, 2), min_repeats=1, max_repeats=2)
     assert set(cost) == {"params", "mflops", "latency_b1_ms", "latency_b2_ms"}
     assert cost["params"] == 16 * 16 * 3 * 8 + 8 + 8 * 2 + 2
     assert cost["mflops"] == pytest.approx(2 * (16 * 16 * 3 * 8 + 8 * 2) / 1e6)
     with pytest.raises(ValueError, match="batch_size=0"):
-        models.measure_latency(model, batch_size=0)
+        costs.measure_latency(model, batch_size=0)
 
 
 def test_build_reference_rejects_unknown_names():

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pandas as pd
 
-from dlbook.facemask import features
+from dlbook.book import present
+from dlbook.book.context import Run
+from dlbook.core import logs
+from dlbook.facemask import data, features
 from dlbook.methods import backbones
 
 LITE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-KERAS_APPLICATION_NAMES = ("resnet50", "vgg16", "inception_v3", "mobilenet_v2")
 
 
 def architecture_params(name: str) -> int:
@@ -138,8 +137,6 @@ def benchmark_images(image_size: int, count: int, data_dir=None, seed: int = 0) 
     -------
     ndarray, shape (count, S, S, 3), uint8.
     """
-    from dlbook.facemask import data
-
     if not isinstance(count, (int, np.integer)) or count < 2:
         raise ValueError(f"count={count!r} must be an integer of at least 2")
     images = data.load_face_mask(
@@ -148,54 +145,33 @@ def benchmark_images(image_size: int, count: int, data_dir=None, seed: int = 0) 
     return images.images
 
 
-@contextlib.contextmanager
-def quiet():
-    """Keep the backbone library's progress lines and TensorFlow's retracing warnings off the
-    page: the chapter words what matters from the returned numbers."""
-    import logging
-
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _save(results_dir, values: dict) -> None:
-    if results_dir is not None:
-        from dlbook.core import results
-
-        results.save(results_dir, "architectures", values)
-
-
-def photo_checks_section(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+def photo_checks_section(run: Run) -> dict:
     """The ImageNet photo check of every available EfficientNet-Lite in ``settings["backbones"]``
     and its Keras-versus-NumPy logit agreement; saves ``<name>_numpy_max_abs_diff``."""
-    lite = [name for name in settings["backbones"] if name in LITE_NAMES]
-    with quiet():
+    lite = [name for name in run.settings["backbones"] if name in LITE_NAMES]
+    with logs.quiet_block():
         checks = photo_checks(lite)
         agreements = reference_agreements(list(checks))
     values = {
         f"{name}_numpy_max_abs_diff": row["max_abs_diff"] for name, row in agreements.iterrows()
     }
-    _save(results_dir, values)
+    run.save(values)
     return {"checks": checks, "agreements": agreements, "values": values}
 
 
-def backbone_speeds(
-    settings: dict, data_dir=None, seed: int = 0, results_dir=None, checks: dict | None = None
-) -> dict:
+def backbone_speeds(run: Run, checks: dict | None = None) -> dict:
     """Availability, parameters and feature-extraction speed of every backbone on face-mask
-    images at ``settings["backbone_image_size"]``; saves the report's keys."""
+    images at ``settings["backbone_image_size"]``; saves the report's keys.
+
+    ``checks`` are the photo checks ``photo_checks_section`` already made (made here otherwise).
+    """
+    settings = run.settings
     images = benchmark_images(
-        settings["backbone_image_size"], settings["backbone_benchmark_images"], data_dir, seed
+        settings["backbone_image_size"], settings["backbone_benchmark_images"], run.data_dir, run.seed
     )
-    with quiet():
+    with logs.quiet_block():
         report = backbone_report(settings["backbones"], images, checks=checks)
-    _save(results_dir, report)
+    run.save(report)
     return {
         "report": report,
         "table": backbone_table(settings["backbones"], report),
@@ -219,8 +195,6 @@ def agreement_table(result: dict) -> pd.DataFrame:
 
 def story_photo_checks(result: dict) -> str:
     """How many Lite ports agree with the NumPy reference, and by how much."""
-    from dlbook.book import present
-
     agreements = result["agreements"]
     if not len(agreements):
         return "No EfficientNet-Lite model was available, so the ports could not be checked."
@@ -235,8 +209,6 @@ def story_photo_checks(result: dict) -> str:
 
 def story_backbones(result: dict) -> str:
     """Which backbones ran here, which passed the photo check, and the fastest extractor."""
-    from dlbook.book import present
-
     report, names = result["report"], result["names"]
     ran = [n for n in names if report[f"{n}_available"]]
     missing = [n for n in names if not report[f"{n}_available"]]

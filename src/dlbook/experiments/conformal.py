@@ -1,476 +1,54 @@
-"""Chapter 6's experiments: probabilities to conform, re-split studies, MAPIE check, shift.
+"""Chapter 6: conformal prediction sets for the face-mask classifiers, and what they guarantee.
 
-Each section of the chapter is one function that computes and saves its results
-(``classifiers``, ``mapie_check``, ``coverage``, ``operating``, ``shift``); ``run`` runs them all.
-The ``*_table`` functions format tables for the page and the ``story_*`` functions word the
-results.
+Each section of the chapter is one call that computes, saves (through ``run.save``) and returns:
+``classifiers``, ``mapie_check``, ``coverage``, ``operating`` and ``shift``. The classifiers are
+chosen in ``conformal_models``, the studies run in ``conformal_studies``. The ``*_table``
+functions format tables for the page and the ``story_*`` functions word the results.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dlbook.book import claims, present
-from dlbook.core import results
-from dlbook.facemask import features
-from dlbook.methods import conformal, heads
-
-CHAPTER = "conformal"
-
-# method name -> (score function, Mondrian?)
-METHODS = {
-    "lac": ("lac", False),
-    "aps": ("aps", False),
-    "aps_rand": ("aps_rand", False),
-    "raps": ("raps", False),
-    "mondrian_lac": ("lac", True),
-    "mondrian_aps_rand": ("aps_rand", True),
-}
+from dlbook.book.context import Run
+from dlbook.experiments import conformal_models
+from dlbook.experiments import conformal_studies as studies
+from dlbook.experiments.conformal_models import ModelProbs
+from dlbook.methods import conformal
 
 
-@dataclass
-class ModelProbs:
-    """One classifier's P(with_mask) on the calibration and test splits (the re-split pool)."""
-
-    name: str
-    p_with_mask: np.ndarray  # (N,) float64
-    labels: np.ndarray  # (N,) int64
-    split: np.ndarray  # (N,) str, "calib" or "test"
-    source: str
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def probs(self) -> np.ndarray:
-        return conformal.binary_probs(self.p_with_mask)
-
-    @property
-    def accuracy(self) -> float:
-        return float(((self.p_with_mask >= 0.5) == self.labels).mean())
-
-
-def _pool(split) -> np.ndarray:
-    return np.isin(split, ("calib", "test"))
-
-
-def own_models(feature_settings: Mapping, data_dir=None, seed: int = 0, c: float = 0.1) -> dict:
-    """Two classifiers this chapter fits itself, so it runs without chapter 4's output.
-
-    ``backbone_logreg``: logistic regression on the shared pooled backbone features (strong).
-    ``pixel_logreg``: logistic regression on 16 px grayscale pixels (deliberately weak).
-    Both are fitted on the train split of the images ``feature_settings`` (a ``profiles.FEATURES`` block)
-    selects; returns ``{name: ModelProbs}``, the backbone head and pool paths in ``extra`` for
-    the shift study.
-    """
-    from dlbook.facemask import data
-
-    feats = features.face_mask_features(feature_settings, data_dir, seed, progress=False)
-    train = feats.split == "train"
-    head = heads.fit_logistic(feats.features[train], feats.labels[train], c=c, seed=seed)
-    pool = _pool(feats.split)
-    strong = ModelProbs(
-        "backbone_logreg",
-        head.predict_proba(feats.features[pool])[:, 1],
-        feats.labels[pool],
-        feats.split[pool],
-        f"logistic regression on {feats.backbone} features ({feats.image_size} px)",
-        {"head": head, "paths": np.array(feats.paths)[pool]},
+def classifiers(run: Run) -> dict:
+    """The two classifiers the chapter conforms (``conformal_models.choose_models``: chapter 4's
+    saved probabilities in ``run.results_dir`` when there are some), named in the results."""
+    models = conformal_models.choose_models(
+        run.settings["features"], run.results_dir, run.data_dir, run.seed
     )
-    small = data.load_face_mask(
-        data_dir,
-        image_size=16,
-        color_mode="grayscale",
-        limit=feature_settings["limit"],
-        seed=seed,
-        progress=False,
-    )
-    wanted = set(feats.paths)
-    keep = np.array([p in wanted for p in small.paths])
-    pixels = small.images[keep].reshape(keep.sum(), -1).astype(np.float64) / 255.0
-    labels, split = small.labels[keep], small.split[keep]
-    pixel_head = heads.fit_logistic(pixels[split == "train"], labels[split == "train"], c=c)
-    weak = ModelProbs(
-        "pixel_logreg",
-        pixel_head.predict_proba(pixels[_pool(split)])[:, 1],
-        labels[_pool(split)],
-        split[_pool(split)],
-        "logistic regression on 16 px grayscale pixels",
-    )
-    return {"backbone_logreg": strong, "pixel_logreg": weak}
-
-
-def chapter4_models(path: Path) -> dict:
-    """Chapter 4's saved probabilities (``mask_probs.npz``) as ``{name: ModelProbs}``.
-
-    Adds ``extra["val_accuracy"]`` (accuracy on the validation split, used to pick the best
-    model without looking at the calibration or test points).
-    """
-    with np.load(path, allow_pickle=False) as archive:
-        labels = archive["labels"].astype(np.int64)
-        split = archive["split"].astype(str)
-        names = [str(n) for n in archive["models"]]
-        out = {}
-        for name in names:
-            p = archive[f"probs__{name}"].astype(np.float64)
-            val = split == "val"
-            val_acc = float(((p[val] >= 0.5) == labels[val]).mean()) if val.any() else np.nan
-            pool = _pool(split)
-            out[name] = ModelProbs(
-                name, p[pool], labels[pool], split[pool], "chapter 4", {"val_accuracy": val_acc}
-            )
-    return out
-
-
-def choose_models(feature_settings: Mapping, out_dir=None, data_dir=None, seed: int = 0) -> dict:
-    """The chapter's two subjects: ``{"best": ModelProbs, "weak": ModelProbs, "own": {...}}``.
-
-    Chapter 4's best model (by validation accuracy) and its custom CNN when
-    ``<out_dir>/mask_probs.npz`` exists; otherwise this chapter's own backbone and pixel heads.
-    The own heads are always returned too: the shift study needs a model it can re-run.
-    """
-    own = own_models(feature_settings, data_dir, seed)
-    path = Path(out_dir) / "mask_probs.npz" if out_dir is not None else None
-    if path is not None and path.exists():
-        found = chapter4_models(path)
-        if found:
-            best = max(found.values(), key=lambda m: np.nan_to_num(m.extra["val_accuracy"]))
-            weak = found.get("custom_cnn") or min(
-                found.values(), key=lambda m: np.nan_to_num(m.extra["val_accuracy"])
-            )
-            if weak.name != best.name:
-                return {"best": best, "weak": weak, "own": own}
-            return {"best": best, "weak": own["pixel_logreg"], "own": own}
-    return {"best": own["backbone_logreg"], "weak": own["pixel_logreg"], "own": own}
-
-
-def valid_alphas(alphas, n_cal_per_class: int) -> list[float]:
-    """The alphas every method, Mondrian included, can calibrate with this many points a class."""
-    return [a for a in alphas if a >= 1.0 / (n_cal_per_class + 1)]
-
-
-def coverage_study(model: ModelProbs, alphas, n_resplits: int, seed: int = 0, raps=None):
-    """Every method at every alpha over ``n_resplits`` calibration/test re-splits of the pool.
-
-    Returns ``(table, draws)``: a DataFrame with one row per (method, alpha) of the means over
-    re-splits (coverage, its standard error, set size, singleton, empty, min class coverage,
-    auto-accept accuracy), and ``{(method, alpha): per-re-split coverage (R,)}``.
-    """
-    raps = raps or {}
-    probs, labels = model.probs, model.labels
-    # A re-split with no singleton has no auto-accept accuracy (NaN); means skip those.
-    warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
-    rows, draws = [], {}
-    for method, (score, mondrian) in METHODS.items():
-        for alpha in alphas:
-            out = conformal.resplit_evaluate(
-                probs,
-                labels,
-                alpha,
-                score,
-                mondrian=mondrian,
-                n_resplits=n_resplits,
-                seed=seed,
-                lam=raps.get("lam", 0.01),
-                k_reg=raps.get("k_reg", 1),
-            )
-            draws[(method, alpha)] = out["coverage"]
-            rows.append(
-                {
-                    "method": method,
-                    "alpha": alpha,
-                    "target": 1 - alpha,
-                    "coverage": out["coverage"].mean(),
-                    "coverage_se": out["coverage"].std(ddof=1) / np.sqrt(n_resplits),
-                    "set_size": out["set_size"].mean(),
-                    "singleton_rate": out["singleton_rate"].mean(),
-                    "empty_rate": out["empty_rate"].mean(),
-                    # The worst class's mean coverage: what the Mondrian guarantee is about.
-                    "class_coverage_min": np.nanmean(out["class_coverage"], axis=0).min(),
-                    "coverage_without_mask": np.nanmean(out["class_coverage"][:, 0]),
-                    "coverage_with_mask": np.nanmean(out["class_coverage"][:, 1]),
-                    "review_rate": 1 - out["singleton_rate"].mean(),
-                    "auto_accuracy": np.nanmean(out["auto_accuracy"]),
-                }
-            )
-    return pd.DataFrame(rows), draws
-
-
-def guarantee_check(table: pd.DataFrame, z: float = 3.0) -> tuple[float, bool]:
-    """Monte-Carlo tolerance ``z * max standard error`` and whether every mean coverage clears
-    ``1 - alpha - tolerance``.
-
-    Re-splits of one fixed pool are exchangeable, so each method's expected coverage over them is
-    at least ``1 - alpha`` exactly; the only slack needed is the Monte-Carlo error of the mean.
-    """
-    tolerance = float(z * table["coverage_se"].max())
-    holds = bool((table["coverage"] >= table["target"] - tolerance).all())
-    return tolerance, holds
-
-
-def operating_curve(model: ModelProbs, alphas, n_resplits: int, seed: int = 0) -> pd.DataFrame:
-    """LAC review rate (non-singleton sets) and auto-accept accuracy against alpha."""
-    warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
-    rows = []
-    for alpha in alphas:
-        out = conformal.resplit_evaluate(
-            model.probs, model.labels, alpha, "lac", n_resplits=n_resplits, seed=seed
-        )
-        rows.append(
-            {
-                "alpha": alpha,
-                "coverage": out["coverage"].mean(),
-                "review_rate": 1 - out["singleton_rate"].mean(),
-                "empty_rate": out["empty_rate"].mean(),
-                "auto_accuracy": np.nanmean(out["auto_accuracy"]),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-class _FixedProbabilities:
-    """A prefit scikit-learn-style classifier whose input *is* its probabilities (for MAPIE)."""
-
-    _estimator_type = "classifier"
-
-    def __init__(self, n_classes: int):
-        self.classes_ = np.arange(n_classes)
-        self.n_features_in_ = n_classes
-
-    def fit(self, x, y):
-        return self
-
-    def predict_proba(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-    def predict(self, x):
-        return np.argmax(x, axis=1)
-
-    def get_params(self, deep=True):
-        return {"n_classes": len(self.classes_)}
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import ClassifierTags, Tags, TargetTags
-
-        return Tags(
-            estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
-        )
-
-
-def mapie_sets(probs_cal, y_cal, probs_test, alphas, method="lac", random_state=0):
-    """MAPIE's thresholds and sets on the same probabilities.
-
-    Returns ``(thresholds (len(alphas),), sets (N_test, K, len(alphas)) bool, cal scores (n,))``.
-    """
-    from mapie.classification import SplitConformalClassifier
-
-    estimator = _FixedProbabilities(probs_cal.shape[1])
-    model = SplitConformalClassifier(
-        estimator,
-        confidence_level=[1 - a for a in alphas],
-        conformity_score=method,
-        prefit=True,
-        random_state=random_state,
-    )
-    model.conformalize(probs_cal, y_cal)
-    params = {"include_last_label": True} if method == "aps" else None
-    _, sets = model.predict_set(probs_test, conformity_score_params=params)
-    inner = model._mapie_classifier
-    thresholds = np.asarray(inner.conformity_score_function_.quantiles_, dtype=np.float64)
-    return thresholds.ravel(), sets, np.asarray(inner.conformity_scores_).ravel()
-
-
-MAPIE_SET_TOLERANCE = 1e-8
-"""MAPIE's LAC sets keep a label when ``score - threshold <= 1e-8`` (its ``EPSILON``), not ``<= 0``."""
-
-
-def mapie_comparison(probs_cal, y_cal, probs_test, alphas) -> pd.DataFrame:
-    """LAC thresholds and sets, ours against MAPIE's, per alpha (binary data: MAPIE allows LAC).
-
-    ``sets_differing`` compares our sets as defined (``score <= threshold``) with MAPIE's;
-    ``sets_differing_with_mapie_tolerance`` first adds MAPIE's 1e-8 tolerance to our threshold,
-    so it counts the differences that are not explained by that tolerance. With a very confident
-    model the thresholds themselves are of order 1e-8 and the tolerance changes sets.
-    """
-    theirs_q, theirs_sets, _ = mapie_sets(probs_cal, y_cal, probs_test, alphas, "lac")
-    scores = conformal.true_label_scores(probs_cal, y_cal, "lac")
-    rows = []
-    for j, alpha in enumerate(alphas):
-        q = conformal.calibrate(scores, alpha)
-        ours = conformal.predict_sets(probs_test, q, "lac")
-        ours_tolerant = conformal.predict_sets(probs_test, q + MAPIE_SET_TOLERANCE, "lac")
-        theirs = theirs_sets[:, :, j]
-        rows.append(
-            {
-                "alpha": alpha,
-                "threshold_ours": q,
-                "threshold_mapie": theirs_q[j],
-                "threshold_abs_diff": abs(q - theirs_q[j]),
-                "sets_differing": int((ours != theirs).any(axis=1).sum()),
-                "sets_differing_with_mapie_tolerance": int(
-                    (ours_tolerant != theirs).any(axis=1).sum()
-                ),
-                "test_points": len(probs_test),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def shifted_probabilities(
-    model: ModelProbs,
-    kind: str,
-    severity: int,
-    feature_settings: Mapping,
-    data_dir=None,
-    seed: int = 0,
-    limit: int | None = None,
-) -> ModelProbs:
-    """The backbone head's probabilities on corrupted copies of the pool's images.
-
-    ``feature_settings`` is the ``profiles.FEATURES`` block the head was fitted under; ``limit`` keeps a
-    random subset of the pool (the features of corrupted images are computed afresh, which is the
-    slow part).
-    """
-    from dlbook.facemask import corruptions, data
-
-    images = data.load_face_mask(
-        data_dir,
-        image_size=feature_settings["image_size"],
-        limit=feature_settings["limit"],
-        seed=seed,
-        progress=False,
-    )
-    index = {p: i for i, p in enumerate(images.paths)}
-    rows = np.array([index[p] for p in model.extra["paths"]])
-    keep = np.arange(len(rows))
-    if limit is not None and limit < len(rows):
-        keep = np.sort(np.random.default_rng([seed, 6]).choice(len(rows), limit, replace=False))
-    corrupted = corruptions.corrupt(images.images[rows[keep]], kind, severity, seed=seed)
-    feats = features.extract(feature_settings["backbone"], corrupted, progress=False)
-    return ModelProbs(
-        f"{model.name}@{kind}{severity}",
-        model.extra["head"].predict_proba(feats)[:, 1],
-        model.labels[keep],
-        model.split[keep],
-        f"{model.source}, {kind} severity {severity}",
-        {"keep": keep},
-    )
-
-
-def shift_study(clean: ModelProbs, shifted: ModelProbs, alphas, n_resplits: int, seed: int = 0):
-    """LAC coverage on shifted test points, calibrated on clean vs on shifted points.
-
-    Each re-split draws disjoint calibration and test indices from the shifted subset's pool;
-    "clean calibration" uses the clean images' scores at the calibration indices, "shifted
-    calibration" the corrupted ones'. Test points are always corrupted.
-    """
-    keep = shifted.extra["keep"]
-    clean_probs, shift_probs = clean.probs[keep], shifted.probs
-    labels = shifted.labels
-    n = len(labels)
-    n_cal = n // 2
-    perm = conformal.resplit_indices(n, n_cal, n_resplits, seed)
-    clean_scores = conformal.true_label_scores(clean_probs, labels, "lac")
-    shift_scores = conformal.true_label_scores(shift_probs, labels, "lac")
-    test_label_scores = conformal.label_scores(shift_probs, "lac")
-    rows = []
-    for alpha in alphas:
-        rank = conformal.conformal_rank(n_cal, alpha)
-        for name, scores in (
-            ("clean calibration", clean_scores),
-            ("shifted calibration", shift_scores),
-        ):
-            q = np.partition(scores[perm[:, :n_cal]], rank - 1, axis=1)[:, rank - 1]
-            test = perm[:, n_cal:]
-            sets = test_label_scores[test] <= q[:, None, None]
-            covered = np.take_along_axis(sets, labels[test][..., None], axis=2)[..., 0]
-            rows.append(
-                {
-                    "corruption": shifted.name.split("@")[1],
-                    "calibration": name,
-                    "alpha": alpha,
-                    "target": 1 - alpha,
-                    "coverage": covered.mean(),
-                    "set_size": sets.sum(axis=2).mean(),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def result_keys(table: pd.DataFrame, prefix: str = "") -> dict:
-    """Flatten a coverage-study table into ``<prefix><metric>_<method>_a<alpha>`` keys."""
-    out = {}
-    for _, row in table.iterrows():
-        for metric in (
-            "coverage",
-            "set_size",
-            "singleton_rate",
-            "empty_rate",
-            "class_coverage_min",
-        ):
-            out[f"{prefix}{metric}_{row['method']}_a{row['alpha']:g}"] = float(row[metric])
-    return out
-
-
-def shift_keys(table: pd.DataFrame) -> dict:
-    """``shift_coverage_<corruption>_<clean|shifted>_a<alpha>`` keys of a shift-study table."""
-    return {
-        f"shift_coverage_{row['corruption']}_{row['calibration'].split()[0]}_a{row['alpha']:g}": float(
-            row["coverage"]
-        )
-        for _, row in table.iterrows()
-    }
-
-
-def worst_gap(table: pd.DataFrame) -> dict:
-    """The (method, alpha) whose mean coverage falls furthest below (or least above) 1 - alpha:
-    ``{"gap": float, "method": str, "alpha": float}``."""
-    gaps = table["coverage"] - table["target"]
-    row = table.loc[gaps.idxmin()]
-    return {"gap": float(gaps.min()), "method": str(row["method"]), "alpha": float(row["alpha"])}
-
-
-# ---------------------------------------------------------------------------------------------
-# The chapter's sections: each computes, saves (when given a results folder) and returns.
-
-
-def _save(results_dir, keys: dict) -> None:
-    if results_dir is not None:
-        results.save(results_dir, CHAPTER, keys)
-
-
-def classifiers(settings: Mapping, data_dir=None, seed: int = 0, results_dir=None) -> dict:
-    """The two classifiers the chapter conforms (``choose_models``), named in the results."""
-    models = choose_models(settings["features"], results_dir, data_dir, seed)
     best, weak = models["best"], models["weak"]
-    _save(
-        results_dir,
+    run.save(
         {
             "best_model": best.name,
             "weak_model": weak.name,
             "best_model_accuracy": best.accuracy,
             "weak_model_accuracy": weak.accuracy,
             "pool_size": len(best.labels),
-        },
+        }
     )
     return models
 
 
-def mapie_check(models: dict, settings: Mapping, results_dir=None) -> pd.DataFrame:
+def mapie_check(run: Run, models: dict) -> pd.DataFrame:
     """Our LAC thresholds and sets against MAPIE's on the best model's original calib/test split."""
     best = models["best"]
     calib, test = best.split == "calib", best.split == "test"
-    table = mapie_comparison(
-        best.probs[calib], best.labels[calib], best.probs[test], list(settings["alphas"])
+    table = studies.mapie_comparison(
+        best.probs[calib], best.labels[calib], best.probs[test], list(run.settings["alphas"])
     )
-    _save(
-        results_dir,
+    run.save(
         {
             "mapie_max_abs_diff": float(
                 max(
@@ -483,14 +61,15 @@ def mapie_check(models: dict, settings: Mapping, results_dir=None) -> pd.DataFra
             "mapie_sets_differing_with_tolerance": int(
                 table["sets_differing_with_mapie_tolerance"].max()
             ),
-        },
+        }
     )
     return table
 
 
 @dataclass
 class Coverage:
-    """Both models' re-split studies (``coverage_study``) and the guarantee check."""
+    """Both models' re-split studies (``conformal_studies.coverage_study``) and the guarantee
+    check."""
 
     table: pd.DataFrame
     weak_table: pd.DataFrame
@@ -501,19 +80,21 @@ class Coverage:
     keys: dict = field(default_factory=dict)
 
 
-def coverage(models: dict, settings: Mapping, seed: int = 0, results_dir=None) -> Coverage:
+def coverage(run: Run, models: dict) -> Coverage:
     """Every method at every alpha over many calibration/test re-splits, for both models."""
+    settings, seed = run.settings, run.seed
     best, weak = models["best"], models["weak"]
     n_pool = len(best.labels)
-    alphas = valid_alphas(settings["alphas"], int(np.bincount(best.labels).min() * 0.4))
-    table, draws = coverage_study(best, alphas, settings["resplits"], seed, settings["raps"])
-    weak_table, _ = coverage_study(weak, alphas, settings["resplits"], seed, settings["raps"])
-    tolerance, holds = guarantee_check(pd.concat([table, weak_table]))
-    worst, weak_worst = worst_gap(table), worst_gap(weak_table)
+    alphas = studies.valid_alphas(settings["alphas"], int(np.bincount(best.labels).min() * 0.4))
+    resplits, raps = settings["resplits"], settings["raps"]
+    table, draws = studies.coverage_study(best, alphas, resplits, seed, raps)
+    weak_table, _ = studies.coverage_study(weak, alphas, resplits, seed, raps)
+    tolerance, holds = studies.guarantee_check(pd.concat([table, weak_table]))
+    worst, weak_worst = studies.worst_gap(table), studies.worst_gap(weak_table)
     keys = {
-        **result_keys(table),
-        **result_keys(weak_table, prefix="weak_"),
-        "resplits": settings["resplits"],
+        **studies.result_keys(table),
+        **studies.result_keys(weak_table, prefix="weak_"),
+        "resplits": resplits,
         "coverage_mc_tolerance": tolerance,
         "coverage_guarantee_holds": holds,
         "pool_size": n_pool,
@@ -526,40 +107,47 @@ def coverage(models: dict, settings: Mapping, seed: int = 0, results_dir=None) -
         "best_model": best.name,
         "weak_model": weak.name,
     }
-    _save(results_dir, keys)
+    run.save(keys)
     return Coverage(table, weak_table, draws, tolerance, holds, n_pool, keys)
 
 
-def operating(models: dict, settings: Mapping, seed: int = 0, results_dir=None) -> dict:
+def operating(run: Run, models: dict) -> dict:
     """LAC's operating curve (review rate, auto-accept accuracy per alpha) for both models;
     saves the best model's point at ``settings["operating_alpha"]``."""
+    settings = run.settings
     n_half = len(models["best"].labels) // 2
-    alphas = valid_alphas(settings["operating_alphas"], n_half)
+    alphas = studies.valid_alphas(settings["operating_alphas"], n_half)
     curves = {
-        m.name: operating_curve(m, alphas, settings["resplits"], seed)
+        m.name: studies.operating_curve(m, alphas, settings["resplits"], run.seed)
         for m in (models["best"], models["weak"])
     }
     point = curves[models["best"].name].set_index("alpha").loc[settings["operating_alpha"]]
-    _save(
-        results_dir,
+    run.save(
         {
             "review_rate": float(point["review_rate"]),
             "auto_accuracy": float(point["auto_accuracy"]),
             "operating_alpha": settings["operating_alpha"],
-        },
+        }
     )
     return curves
 
 
-def shift(models: dict, settings: Mapping, data_dir=None, seed: int = 0, results_dir=None):
+def shift(run: Run, models: dict) -> pd.DataFrame:
     """LAC under each corruption of ``settings["shift"]``: calibrated on clean vs on corrupted
-    images (``shift_study``) of this chapter's own backbone head."""
+    images (``conformal_studies.shift_study``) of this chapter's own backbone head."""
+    settings, seed = run.settings, run.seed
     own = models["own"]["backbone_logreg"]
     tables = [
-        shift_study(
+        studies.shift_study(
             own,
-            shifted_probabilities(
-                own, kind, severity, settings["features"], data_dir, seed, settings["shift_limit"]
+            conformal_models.shifted_probabilities(
+                own,
+                kind,
+                severity,
+                settings["features"],
+                run.data_dir,
+                seed,
+                settings["shift_limit"],
             ),
             settings["shift_alphas"],
             settings["resplits"],
@@ -568,20 +156,8 @@ def shift(models: dict, settings: Mapping, data_dir=None, seed: int = 0, results
         for kind, severity in settings["shift"]
     ]
     table = pd.concat(tables, ignore_index=True)
-    _save(results_dir, {**shift_keys(table), "shift_model": own.name})
+    run.save({**studies.shift_keys(table), "shift_model": own.name})
     return table
-
-
-def run(settings: Mapping, data_dir=None, seed: int = 0, results_dir=None) -> dict:
-    """Every section of chapter 6; returns (and saves) all its result keys."""
-    models = classifiers(settings, data_dir, seed, results_dir)
-    mapie_check(models, settings, results_dir)
-    found = coverage(models, settings, seed, results_dir)
-    operating(models, settings, seed, results_dir)
-    shift(models, settings, data_dir, seed, results_dir)
-    if results_dir is not None:
-        return results.load(results_dir, CHAPTER)
-    return found.keys
 
 
 # ---------------------------------------------------------------------------------------------
