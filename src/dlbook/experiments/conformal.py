@@ -407,13 +407,11 @@ def story_summary(keys: Mapping) -> str:
     """What the chapter found, from its results."""
     holds = keys.get("coverage_guarantee_holds")
     mapie = keys.get("mapie_sets_differing_with_tolerance", keys.get("mapie_max_abs_diff"))
-    shift_clean = [v for k, v in keys.items() if k.startswith("shift_coverage_") and "_clean_" in k]
-    shift_alpha = [
-        1 - float(k.rsplit("_a", 1)[1])
-        for k in keys
-        if k.startswith("shift_coverage_") and "_clean_" in k
-    ]
-    below = sum(v < t for v, t in zip(shift_clean, shift_alpha))
+    # ``shift_coverage_<corruption>_clean_a<alpha>``: coverage calibrated on clean images.
+    shift_clean = {
+        k: v for k, v in keys.items() if k.startswith("shift_coverage_") and "_clean_" in k
+    }
+    below = sum(v < 1 - conformal.key_alpha(k)[1] for k, v in shift_clean.items())
     parts = [
         f"Over {keys['resplits']} re-splits the coverage guarantee "
         + ("held" if holds else "did not hold")

@@ -251,16 +251,17 @@ def result_keys(table: pd.DataFrame, prefix: str = "") -> dict:
             "empty_rate",
             "class_coverage_min",
         ):
-            out[f"{prefix}{metric}_{row['method']}_a{row['alpha']:g}"] = float(row[metric])
+            key = conformal.alpha_key(f"{prefix}{metric}_{row['method']}", row["alpha"])
+            out[key] = float(row[metric])
     return out
 
 
 def shift_keys(table: pd.DataFrame) -> dict:
     """``shift_coverage_<corruption>_<clean|shifted>_a<alpha>`` keys of a shift-study table."""
     return {
-        f"shift_coverage_{row['corruption']}_{row['calibration'].split()[0]}_a{row['alpha']:g}": float(
-            row["coverage"]
-        )
+        conformal.alpha_key(
+            f"shift_coverage_{row['corruption']}_{row['calibration'].split()[0]}", row["alpha"]
+        ): float(row["coverage"])
         for _, row in table.iterrows()
     }
 

@@ -252,19 +252,6 @@ def set_metrics(sets, labels) -> dict:
     }
 
 
-def beta_coverage_interval(n: int, alpha: float, level: float = 0.98) -> tuple[float, float]:
-    """Central ``level`` interval of ``Beta(r, n + 1 - r)``, ``r = ceil((n+1)(1-alpha))``.
-
-    For continuous scores and a fixed calibration set of size ``n``, the coverage of all future
-    points follows this Beta law (Vovk 2012); its mean is ``r / (n + 1) >= 1 - alpha``.
-    """
-    from scipy import stats
-
-    rank = conformal_rank(n, alpha)
-    law = stats.beta(rank, n + 1 - rank)
-    return float(law.ppf((1 - level) / 2)), float(law.ppf((1 + level) / 2))
-
-
 def resplit_indices(n_total: int, n_cal: int, n_resplits: int, seed: int) -> np.ndarray:
     """``n_resplits`` random permutations of ``range(n_total)``, shape (R, n_total), int64.
 
@@ -364,3 +351,20 @@ def resplit_evaluate(
         "class_coverage_min": np.nanmin(class_coverage, axis=1),
         "auto_accuracy": auto_accuracy,
     }
+
+
+def alpha_key(name: str, alpha: float) -> str:
+    """A result key for a value measured at ``alpha``: ``alpha_key("coverage_lac", 0.05)`` is
+    ``"coverage_lac_a0.05"``; ``key_alpha`` reads the alpha back."""
+    return f"{name}_a{alpha:g}"
+
+
+def key_alpha(key: str) -> tuple[str, float] | None:
+    """``(name, alpha)`` of a key made by ``alpha_key``, or None for any other key.
+
+    ``key_alpha("coverage_lac_a0.05") == ("coverage_lac", 0.05)``.
+    """
+    name, marker, alpha = str(key).rpartition("_a")
+    if not marker or not name or not alpha.replace(".", "", 1).isdigit():
+        return None
+    return name, float(alpha)
