@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dlbook.book import bench
-from dlbook.facemask import runtime
+from dlbook.methods import costs
 
 
 def test_build_shares_come_from_run_json(tmp_path):
@@ -67,7 +67,7 @@ def test_page_summary_and_story_read_the_report():
     assert "not been run" in bench.story(None)
 
 
-def test_multiply_adds_counts_convolutions_and_dense_layers():
+def test_count_flops_at_an_image_shape_counts_convolutions_and_dense_layers():
     import keras
 
     inputs = keras.Input((None, None, 3))
@@ -78,8 +78,8 @@ def test_multiply_adds_counts_convolutions_and_dense_layers():
     outputs = keras.layers.Dense(5)(x)  # 6*5
     model = keras.Model(inputs, outputs)
     expected = 64 * 108 + 16 * 36 + 16 * 12 + 30
-    assert runtime.multiply_adds(model, (8, 8, 3)) == expected
-    assert runtime.multiply_adds(model, (16, 16, 3)) == 4 * (64 * 108 + 16 * 36 + 16 * 12) + 30
+    assert costs.count_flops(model, (8, 8, 3)) == 2 * expected
+    assert costs.count_flops(model, (16, 16, 3)) == 2 * (4 * (64 * 108 + 16 * 36 + 16 * 12) + 30)
 
 
 def test_story_states_how_far_the_reference_path_is_from_the_arithmetic_ceiling():

@@ -29,6 +29,7 @@ import numpy as np
 
 from dlbook.core import cache, logs, paths
 from dlbook.facemask import runtime
+from dlbook.methods import costs
 
 
 def timed(work) -> tuple[object, float, float]:
@@ -88,7 +89,7 @@ def feature_paths(backbone: str, images: np.ndarray) -> dict:
 
     model = backbones.load(backbone)
     key = f"{backbone}|{backbones.weights_sha256(backbone)}"
-    gflop = 2 * runtime.multiply_adds(model, images.shape[1:]) / 1e9
+    gflop = costs.count_flops(model, images.shape[1:]) / 1e9
     out, reference = {"features_gflop_per_image": gflop}, None
     for name in runtime.RUNTIMES:
         ok, why = runtime.available(name)

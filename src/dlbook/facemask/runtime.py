@@ -231,36 +231,6 @@ def _onnx(model, shape, threads: int):  # pragma: no cover - onnxruntime is not 
     return lambda batch: session.run(None, {name: batch})[0]
 
 
-def multiply_adds(model, image_shape: tuple[int, int, int]) -> int:
-    """Multiply-adds of one forward pass of a functional ``model`` on one (H, W, 3) image.
-
-    Counts the convolutions (grouped and depthwise included) and dense layers, which hold all
-    but a sliver of a CNN's arithmetic: each costs its kernel's size times its output's spatial
-    positions. Output sizes come from one forward pass at ``image_shape``. One multiply-add is
-    two floating-point operations.
-    """
-    import keras
-
-    counted = [
-        layer
-        for layer in model.layers
-        if isinstance(
-            layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-        )
-    ]
-    if not counted:
-        return 0
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    probe = keras.Model(inputs, [layer.output for layer in counted])
-    outputs = probe(np.zeros((1, *image_shape), np.float32), training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    total = 0
-    for layer, out in zip(counted, outputs, strict=True):
-        positions = int(np.prod(out.shape[1:-1])) if len(out.shape) > 2 else 1
-        total += int(np.prod(layer.kernel.shape)) * positions
-    return total
-
-
 def relative_difference(output: np.ndarray, reference: np.ndarray) -> float:
     """max |output - reference| / max |reference|: the error measure the fast paths are held to."""
     reference = np.asarray(reference, dtype=np.float64)

@@ -49,7 +49,7 @@ def _layer_macs(layer) -> int:
     return 0
 
 
-def count_flops(model: keras.Model) -> int:
+def count_flops(model: keras.Model, image_shape=None) -> int:
     """Floating-point operations of one forward pass on one image, at inference.
 
     Counts the multiply-accumulates of every convolution (standard, grouped, depthwise,
@@ -58,15 +58,24 @@ def count_flops(model: keras.Model) -> int:
     Augmentation layers are identities at inference and cost nothing. Nested models are counted
     through. Note that papers often quote multiply-accumulates as "FLOPs": divide by 2 to compare.
 
+    Parameters
+    ----------
+    model : a Keras model.
+    image_shape : (H, W, C) to count at; needed when the model's input size is not fixed (a
+        functional model is then rebuilt at that size from its configuration, without weights).
+
     Raises
     ------
     ValueError
-        If a weighted layer is shared (called more than once), or the input size is not fixed.
+        If a weighted layer is shared (called more than once), or the input size is not fixed
+        and no ``image_shape`` is given.
     """
+    if image_shape is not None:
+        model = _at_input_shape(model, tuple(int(d) for d in image_shape))
     if any(dim is None for dim in model.inputs[0].shape[1:]):
         raise ValueError(
             f"model {model.name!r} has input shape {model.inputs[0].shape}; "
-            "count_flops needs a fixed height, width and channels"
+            "count_flops needs a fixed height, width and channels (give image_shape)"
         )
     total = 0
     for layer in model.layers:
@@ -75,6 +84,19 @@ def count_flops(model: keras.Model) -> int:
         else:
             total += _layer_macs(layer)
     return 2 * int(total)
+
+
+def _at_input_shape(model: keras.Model, image_shape: tuple[int, int, int]) -> keras.Model:
+    """The functional ``model`` rebuilt from its configuration for (H, W, C) inputs."""
+    config = model.get_config()
+    first = config.get("layers", [{}])[0]
+    if first.get("class_name") != "InputLayer":
+        raise ValueError(
+            f"model {model.name!r} is not a functional model with one input; "
+            "image_shape needs one to rebuild it at another size"
+        )
+    first["config"]["batch_shape"] = (None, *image_shape)
+    return keras.Model.from_config(config)
 
 
 def measure_latency(
