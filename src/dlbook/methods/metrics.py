@@ -51,7 +51,18 @@ def bootstrap_ci(
 
     Returns
     -------
-    (low, high)
+    (low, high); NaN for both when no resample gave a finite value.
+    """
+    values = bootstrap_samples(statistic, *arrays, n_boot=n_boot, seed=seed)
+    return percentile_interval(np.array(values), level)
+
+
+def bootstrap_samples(statistic: Callable, *arrays, n_boot: int = 1000, seed: int = 0) -> list:
+    """``statistic(*resampled arrays)`` for each of ``n_boot`` bootstrap resamples.
+
+    Items are resampled jointly (the same indices in every array), ``n_boot`` draws of N
+    indices from one generator seeded with ``seed``. The statistic may return anything, a dict
+    of metrics for one.
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array")
@@ -60,20 +71,22 @@ def bootstrap_ci(
         raise ValueError(f"arrays must share their first dimension; got {[len(a) for a in arrays]}")
     if n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be a positive integer")
-    if not 0 < level < 1:
-        raise ValueError(f"level={level!r} must lie strictly between 0 and 1")
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(a) for a in arrays]
-    values = np.array(
-        [statistic(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))]
-    )
+    return [statistic(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))]
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of ``values``, NaNs left out (NaN, NaN when
+    none is finite)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} must lie strictly between 0 and 1")
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(low), float(high)
-
-
-# ---------------------------------------------------------------------------------------------
-# Binary classification: metrics with bootstrap intervals, calibration
 
 
 def _check_binary(labels, probs) -> tuple[np.ndarray, np.ndarray]:
@@ -157,17 +170,13 @@ def classification_report(
     """
     labels, probs = _check_binary(labels, probs)
     point = binary_metrics(labels, probs, threshold)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, labels.size, size=(n_boot, labels.size))
-    samples = [binary_metrics(labels[idx], probs[idx], threshold) for idx in draws]
-    tail = (1 - level) / 2 * 100
+    samples = bootstrap_samples(
+        lambda y, p: binary_metrics(y, p, threshold), labels, probs, n_boot=n_boot, seed=seed
+    )
     report = {}
     for name, value in point.items():
-        values = np.array([s[name] for s in samples], dtype=np.float64)
-        low, high = (np.nan, np.nan)
-        if np.isfinite(values).any():
-            low, high = np.nanpercentile(values, [tail, 100 - tail])
-        report[name] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+        low, high = percentile_interval([s[name] for s in samples], level)
+        report[name] = {"value": value, "ci_low": low, "ci_high": high}
     return report
 
 
