@@ -98,6 +98,14 @@ def test_equal_time_reads_each_run_at_the_same_training_seconds():
     assert table.loc["cnn", "epochs_equal_time"] == 1
 
 
+def test_accuracy_timelines_give_seconds_at_each_epoch_end_and_the_best_so_far():
+    curves = {("cnn", 0): ([0.9, 0.85, 0.95], [3.0, 3.0, 2.0])}
+    seconds, accuracy, best = training.accuracy_timelines(curves)[("cnn", 0)]
+    np.testing.assert_array_equal(seconds, [3.0, 6.0, 8.0])
+    np.testing.assert_array_equal(accuracy, [0.9, 0.85, 0.95])
+    np.testing.assert_array_equal(best, [0.9, 0.9, 0.95])
+
+
 def test_stories_word_the_results_without_placeholders():
     summary = training.summarize(_runs(), _costs())
     values = training.result_values(summary)

@@ -138,9 +138,7 @@ def test_count_flops_agrees_with_published_counts():
     assert costs.count_flops(mobilenet) / 2 == pytest.approx(300e6, rel=0.01)
     assert mobilenet.count_params() == 3_538_984
     # VGG16 at 224 px: 15.5G multiply-adds, the figure usually quoted.
-    assert costs.count_flops(models.build_reference("vgg16")) / 2 == pytest.approx(
-        15.5e9, rel=0.01
-    )
+    assert costs.count_flops(models.build_reference("vgg16")) / 2 == pytest.approx(15.5e9, rel=0.01)
 
 
 def test_count_flops_refuses_unknown_input_size():

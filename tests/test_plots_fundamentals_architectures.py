@@ -48,12 +48,12 @@ def test_cost_plot_labels_do_not_overlap_even_for_close_points():
 
 
 def test_accuracy_against_time_draws_one_line_per_run_and_the_equal_time_mark():
-    curves = {
-        ("ann", 0): ([0.7, 0.8], [1.0, 1.0]),
-        ("ann", 1): ([0.6, 0.9], [1.0, 1.0]),
-        ("cnn", 0): ([0.85, 0.9], [3.0, 3.0]),
+    timelines = {  # (seconds, accuracy, best so far) per epoch
+        ("ann", 0): ([1.0, 2.0], [0.7, 0.8], [0.7, 0.8]),
+        ("ann", 1): ([1.0, 2.0], [0.6, 0.9], [0.6, 0.9]),
+        ("cnn", 0): ([3.0, 6.0], [0.9, 0.85], [0.9, 0.9]),
     }
-    ax = ap.plot_accuracy_vs_time(curves, 3.0)
+    ax = ap.plot_accuracy_vs_time(timelines, 3.0)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["ann", "cnn", "equal time, 3 s"]
     assert np.isclose(ax.lines[-1].get_xdata()[0], 3.0)

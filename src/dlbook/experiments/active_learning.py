@@ -46,6 +46,16 @@ class Comparison:
     target: float
     keys: dict = field(default_factory=dict)
 
+    @property
+    def bands(self) -> dict:
+        """The learning curves' means and 95% bands (``active_learning_curves.curve_bands``)."""
+        return lc.curve_bands(self.curves)
+
+    @property
+    def class_balance(self) -> dict:
+        """The with-mask share of the labels bought (``active_learning_curves.class_balance``)."""
+        return lc.class_balance(self.curves)
+
 
 def setup(run: Run) -> Setup:
     """The pool of backbone features, the full-pool accuracy and the target accuracy.

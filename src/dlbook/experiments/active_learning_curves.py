@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from dlbook.experiments.active_learning_pools import SPLITS, Pool
@@ -379,3 +380,38 @@ def saving_by_target(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def curve_bands(curves: dict, level: float = 0.95) -> dict:
+    """What the learning-curve figure draws: each strategy's mean curve and its t-interval over
+    repeats, clipped to [0, 1], per split.
+
+    Returns
+    -------
+    dict with ``n_labels`` int (T,), ``repeats`` int and ``bands`` {split: {strategy:
+    (mean, low, high)}}, each float64 (T,); with one repeat the band is the mean.
+    """
+    bands = {}
+    for split, by_strategy in curves["accuracy"].items():
+        bands[split] = {}
+        for strategy, values in by_strategy.items():
+            mean = values.mean(0)
+            half = np.zeros_like(mean)
+            if len(values) >= 2:
+                half = stats.t.ppf((1 + level) / 2, len(values) - 1) * stats.sem(values, axis=0)
+            bands[split][strategy] = (mean, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1))
+    first = next(iter(curves["accuracy"].values()))
+    return {
+        "n_labels": curves["n_labels"],
+        "repeats": len(next(iter(first.values()))),
+        "bands": bands,
+    }
+
+
+def class_balance(curves: dict) -> dict:
+    """Share of ``with_mask`` (label 1) among the labels bought, per strategy: ``n_labels`` int
+    (T,) and ``share`` {strategy: float64 (T,), mean over repeats}."""
+    return {
+        "n_labels": curves["n_labels"],
+        "share": {s: np.nanmean(v, axis=0) for s, v in curves["positive_fraction"].items()},
+    }

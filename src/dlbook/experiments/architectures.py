@@ -23,8 +23,9 @@ def families(run: Run) -> dict:
     time, costed, and the best family chosen on validation; saves the ``arch_*`` keys.
 
     Training seeds are ``run.seed + s`` for ``s`` in ``settings["seeds"]``; ``run.seed`` also
-    fixes the split. Returns ``splits`` (sizes), ``runs``, ``equal_time`` (per run), ``curves``,
-    ``summary`` (per family), ``costs`` and ``values``.
+    fixes the split. Returns ``splits`` (sizes), ``runs`` (with accuracy at equal time),
+    ``curves``, ``timelines`` (what the accuracy-against-time figure draws), ``summary`` (per
+    family), ``costs`` and ``values``.
     """
     settings, seed = run.settings, run.seed
     splits = training.load_splits(settings, run.data_dir, seed)
@@ -65,6 +66,7 @@ def families(run: Run) -> dict:
         "splits": training.split_sizes(splits),
         "runs": runs,
         "curves": curves,
+        "timelines": training.accuracy_timelines(curves),
         "summary": summary,
         "costs": family_costs,
         "values": values,

@@ -126,6 +126,21 @@ def equal_time_seconds(curves: dict, requested: float) -> float:
     return float(max(requested, *first_epochs))
 
 
+def accuracy_timelines(curves: dict) -> dict:
+    """What the accuracy-against-time figure draws, per run.
+
+    Returns
+    -------
+    ``{(family, seed): (seconds, accuracy, best)}``: training seconds at the end of each epoch,
+    the validation accuracy then, and the best accuracy so far (what a run stopped then keeps);
+    each float64 (epochs,).
+    """
+    return {
+        run: (np.cumsum(epoch_s), np.asarray(accuracy), np.maximum.accumulate(accuracy))
+        for run, (accuracy, epoch_s) in curves.items()
+    }
+
+
 def accuracy_at_equal_time(curves: dict, seconds: float) -> pd.DataFrame:
     """Validation accuracy each run had reached after ``seconds`` of training (best epoch so far;
     ``convergence.accuracy_at_time``), with the epochs finished by then.
@@ -219,5 +234,3 @@ def result_values(summary: pd.DataFrame, references: pd.DataFrame | None = None)
     if references is not None:
         values.update(architectures_costs.reference_values(references))
     return values
-
-

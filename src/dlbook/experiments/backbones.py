@@ -167,7 +167,10 @@ def backbone_speeds(run: Run, checks: dict | None = None) -> dict:
     """
     settings = run.settings
     images = benchmark_images(
-        settings["backbone_image_size"], settings["backbone_benchmark_images"], run.data_dir, run.seed
+        settings["backbone_image_size"],
+        settings["backbone_benchmark_images"],
+        run.data_dir,
+        run.seed,
     )
     with logs.quiet_block():
         report = backbone_report(settings["backbones"], images, checks=checks)

@@ -78,6 +78,8 @@ class Coverage:
     holds: bool
     n_pool: int
     keys: dict = field(default_factory=dict)
+    laws: dict = field(default_factory=dict)
+    """The law of one re-split's coverage per alpha (``conformal_studies.coverage_laws``)."""
 
 
 def coverage(run: Run, models: dict) -> Coverage:
@@ -108,7 +110,8 @@ def coverage(run: Run, models: dict) -> Coverage:
         "weak_model": weak.name,
     }
     run.save(keys)
-    return Coverage(table, weak_table, draws, tolerance, holds, n_pool, keys)
+    laws = studies.coverage_laws(alphas, n_pool // 2, n_pool - n_pool // 2)
+    return Coverage(table, weak_table, draws, tolerance, holds, n_pool, keys, laws)
 
 
 def operating(run: Run, models: dict) -> dict:

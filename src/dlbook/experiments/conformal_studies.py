@@ -78,6 +78,27 @@ def coverage_study(model: ModelProbs, alphas, n_resplits: int, seed: int = 0, ra
     return pd.DataFrame(rows), draws
 
 
+def coverage_laws(alphas, n_cal: int, n_test: int) -> dict:
+    """What the coverage-distribution figure draws against the re-splits, per alpha: the
+    Beta-Binomial law of coverage (``conformal.coverage_law``) on its 0.05%-99.95% range.
+
+    Returns
+    -------
+    ``{alpha: {"coverage": (G,), "density": (G,), "band": (1% quantile, 99% quantile)}}``, as
+    fractions of the ``n_test`` test points.
+    """
+    laws = {}
+    for alpha in alphas:
+        law = conformal.coverage_law(n_cal, n_test, alpha)
+        grid = np.arange(law.ppf(0.0005), law.ppf(0.9995) + 1)
+        laws[alpha] = {
+            "coverage": grid / n_test,
+            "density": law.pmf(grid) * n_test,
+            "band": (law.ppf(0.01) / n_test, law.ppf(0.99) / n_test),
+        }
+    return laws
+
+
 def guarantee_check(table: pd.DataFrame, z: float = 3.0) -> tuple[float, bool]:
     """Monte-Carlo tolerance ``z * max standard error`` and whether every mean coverage clears
     ``1 - alpha - tolerance``.

@@ -252,6 +252,19 @@ def set_metrics(sets, labels) -> dict:
     }
 
 
+def coverage_law(n_cal: int, n_test: int, alpha: float):
+    """The law of one re-split's test coverage, as a count of covered test points.
+
+    With continuous scores the coverage given a calibration set of ``n_cal`` points is
+    ``Beta(r, n_cal + 1 - r)``, ``r = conformal_rank(n_cal, alpha)`` (Vovk 2012); ``n_test`` test
+    points then cover a Beta-Binomial count. Returns the frozen ``scipy.stats.betabinom``.
+    """
+    from scipy import stats
+
+    rank = conformal_rank(n_cal, alpha)
+    return stats.betabinom(n_test, rank, n_cal + 1 - rank)
+
+
 def resplit_indices(n_total: int, n_cal: int, n_resplits: int, seed: int) -> np.ndarray:
     """``n_resplits`` random permutations of ``range(n_total)``, shape (R, n_total), int64.
 

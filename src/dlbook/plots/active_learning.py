@@ -7,7 +7,6 @@ it stays readable at the page's width.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 FONT = 9  # points: the smallest text on a figure
 WIDTH = 7.5  # inches: the page's width
@@ -27,36 +26,27 @@ LABEL_COLOURS = ((214, 39, 40), (44, 160, 44))  # without_mask red, with_mask gr
 SPLIT_NAMES = {"val": "validation (chooses)", "test": "test (scores)"}
 
 
-def _band(values: np.ndarray, level: float = 0.95):
-    """Mean and t-interval half-width over the first axis (repeats)."""
-    mean = values.mean(0)
-    if len(values) < 2:
-        return mean, np.zeros_like(mean)
-    return mean, stats.t.ppf((1 + level) / 2, len(values) - 1) * stats.sem(values, axis=0)
-
-
-def plot_learning_curves(curves: dict, target: float | None = None, title: str = ""):
+def plot_learning_curves(bands: dict, target: float | None = None, title: str = ""):
     """Accuracy vs labels for each strategy, validation and test side by side: mean and 95% band
     over repeats.
 
     Parameters
     ----------
-    curves : the dict from ``experiments.active_learning.run_curves``.
+    bands : from ``experiments.active_learning_curves.curve_bands``: ``n_labels``, ``repeats``
+        and ``bands`` {split: {strategy: (mean, low, high)}}.
     target : accuracy drawn as a dotted line, if given.
     """
     import matplotlib.pyplot as plt
 
-    splits = list(curves["accuracy"])
+    splits = list(bands["bands"])
     fig, axes = plt.subplots(
         1, len(splits), figsize=(WIDTH, 3.6), sharey=True, squeeze=False, layout="constrained"
     )
-    n = curves["n_labels"]
+    n = bands["n_labels"]
     for ax, split in zip(axes[0], splits, strict=True):
-        for strategy, acc in curves["accuracy"][split].items():
-            mean, half = _band(acc)
+        for strategy, (mean, low, high) in bands["bands"][split].items():
             style = STYLES.get(strategy, {})
             ax.plot(n, mean, label=strategy, **style)
-            low, high = np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
             ax.fill_between(n, low, high, color=style.get("color"), alpha=0.12)
         if target is not None:
             ax.axhline(target, color="gray", ls=":", lw=1.2, label="target")
@@ -64,11 +54,11 @@ def plot_learning_curves(curves: dict, target: float | None = None, title: str =
         ax.set_xlabel("labelled images", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
     axes[0, 0].set_ylabel("accuracy", fontsize=FONT)
-    repeats = len(next(iter(curves["accuracy"][splits[0]].values())))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=FONT, frameon=False)
     fig.suptitle(
-        title or f"Learning curves: mean and 95% band over {repeats} repeats", fontsize=FONT + 1
+        title or f"Learning curves: mean and 95% band over {bands['repeats']} repeats",
+        fontsize=FONT + 1,
     )
     return fig
 
@@ -107,14 +97,16 @@ def plot_savings(summary, claimed: float = 0.30, chosen: str | None = None, titl
     return fig
 
 
-def plot_class_balance(curves: dict):
-    """Share of ``with_mask`` (label 1) among the labels bought, per strategy (mean over repeats)."""
+def plot_class_balance(balance: dict):
+    """Share of ``with_mask`` among the labels bought, per strategy (mean over repeats).
+
+    ``balance`` is from ``experiments.active_learning_curves.class_balance``.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
-    n = curves["n_labels"]
-    for strategy, share in curves["positive_fraction"].items():
-        ax.plot(n, np.nanmean(share, axis=0), label=strategy, **STYLES.get(strategy, {}))
+    for strategy, share in balance["share"].items():
+        ax.plot(balance["n_labels"], share, label=strategy, **STYLES.get(strategy, {}))
     ax.set_xlabel("labelled images", fontsize=FONT)
     ax.set_ylabel("share labelled with_mask", fontsize=FONT)
     ax.set_title("Class balance of the labelled set", fontsize=FONT + 1)

@@ -20,7 +20,7 @@ def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
 
     Parameters
     ----------
-    summary : from ``experiments.architectures.summarize``: indexed by family, with ``mflops``,
+    summary : from ``experiments.architectures_training.summarize``: indexed by family, with ``mflops``,
         ``test_acc``, ``test_acc_low``, ``test_acc_high``, ``params`` and ``seeds``.
 
     Returns
@@ -154,14 +154,14 @@ def place_labels(ax, labels, fontsize: int = 9):
         placed.append(box)
 
 
-def plot_accuracy_vs_time(curves: dict, seconds: float, ax=None):
+def plot_accuracy_vs_time(timelines: dict, seconds: float, ax=None):
     """Validation accuracy against training seconds for every run (one colour per family, the
     best-so-far accuracy a run stopped then would keep), with the equal-time mark.
 
     Parameters
     ----------
-    curves : ``{(family, seed): (val_accuracy per epoch, training seconds per epoch)}`` from
-        ``experiments.architectures.train_families``.
+    timelines : ``{(family, seed): (seconds, accuracy, best so far)}`` per epoch, from
+        ``experiments.architectures_training.accuracy_timelines``.
     seconds : the equal training time every family is scored at.
     """
     import matplotlib.pyplot as plt
@@ -169,13 +169,11 @@ def plot_accuracy_vs_time(curves: dict, seconds: float, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2))
-    families = list(dict.fromkeys(family for family, _ in curves))
+    families = list(dict.fromkeys(family for family, _ in timelines))
     colours = dict(zip(families, plt.get_cmap("tab10").colors))
-    for (family, seed), (accuracy, epoch_s) in curves.items():
-        times = np.cumsum(epoch_s)
-        best = np.maximum.accumulate(accuracy)
+    for (family, seed), (times, accuracy, best) in timelines.items():
         ax.step(times, best, where="post", color=colours[family], alpha=0.8,
-                label=family if seed == min(s for f, s in curves if f == family) else None)  # fmt: skip
+                label=family if seed == min(s for f, s in timelines if f == family) else None)  # fmt: skip
         ax.plot(times, accuracy, "o", color=colours[family], markersize=3, alpha=0.5)
     ax.axvline(seconds, color="black", linestyle="--", label=f"equal time, {seconds:.0f} s")
     ax.set_xscale("log")

@@ -10,9 +10,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
-
-from dlbook.methods import conformal
 
 FONT = 9  # points: the smallest text on a figure
 WIDTH = 7.5  # inches: the page's width
@@ -37,10 +34,16 @@ def _axes_text(ax) -> None:
     ax.title.set_size(FONT + 1)
 
 
-def coverage_distributions(draws: dict, n_cal: int, n_test: int, method: str = "lac", alphas=None):
+def coverage_distributions(draws: dict, laws: dict, method: str = "lac", alphas=None):
     """Histogram of per-re-split coverage for one method, one panel per alpha (3 a row), against
-    the Beta-Binomial law of coverage (Beta(r, n + 1 - r) for the calibration draw, binomial for
-    the finite test set) and its 1%-99% band."""
+    the Beta-Binomial law of coverage and its 1%-99% band.
+
+    Parameters
+    ----------
+    draws : ``{(method, alpha): coverage per re-split (R,)}``.
+    laws : ``{alpha: {"coverage", "density", "band"}}`` from
+        ``experiments.conformal_studies.coverage_laws``.
+    """
     alphas = alphas or sorted({a for (m, a) in draws if m == method})
     columns = min(3, len(alphas))
     rows = -(-len(alphas) // columns)
@@ -50,14 +53,11 @@ def coverage_distributions(draws: dict, n_cal: int, n_test: int, method: str = "
     for ax in axes.flat[len(alphas) :]:
         ax.axis("off")
     for ax, alpha in zip(axes.flat, alphas):
-        values = draws[(method, alpha)]
-        rank = conformal.conformal_rank(n_cal, alpha)
-        law = stats.betabinom(n_test, rank, n_cal + 1 - rank)
-        grid = np.arange(law.ppf(0.0005), law.ppf(0.9995) + 1)
-        ax.hist(values, bins=20, density=True, alpha=0.6, label="re-splits")
-        ax.plot(grid / n_test, law.pmf(grid) * n_test, color="black", lw=1.2, label="Beta-Binomial")
-        for q in (0.01, 0.99):
-            ax.axvline(law.ppf(q) / n_test, color="grey", ls=":", lw=1)
+        law = laws[alpha]
+        ax.hist(draws[(method, alpha)], bins=20, density=True, alpha=0.6, label="re-splits")
+        ax.plot(law["coverage"], law["density"], color="black", lw=1.2, label="Beta-Binomial")
+        for edge in law["band"]:
+            ax.axvline(edge, color="grey", ls=":", lw=1)
         ax.axvline(1 - alpha, color="red", lw=1.2, label="1 - alpha")
         ax.set_title(f"alpha = {alpha:g}")
         ax.set_xlabel("test coverage")
