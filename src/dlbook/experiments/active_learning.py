@@ -1,4 +1,5 @@
-"""Chapter 5: every active-learning strategy over many repeats, chosen on validation, scored on test.
+"""Chapter 5: every active-learning strategy over many repeats, chosen on validation, scored
+on test.
 
 Each section of the chapter is one call that computes, saves (through ``run.save``) and returns:
 ``setup``, ``compare_strategies``, ``savings_by_target``, ``crosscheck``, ``sensitivity_study``,

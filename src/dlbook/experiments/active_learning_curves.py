@@ -236,6 +236,19 @@ def result_keys(
     return keys
 
 
+SAVING_COLUMNS = (
+    "labels_to_target",
+    "label_saving_vs_random",
+    "label_saving_ci_low",
+    "label_saving_ci_high",
+)
+"""A strategy's labels to the target and its saving against random sampling, with interval."""
+
+
+def _saving(row: pd.Series) -> dict:
+    return {column: row[column] for column in SAVING_COLUMNS}
+
+
 def sensitivity(
     pool: Pool,
     target: float,
@@ -260,18 +273,8 @@ def sensitivity(
         curves = run_curves(pool, strategies, repeats, initial_size, batch_size, budget, seed)
         summary = summarise(curves, target, "val", n_boot=n_boot, seed=seed)
         for strategy, row in summary.iterrows():
-            rows.append(
-                {
-                    "initial_size": initial_size,
-                    "batch_size": batch_size,
-                    "strategy": strategy,
-                    "aulc": row["aulc"],
-                    "labels_to_target": row["labels_to_target"],
-                    "label_saving_vs_random": row["label_saving_vs_random"],
-                    "label_saving_ci_low": row["label_saving_ci_low"],
-                    "label_saving_ci_high": row["label_saving_ci_high"],
-                }
-            )
+            setting = {"initial_size": initial_size, "batch_size": batch_size}
+            rows.append({**setting, "strategy": strategy, "aulc": row["aulc"], **_saving(row)})
     return pd.DataFrame(rows)
 
 
@@ -372,11 +375,8 @@ def saving_by_target(
                     "target_fraction": fraction,
                     "target_accuracy": fraction * ceiling,
                     "strategy": strategy,
-                    "labels_to_target": row["labels_to_target"],
                     "random_labels_to_target": summary.loc["random", "labels_to_target"],
-                    "label_saving_vs_random": row["label_saving_vs_random"],
-                    "label_saving_ci_low": row["label_saving_ci_low"],
-                    "label_saving_ci_high": row["label_saving_ci_high"],
+                    **_saving(row),
                 }
             )
     return pd.DataFrame(rows)

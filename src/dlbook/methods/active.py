@@ -42,7 +42,19 @@ __all__ = [
 # Learners
 
 
-class LogisticModel:
+class _Classifier:
+    """``predict`` and ``score`` from a subclass's ``predict_proba``."""
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row, int (N,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score(self, X, y) -> float:
+        """Accuracy on (X, y)."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+class LogisticModel(_Classifier):
     """L2-regularised logistic regression that copes with the first rounds of active learning.
 
     With no labels it predicts the uniform distribution; with labels of a single class it predicts
@@ -104,15 +116,8 @@ class LogisticModel:
         proba[:, self._fitted_classes] = self._lr.predict_proba(X)
         return proba
 
-    def predict(self, X) -> np.ndarray:
-        return self.predict_proba(X).argmax(axis=1)
 
-    def score(self, X, y) -> float:
-        """Accuracy on (X, y)."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
-
-
-class BootstrapEnsemble:
+class BootstrapEnsemble(_Classifier):
     """A bootstrap ensemble of ``LogisticModel``s: an approximate posterior for BALD.
 
     Each member is fitted on a resample (with replacement) of the labelled set; the resamples are
@@ -142,12 +147,6 @@ class BootstrapEnsemble:
 
     def predict_proba(self, X) -> np.ndarray:
         return self.predict_proba_samples(X).mean(axis=0)
-
-    def predict(self, X) -> np.ndarray:
-        return self.predict_proba(X).argmax(axis=1)
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +389,7 @@ def initial_indices(y_pool: np.ndarray, initial_size: int, seed: int) -> np.ndar
     return rng.choice(len(y_pool), size=int(initial_size), replace=False).astype(np.int64)
 
 
-class ActiveLearner:
+class ActiveLearner(_Classifier):
     """Pool-based active learning with a scikit-learn-style interface.
 
     Parameters
@@ -505,9 +504,3 @@ class ActiveLearner:
 
     def predict_proba(self, X) -> np.ndarray:
         return self.model_.predict_proba(X)
-
-    def predict(self, X) -> np.ndarray:
-        return self.model_.predict(X)
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))

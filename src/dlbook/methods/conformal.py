@@ -237,21 +237,6 @@ def _sets(scores, probs, thresholds, include_last: bool) -> np.ndarray:
     return sets
 
 
-def set_metrics(sets, labels) -> dict:
-    """Coverage, mean set size, singleton and empty rates, per-class coverage of sets (N, K)."""
-    sets = np.asarray(sets, dtype=bool)
-    labels = np.asarray(labels)
-    covered = sets[np.arange(len(labels)), labels]
-    sizes = sets.sum(axis=1)
-    return {
-        "coverage": float(covered.mean()),
-        "set_size": float(sizes.mean()),
-        "singleton_rate": float((sizes == 1).mean()),
-        "empty_rate": float((sizes == 0).mean()),
-        "class_coverage": [float(covered[labels == k].mean()) for k in range(sets.shape[1])],
-    }
-
-
 def coverage_law(n_cal: int, n_test: int, alpha: float):
     """The law of one re-split's test coverage, as a count of covered test points.
 

@@ -20,8 +20,8 @@ def plot_accuracy_vs_mflops(summary: pd.DataFrame, ax=None):
 
     Parameters
     ----------
-    summary : from ``experiments.architectures_training.summarize``: indexed by family, with ``mflops``,
-        ``test_acc``, ``test_acc_low``, ``test_acc_high``, ``params`` and ``seeds``.
+    summary : from ``experiments.architectures_training.summarize``: indexed by family, with
+        ``mflops``, ``test_acc``, ``test_acc_low``, ``test_acc_high``, ``params`` and ``seeds``.
 
     Returns
     -------
