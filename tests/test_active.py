@@ -366,3 +366,21 @@ def test_learner_scores_every_eval_set_after_every_round(pool):
     learner.fit(x, y, eval_sets={"held_out": (x[:50], y[:50])})
     assert learner.scores_["held_out"].shape == (3,)
     assert learner.scores_["held_out"][-1] == learner.score(x[:50], y[:50])
+
+
+def test_curve_bands_are_the_mean_with_a_t_interval_and_collapse_for_one_repeat():
+    curves = {
+        "n_labels": np.array([10, 20]),
+        "accuracy": {"val": {"random": np.array([[0.5, 0.7], [0.7, 0.9]])}},
+        "positive_fraction": {"random": np.array([[0.5, np.nan], [0.3, 0.4]])},
+    }
+    bands = lc.curve_bands(curves)
+    mean, low, high = bands["bands"]["val"]["random"]
+    np.testing.assert_allclose(mean, [0.6, 0.8])
+    # two repeats: t(0.975, 1) = 12.706, sem = 0.1, clipped to [0, 1]
+    np.testing.assert_allclose(low, [0.0, 0.0])
+    np.testing.assert_allclose(high, [1.0, 1.0])
+    assert bands["repeats"] == 2
+    one = lc.curve_bands({**curves, "accuracy": {"val": {"random": np.array([[0.5, 0.7]])}}})
+    assert all(np.array_equal(x, [0.5, 0.7]) for x in one["bands"]["val"]["random"])
+    np.testing.assert_allclose(lc.class_balance(curves)["share"]["random"], [0.4, 0.4])

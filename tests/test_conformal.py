@@ -366,3 +366,27 @@ def test_coverage_table_has_one_column_per_target_and_shows_hundredths_of_a_poin
     html = coverage_table(table).to_html()
     assert "target 95%" in html and "target 90%" in html and "94.88%" in html
     assert "nan" not in html.lower()
+
+
+def test_alpha_key_round_trips_and_other_keys_have_no_alpha():
+    key = conformal.alpha_key("shift_coverage_blur3_clean", 0.05)
+    assert key == "shift_coverage_blur3_clean_a0.05"
+    assert conformal.key_alpha(key) == ("shift_coverage_blur3_clean", 0.05)
+    assert conformal.key_alpha("weak_set_size_mondrian_lac_a0.1") == (
+        "weak_set_size_mondrian_lac",
+        0.1,
+    )
+    for other in ("coverage_guarantee_holds", "review_rate", "coverage_lac_a", "aps_rand"):
+        assert conformal.key_alpha(other) is None
+
+
+def test_coverage_laws_are_the_beta_binomial_of_the_calibration_rank():
+    from dlbook.experiments.conformal_studies import coverage_laws
+
+    law = coverage_laws([0.1], n_cal=99, n_test=50)[0.1]
+    # rank 90 of 99: mean coverage 90 / 100, the density integrates to one over the grid
+    step = law["coverage"][1] - law["coverage"][0]
+    assert np.sum(law["density"]) * step == pytest.approx(1.0, abs=1e-3)
+    assert np.sum(law["coverage"] * law["density"]) * step == pytest.approx(0.9, abs=1e-3)
+    low, high = law["band"]
+    assert low < 0.9 < high and 0 <= low and high <= 1

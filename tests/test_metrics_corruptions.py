@@ -26,6 +26,23 @@ def test_bootstrap_ci_rejects_misaligned_arrays():
         metrics.bootstrap_ci(lambda a, b: 0.0, np.zeros(3), np.zeros(4))
 
 
+def test_classification_report_intervals_are_bootstrap_ci_of_each_metric():
+    rng = np.random.default_rng(2)
+    labels, probs = rng.integers(0, 2, 60), rng.random(60)
+    report = metrics.classification_report(labels, probs, n_boot=200, seed=3)
+    for name in ("accuracy", "recall"):
+        interval = metrics.bootstrap_ci(
+            lambda y, p, name=name: metrics.binary_metrics(y, p)[name],
+            labels, probs, n_boot=200, seed=3,
+        )  # fmt: skip
+        assert (report[name]["ci_low"], report[name]["ci_high"]) == interval
+
+
+def test_percentile_interval_skips_nan_and_is_nan_without_a_finite_value():
+    assert metrics.percentile_interval([np.nan, *range(101)], 0.9) == pytest.approx((5.0, 95.0))
+    assert np.isnan(metrics.percentile_interval([np.nan, np.nan])).all()
+
+
 @pytest.mark.parametrize("kind", sorted(corruptions.CORRUPTIONS))
 def test_corruptions_grow_with_severity(kind):
     rng = np.random.default_rng(0)

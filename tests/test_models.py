@@ -153,6 +153,19 @@ def test_count_flops_ignores_augmentation():
     assert costs.count_flops(models.build_cnn(SHAPE, 2, augmentation=True)) == plain
 
 
+def test_count_flops_at_an_image_shape_equals_the_fixed_size_build():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(ValueError, match="image_shape"):
+        costs.count_flops(model)
+    # 8*8 * 3*3*3*4 + 4*4 * 3*3*4 + 4*2 multiply-accumulates, 2 FLOPs each
+    assert costs.count_flops(model, (8, 8, 3)) == 2 * (64 * 108 + 16 * 36 + 8)
+    assert costs.count_flops(model, (16, 16, 3)) == 2 * (4 * (64 * 108 + 16 * 36) + 8)
+
+
 def test_measure_latency_and_model_cost():
     model = models.build("ann", (16, 16, 3), 2, hidden_units=(8,))
     timing = costs.measure_latency(model, batch_size=4, min_repeats=3, max_repeats=3)

@@ -114,6 +114,8 @@ def test_a_sigmoid_model_trains_with_binary_loss():
     assert probs.shape == (64, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     assert training.accuracy(result.model, x, y) >= 0.9
+    # a one-unit sigmoid scores its two classes, as predict_proba does
+    assert training.accuracy(result.model, x, y) == np.mean(probs.argmax(axis=1) == y)
 
 
 def test_fit_validates_its_arguments():
