@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlbook.experiments import active_learning as ex
-from dlbook.experiments import active_learning_curves as lc
+from dlbook.experiments import active_learning_curves as learning_curves
 from dlbook.experiments import active_learning_pools as pools
 from dlbook.methods import active
 
@@ -167,7 +167,7 @@ def test_learner_rejects_bad_arguments(pool):
 def test_labels_to_target_interpolates_and_reports_never_as_nan():
     n = np.array([10, 20, 30])
     curves = np.array([[0.5, 0.7, 0.9], [0.95, 0.96, 0.97], [0.5, 0.6, 0.7]])
-    got = lc.labels_to_target(n, curves, 0.8)
+    got = learning_curves.labels_to_target(n, curves, 0.8)
     assert got[0] == pytest.approx(25.0)
     assert got[1] == pytest.approx(10.0)
     assert np.isnan(got[2])
@@ -190,7 +190,7 @@ def test_summary_gives_zero_saving_for_random_and_a_positive_one_for_a_faster_cu
     slow = np.array([0.6, 0.7, 0.8, 0.9]) + rng.normal(0, 0.005, (8, 4))
     fast = np.array([0.8, 0.9, 0.9, 0.9]) + rng.normal(0, 0.005, (8, 4))
     curves = _curves(n, {"random": slow, "margin": fast}, split="both")
-    summary = lc.summarise(curves, target=0.85, split="test", n_boot=200)
+    summary = learning_curves.summarise(curves, target=0.85, split="test", n_boot=200)
     assert summary.loc["random", "label_saving_vs_random"] == 0
     saving = summary.loc["margin", "label_saving_vs_random"]
     assert saving == pytest.approx(1 - 15 / 35, abs=0.05)
@@ -199,9 +199,9 @@ def test_summary_gives_zero_saving_for_random_and_a_positive_one_for_a_faster_cu
         <= saving
         <= summary.loc["margin", "label_saving_ci_high"]
     )
-    val_summary = lc.summarise(curves, target=0.85, split="val", n_boot=200)
-    assert lc.best_strategy(val_summary) == "margin"
-    keys = lc.result_keys(val_summary, summary, 0.85, 8)
+    val_summary = learning_curves.summarise(curves, target=0.85, split="val", n_boot=200)
+    assert learning_curves.best_strategy(val_summary) == "margin"
+    keys = learning_curves.result_keys(val_summary, summary, 0.85, 8)
     assert keys["best_strategy"] == "margin"
     assert "label_saving_vs_random_ci_low_margin" in keys
     assert keys["val_label_saving_vs_random_margin"] == pytest.approx(saving)
@@ -211,7 +211,9 @@ def test_best_strategy_refuses_a_summary_of_test_curves():
     n = np.array([10, 20])
     curves = _curves(n, {"random": np.full((3, 2), 0.9), "margin": np.full((3, 2), 0.95)})
     with pytest.raises(ValueError, match="validation"):
-        lc.best_strategy(lc.summarise(curves, target=0.9, split="test", n_boot=10))
+        learning_curves.best_strategy(
+            learning_curves.summarise(curves, target=0.9, split="test", n_boot=10)
+        )
 
 
 def test_the_strategy_is_chosen_on_validation_even_when_test_disagrees():
@@ -225,39 +227,43 @@ def test_the_strategy_is_chosen_on_validation_even_when_test_disagrees():
         },
         "seconds": {"random": 0.0, "margin": 0.0, "badge": 0.0},
     }
-    val = lc.summarise(curves, 0.9, "val", n_boot=20)
-    test = lc.summarise(curves, 0.9, "test", n_boot=20)
-    keys = lc.result_keys(val, test, 0.9, 4)
+    val = learning_curves.summarise(curves, 0.9, "val", n_boot=20)
+    test = learning_curves.summarise(curves, 0.9, "test", n_boot=20)
+    keys = learning_curves.result_keys(val, test, 0.9, 4)
     assert keys["best_strategy"] == "margin"
     assert keys["label_saving_vs_random_margin"] == 0  # the test set scores it as it is
 
 
 def test_active_learning_beats_random_on_a_synthetic_pool():
     pool = pools.synthetic_pool(n=900, seed=1)
-    curves = lc.run_curves(pool, ("random", "margin"), repeats=4, batch_size=10, budget=80)
+    curves = learning_curves.run_curves(
+        pool, ("random", "margin"), repeats=4, batch_size=10, budget=80
+    )
     for split in ("val", "test"):
         acc = curves["accuracy"][split]
-        aulc = {s: lc.aulc(curves["n_labels"], a).mean() for s, a in acc.items()}
+        aulc = {s: learning_curves.aulc(curves["n_labels"], a).mean() for s, a in acc.items()}
         assert acc["random"].shape == (4, 8)
         assert aulc["margin"] > aulc["random"]
 
 
 def test_repeats_vary_the_seed_set_and_the_pool_order_and_strategies_share_them():
     pool = pools.synthetic_pool(n=400, seed=2)
-    curves = lc.run_curves(pool, ("random", "margin"), repeats=3, initial_size=10, budget=20)
+    curves = learning_curves.run_curves(
+        pool, ("random", "margin"), repeats=3, initial_size=10, budget=20
+    )
     seeds = {
         s: [set(order[:10]) for order in curves["query_order"][s]] for s in ("random", "margin")
     }
     assert seeds["random"] == seeds["margin"]  # paired: the same initial labels per repeat
     assert seeds["random"][0] != seeds["random"][1]
-    orders = [lc.pool_order(len(pool.y_pool), 0, r) for r in range(2)]
+    orders = [learning_curves.pool_order(len(pool.y_pool), 0, r) for r in range(2)]
     assert sorted(orders[0]) == list(range(len(pool.y_pool)))
     assert not np.array_equal(orders[0], orders[1])
 
 
 def test_strategies_match_scikit_activeml():
     pytest.importorskip("skactiveml")
-    table = lc.crosscheck_skactiveml(n_trials=2)
+    table = learning_curves.crosscheck_skactiveml(n_trials=2)
     assert (table["mean overlap"] == 1.0).all()
 
 
@@ -266,7 +272,7 @@ def test_saving_by_target_grows_where_random_flattens_near_the_target():
     random_curve = np.tile([0.80, 0.90, 0.94, 0.96, 0.97], (6, 1))
     fast_curve = np.tile([0.80, 0.97, 0.98, 0.98, 0.98], (6, 1))
     curves = _curves(n, {"random": random_curve, "badge": fast_curve})
-    table = lc.saving_by_target(curves, ceiling=1.0, fractions=(0.9, 0.97), n_boot=50)
+    table = learning_curves.saving_by_target(curves, ceiling=1.0, fractions=(0.9, 0.97), n_boot=50)
     saving = table.set_index("target_fraction")["label_saving_vs_random"]
     assert saving[0.9] == pytest.approx(1 - (10 + 10 * 0.1 / 0.17) / 20)
     assert saving[0.97] == pytest.approx(1 - 20 / 50)
@@ -374,13 +380,15 @@ def test_curve_bands_are_the_mean_with_a_t_interval_and_collapse_for_one_repeat(
         "accuracy": {"val": {"random": np.array([[0.5, 0.7], [0.7, 0.9]])}},
         "positive_fraction": {"random": np.array([[0.5, np.nan], [0.3, 0.4]])},
     }
-    bands = lc.curve_bands(curves)
+    bands = learning_curves.curve_bands(curves)
     mean, low, high = bands["bands"]["val"]["random"]
     np.testing.assert_allclose(mean, [0.6, 0.8])
     # two repeats: t(0.975, 1) = 12.706, sem = 0.1, clipped to [0, 1]
     np.testing.assert_allclose(low, [0.0, 0.0])
     np.testing.assert_allclose(high, [1.0, 1.0])
     assert bands["repeats"] == 2
-    one = lc.curve_bands({**curves, "accuracy": {"val": {"random": np.array([[0.5, 0.7]])}}})
+    one = learning_curves.curve_bands(
+        {**curves, "accuracy": {"val": {"random": np.array([[0.5, 0.7]])}}}
+    )
     assert all(np.array_equal(x, [0.5, 0.7]) for x in one["bands"]["val"]["random"])
-    np.testing.assert_allclose(lc.class_balance(curves)["share"]["random"], [0.4, 0.4])
+    np.testing.assert_allclose(learning_curves.class_balance(curves)["share"]["random"], [0.4, 0.4])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dlbook.book import claims, present
 from dlbook.book.context import Run
-from dlbook.experiments import active_learning_curves as lc
+from dlbook.experiments import active_learning_curves as learning_curves
 from dlbook.experiments import active_learning_pools as pools
 
 CHAPTER = "active_learning"
@@ -50,12 +50,12 @@ class Comparison:
     @property
     def bands(self) -> dict:
         """The learning curves' means and 95% bands (``active_learning_curves.curve_bands``)."""
-        return lc.curve_bands(self.curves)
+        return learning_curves.curve_bands(self.curves)
 
     @property
     def class_balance(self) -> dict:
         """The with-mask share of the labels bought (``active_learning_curves.class_balance``)."""
-        return lc.class_balance(self.curves)
+        return learning_curves.class_balance(self.curves)
 
 
 def setup(run: Run) -> Setup:
@@ -99,10 +99,12 @@ def compare(
     prefix: str = "",
 ) -> Comparison:
     """Run every strategy on ``pool``, choose the best on validation, score all on test."""
-    curves = lc.run_curves(pool, strategies, repeats, initial_size, batch_size, budget, seed)
-    val_summary = lc.summarise(curves, target, "val", n_boot=n_boot, seed=seed)
-    test_summary = lc.summarise(curves, target, "test", n_boot=n_boot, seed=seed)
-    keys = lc.result_keys(val_summary, test_summary, target, repeats, prefix)
+    curves = learning_curves.run_curves(
+        pool, strategies, repeats, initial_size, batch_size, budget, seed
+    )
+    val_summary = learning_curves.summarise(curves, target, "val", n_boot=n_boot, seed=seed)
+    test_summary = learning_curves.summarise(curves, target, "test", n_boot=n_boot, seed=seed)
+    keys = learning_curves.result_keys(val_summary, test_summary, target, repeats, prefix)
     for strategy, share in curves["positive_fraction"].items():
         keys[f"{prefix}with_mask_share_at_budget_{strategy}"] = float(np.nanmean(share[:, -1]))
     return Comparison(
@@ -117,7 +119,7 @@ def compare_strategies(run: Run, setup: Setup) -> Comparison:
     comparison = compare(
         setup.pool,
         setup.target,
-        lc.MAIN_STRATEGIES + (lc.BATCH_AWARE_VARIANT,),
+        learning_curves.MAIN_STRATEGIES + (learning_curves.BATCH_AWARE_VARIANT,),
         settings["repeats"],
         settings["initial_size"],
         settings["batch_size"],
@@ -132,7 +134,7 @@ def compare_strategies(run: Run, setup: Setup) -> Comparison:
         al_budget_labels=settings["budget"],
         al_initial_labels=settings["initial_size"],
         al_batch_size=settings["batch_size"],
-        binary_uncertainty_agreement=lc.binary_uncertainty_agreement(setup.pool, seed),
+        binary_uncertainty_agreement=learning_curves.binary_uncertainty_agreement(setup.pool, seed),
     )
     run.save(comparison.keys)
     return comparison
@@ -141,7 +143,7 @@ def compare_strategies(run: Run, setup: Setup) -> Comparison:
 def savings_by_target(run: Run, setup: Setup, comparison: Comparison) -> pd.DataFrame:
     """The test-set saving of every strategy at several fractions of the validation ceiling;
     saves the chosen strategy's as ``label_saving_vs_random_<best>_at_<fraction>``."""
-    table = lc.saving_by_target(
+    table = learning_curves.saving_by_target(
         comparison.curves,
         setup.ceiling["val"],
         run.settings["target_fractions"],
@@ -162,7 +164,7 @@ def savings_by_target(run: Run, setup: Setup, comparison: Comparison) -> pd.Data
 def crosscheck(run: Run) -> pd.DataFrame:
     """Our strategies' batches against scikit-activeml's (``crosscheck_skactiveml``)."""
     trials = run.settings["crosscheck_trials"]
-    table = lc.crosscheck_skactiveml(n_trials=trials, seed=run.seed)
+    table = learning_curves.crosscheck_skactiveml(n_trials=trials, seed=run.seed)
     run.save(
         {
             "crosscheck_min_overlap": float(table["mean overlap"].min()),
@@ -175,7 +177,7 @@ def crosscheck(run: Run) -> pd.DataFrame:
 def sensitivity_study(run: Run, setup: Setup) -> pd.DataFrame:
     """Validation AULC and saving as the seed-set and batch sizes change (``sensitivity``)."""
     settings, seed = run.settings, run.seed
-    table = lc.sensitivity(
+    table = learning_curves.sensitivity(
         setup.pool,
         setup.target,
         initial_sizes=settings["sensitivity_initial_sizes"],

@@ -14,8 +14,7 @@ import pandas as pd
 from dlbook.book import present
 from dlbook.book.context import Run
 from dlbook.core import logs
-from dlbook.experiments import architectures_costs as costs
-from dlbook.experiments import architectures_training as training
+from dlbook.experiments import architectures_costs, architectures_training
 
 
 def families(run: Run) -> dict:
@@ -28,8 +27,8 @@ def families(run: Run) -> dict:
     family), ``costs`` and ``values``.
     """
     settings, seed = run.settings, run.seed
-    splits = training.load_splits(settings, run.data_dir, seed)
-    runs, curves = training.train_families(
+    splits = architectures_training.load_splits(settings, run.data_dir, seed)
+    runs, curves = architectures_training.train_families(
         splits,
         settings["families"],
         [seed + s for s in settings["seeds"]],
@@ -38,18 +37,18 @@ def families(run: Run) -> dict:
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],
     )
-    seconds = training.equal_time_seconds(curves, settings["equal_time_seconds"])
-    equal_time = training.accuracy_at_equal_time(curves, seconds)
+    seconds = architectures_training.equal_time_seconds(curves, settings["equal_time_seconds"])
+    equal_time = architectures_training.accuracy_at_equal_time(curves, seconds)
     runs = runs.merge(equal_time, on=["family", "seed"])
     with logs.quiet_block():
-        family_costs = costs.family_costs(
+        family_costs = architectures_costs.family_costs(
             settings["families"],
             splits["train"].images.shape[1:],
             settings["latency_batch_sizes"],
             settings["latency_max_seconds"],
         )
-    summary = training.summarize(runs, family_costs)
-    values = training.result_values(summary)
+    summary = architectures_training.summarize(runs, family_costs)
+    values = architectures_training.result_values(summary)
     values.update(
         {
             "arch_epoch_cap": int(settings["epoch_cap"]),
@@ -63,10 +62,10 @@ def families(run: Run) -> dict:
     )
     run.save(values)
     return {
-        "splits": training.split_sizes(splits),
+        "splits": architectures_training.split_sizes(splits),
         "runs": runs,
         "curves": curves,
-        "timelines": training.accuracy_timelines(curves),
+        "timelines": architectures_training.accuracy_timelines(curves),
         "summary": summary,
         "costs": family_costs,
         "values": values,
@@ -77,12 +76,12 @@ def references(run: Run) -> dict:
     """The full-size ImageNet models' costs, without weights; saves ``ref_<model>_*``."""
     settings = run.settings
     with logs.quiet_block():
-        table = costs.reference_costs(
+        table = architectures_costs.reference_costs(
             settings["reference_models"],
             settings["reference_batch_sizes"],
             settings["latency_max_seconds"],
         )
-    values = costs.reference_values(table)
+    values = architectures_costs.reference_values(table)
     run.save(values)
     return {"table": table, "values": values}
 
