@@ -45,7 +45,9 @@ def test_the_command_exits_nonzero_on_a_difference(tmp_path, capsys):
     assert cli.main(["compare-results", str(before), str(after)]) == 0
 
 
-@pytest.mark.parametrize("key", ["fit_seconds", "keras_cnn_images_per_s", "pipeline_fps"])
+@pytest.mark.parametrize(
+    "key", ["fit_seconds", "keras_cnn_images_per_s", "pipeline_fps", "fastest_convnet_b1"]
+)
 def test_timing_keys(key):
     assert compare.is_timing(key)
 

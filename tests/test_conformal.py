@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlbook.core import results
 from dlbook.methods import conformal
 
 
@@ -369,15 +370,15 @@ def test_coverage_table_has_one_column_per_target_and_shows_hundredths_of_a_poin
 
 
 def test_alpha_key_round_trips_and_other_keys_have_no_alpha():
-    key = conformal.alpha_key("shift_coverage_blur3_clean", 0.05)
+    key = results.alpha_key("shift_coverage_blur3_clean", 0.05)
     assert key == "shift_coverage_blur3_clean_a0.05"
-    assert conformal.key_alpha(key) == ("shift_coverage_blur3_clean", 0.05)
-    assert conformal.key_alpha("weak_set_size_mondrian_lac_a0.1") == (
+    assert results.key_alpha(key) == ("shift_coverage_blur3_clean", 0.05)
+    assert results.key_alpha("weak_set_size_mondrian_lac_a0.1") == (
         "weak_set_size_mondrian_lac",
         0.1,
     )
     for other in ("coverage_guarantee_holds", "review_rate", "coverage_lac_a", "aps_rand"):
-        assert conformal.key_alpha(other) is None
+        assert results.key_alpha(other) is None
 
 
 def test_coverage_laws_are_the_beta_binomial_of_the_calibration_rank():

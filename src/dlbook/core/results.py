@@ -75,3 +75,20 @@ def load_all(results_dir: str | os.PathLike) -> dict[str, dict]:
         for p in sorted(folder.glob("*.json"))
         if p.stem not in ("run", "bench")
     }
+
+
+def alpha_key(name: str, alpha: float) -> str:
+    """A result key for a value measured at ``alpha``: ``alpha_key("coverage_lac", 0.05)`` is
+    ``"coverage_lac_a0.05"``; ``key_alpha`` reads the alpha back."""
+    return f"{name}_a{alpha:g}"
+
+
+def key_alpha(key: str) -> tuple[str, float] | None:
+    """``(name, alpha)`` of a key made by ``alpha_key``, or None for any other key.
+
+    ``key_alpha("coverage_lac_a0.05") == ("coverage_lac", 0.05)``.
+    """
+    name, marker, alpha = str(key).rpartition("_a")
+    if not marker or not name or not alpha.replace(".", "", 1).isdigit():
+        return None
+    return name, float(alpha)

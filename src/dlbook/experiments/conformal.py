@@ -16,6 +16,7 @@ import pandas as pd
 
 from dlbook.book import claims, present
 from dlbook.book.context import Run
+from dlbook.core import results
 from dlbook.experiments import conformal_models
 from dlbook.experiments import conformal_studies as studies
 from dlbook.experiments.conformal_models import ModelProbs
@@ -414,7 +415,7 @@ def story_summary(keys: Mapping) -> str:
     shift_clean = {
         k: v for k, v in keys.items() if k.startswith("shift_coverage_") and "_clean_" in k
     }
-    below = sum(v < 1 - conformal.key_alpha(k)[1] for k, v in shift_clean.items())
+    below = sum(v < 1 - results.key_alpha(k)[1] for k, v in shift_clean.items())
     parts = [
         f"Over {keys['resplits']} re-splits the coverage guarantee "
         + ("held" if holds else "did not hold")

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from dlbook.core import results
 from dlbook.experiments.conformal_models import ModelProbs
 from dlbook.methods import conformal
 
@@ -272,7 +273,7 @@ def result_keys(table: pd.DataFrame, prefix: str = "") -> dict:
             "empty_rate",
             "class_coverage_min",
         ):
-            key = conformal.alpha_key(f"{prefix}{metric}_{row['method']}", row["alpha"])
+            key = results.alpha_key(f"{prefix}{metric}_{row['method']}", row["alpha"])
             out[key] = float(row[metric])
     return out
 
@@ -280,7 +281,7 @@ def result_keys(table: pd.DataFrame, prefix: str = "") -> dict:
 def shift_keys(table: pd.DataFrame) -> dict:
     """``shift_coverage_<corruption>_<clean|shifted>_a<alpha>`` keys of a shift-study table."""
     return {
-        conformal.alpha_key(
+        results.alpha_key(
             f"shift_coverage_{row['corruption']}_{row['calibration'].split()[0]}", row["alpha"]
         ): float(row["coverage"])
         for _, row in table.iterrows()

@@ -17,6 +17,7 @@ from dlbook.book.claims.verdicts import (
     VERDICTS,
     Verdict,
 )
+from dlbook.core import results
 
 MODEL_NAMES = {
     "custom_cnn": "the custom CNN",
@@ -56,11 +57,10 @@ def coverage_key(key: str) -> tuple[str, str] | None:
     ``coverage_key("coverage_aps_rand_a0.05") == ("aps_rand", "0.05")``; keys such as
     ``coverage_worst_gap_alpha`` (no number after ``_a``) are not coverage keys.
     """
-    rest = key.removeprefix("coverage_")
-    if rest == key or "_a" not in rest:
+    found = results.key_alpha(key)
+    if found is None or not found[0].startswith("coverage_"):
         return None
-    method, alpha = rest.rsplit("_a", 1)
-    return (method, alpha) if alpha.replace(".", "", 1).isdigit() else None
+    return found[0].removeprefix("coverage_"), key.rpartition("_a")[2]
 
 
 def human(token) -> str:
