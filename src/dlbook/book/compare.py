@@ -16,7 +16,7 @@ from pathlib import Path
 
 TIMING_KEY = re.compile(
     r"(seconds|_s$|_s_|_ms$|_ms_|_per_s|per_second|fps|frames_per|latency|throughput|speedup|"
-    r"speed_up|wall|elapsed|timing|_time$|_time_|time_s|_over_keras|gflop_per_s|images_s)",
+    r"speed_up|wall|elapsed|timing|_time$|_time_|time_s|_over_keras|gflop_per_s|images_s|fastest)",
     re.IGNORECASE,
 )
 """Key names whose values are measured durations or rates, or ratios of them."""
