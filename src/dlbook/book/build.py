@@ -189,23 +189,20 @@ def package_versions(names=PACKAGES_REPORTED) -> dict[str, str]:
     return versions
 
 
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def git_commit(repo: Path = paths.REPO_ROOT) -> str | None:
+    """The checkout's commit, with ``-dirty`` when tracked files differ from it (None: no git)."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git(repo, "rev-parse", "HEAD")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out + ("-dirty" if dirty else "")
+    return commit + ("-dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlbook.methods.backbones.torch_checkpoint import (
-    STORAGE_DTYPES,
+    RestrictedUnpickler,
     UnsafeCheckpointError,
-    _ordered_dict,
     _PendingTensor,
-    _rebuild_tensor,
     _Storage,
     _StorageType,
+    tensor_global,
 )
 
 NUMERIC_DTYPES = frozenset(["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1"])
@@ -203,20 +202,13 @@ def _build_intlist(values):
     return list(values)
 
 
-class TorchScriptUnpickler(pickle.Unpickler):
+class TorchScriptUnpickler(RestrictedUnpickler):
     """Unpickler for a TorchScript ``data.pkl``: tensors, int lists and ``__torch__`` records."""
 
-    def __init__(self, file, storages: dict[str, _Storage]):
-        super().__init__(file, encoding="utf-8")
-        self.storages = storages
-
     def find_class(self, module: str, name: str):
-        if (module, name) == ("collections", "OrderedDict"):
-            return _ordered_dict
-        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch" and name in STORAGE_DTYPES:
-            return _StorageType(name, STORAGE_DTYPES[name])
+        found = tensor_global(module, name)
+        if found is not None:
+            return found
         if (module, name) == ("torch.jit._pickle", "build_intlist"):
             return _build_intlist
         if _SCRIPT_CLASS.fullmatch(module) and _IDENTIFIER.fullmatch(name):

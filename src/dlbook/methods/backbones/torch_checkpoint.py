@@ -93,6 +93,17 @@ def _ordered_dict(*args):
     return collections.OrderedDict(*args)
 
 
+def tensor_global(module: str, name: str):
+    """The safe stand-in for a global a pickled tensor needs, or None for any other global."""
+    if (module, name) == ("collections", "OrderedDict"):
+        return _ordered_dict
+    if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+        return _rebuild_tensor
+    if module == "torch" and name in STORAGE_DTYPES:
+        return _StorageType(name, STORAGE_DTYPES[name])
+    return None
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals a tensor state dict needs.
 
@@ -106,12 +117,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.storages = {} if storages is None else storages
 
     def find_class(self, module: str, name: str):
-        if (module, name) == ("collections", "OrderedDict"):
-            return _ordered_dict
-        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch" and name in STORAGE_DTYPES:
-            return _StorageType(name, STORAGE_DTYPES[name])
+        found = tensor_global(module, name)
+        if found is not None:
+            return found
         raise UnsafeCheckpointError(
             f"checkpoint refers to the global {module}.{name}, which a tensor state dict never "
             "needs; refusing to load it"
