@@ -24,7 +24,7 @@ import pandas as pd
 
 from dlbook.book import present
 from dlbook.core import paths, results
-from dlbook.facemask import data, deploy, detect
+from dlbook.facemask import data, deploy, detect, tflite
 
 CHAPTER = "mask_detection"
 TARGET_RECALL = 0.95
@@ -432,7 +432,7 @@ def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray
         middle = time.perf_counter()
         crops = detect.crop_faces(frame, boxes, image_size)
         if len(crops):
-            deploy.tflite_predict(interpreter, crops)
+            tflite.predict(interpreter, crops)
         end = time.perf_counter()
         detector_ms.append(1000 * (middle - start))
         classifier_ms.append(1000 * (end - middle))
@@ -465,7 +465,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
         values = {"pipeline_run": False, "pipeline_note": "no int8 export of the shipped model"}
         results.save(out_dir, CHAPTER, values)
         return {"values": values, "rows": []}
-    tflite, image_size = shipped
+    model_file, image_size = shipped
     saved = results.load(out_dir, CHAPTER)
     best = saved.get("detector_best", detect.DEFAULT_DETECTOR)
     folder = data.resolve_data_dir(data_dir)
@@ -482,7 +482,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
     frames = [s["scene"] for s in scenes]
     rows = []
     with deploy.one_core() as core:
-        interpreter = deploy.load_interpreter(tflite, num_threads=1)
+        interpreter = tflite.load_interpreter(model_file, num_threads=1)
         for name in dict.fromkeys([best, *settings["pipeline_alternatives"]]):
             min_score = saved_thresholds(saved, name)  # None: detect.DEFAULT_MIN_SCORES
             detector = detect.load_detector(name, num_threads=1, min_score=min_score)

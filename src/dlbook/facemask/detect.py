@@ -449,10 +449,10 @@ def load_detector(name: str | None = None, num_threads: int = 1, min_score=None,
 
         return Mtcnn(name, MTCNN(device="CPU:0"), **options)
     if name in BLAZEFACE_MODELS:
-        from dlbook.facemask import deploy
+        from dlbook.facemask import tflite
 
         _, size, strides, interpolated = BLAZEFACE_MODELS[name]
-        interpreter = deploy.load_interpreter(blazeface_file(name), num_threads=num_threads)
+        interpreter = tflite.load_interpreter(blazeface_file(name), num_threads=num_threads)
         return BlazeFace(
             name, interpreter, size, ssd_anchors(size, strides, interpolated), **options
         )
