@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlbook.core import logs
+from dlbook.core import cache, logs
 from dlbook.facemask import classify, data, runtime
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -255,7 +255,7 @@ def run(
         annotated_dir,
         progress,
         runtime_name,
-        model_key=data.file_sha256(model_path),
+        model_key=cache.file_sha256(model_path),
     )
     if not predictions:
         print(

@@ -36,7 +36,7 @@ def _quiet():
         yield
 
 
-def check_precisions(precisions, representative_images) -> None:
+def _check_precisions(precisions, representative_images) -> None:
     """Raise ValueError for an unknown precision, or int8 without representative images."""
     for precision in precisions:
         if precision not in PRECISIONS:
@@ -94,7 +94,7 @@ def convert(model, precision: str = "fp32", representative_images=None, input_sh
     representative_images : ndarray, shape (N, H, W, C), uint8 or float; required for "int8".
     input_shape : (B, H, W, C) to convert at a fixed batch shape; None keeps the model's own.
     """
-    check_precisions((precision,), representative_images)
+    _check_precisions((precision,), representative_images)
     with _saved_model(model, input_shape) as saved:
         return _convert_saved(saved, precision, representative_images)
 
@@ -114,7 +114,7 @@ def export(
     -------
     ``{precision: path}``
     """
-    check_precisions(precisions, representative_images)
+    _check_precisions(precisions, representative_images)
     folder = Path(folder)
     written = {}
     with _saved_model(model) as saved:
