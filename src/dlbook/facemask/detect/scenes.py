@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from dlbook.facemask.detect.geometry import as_boxes, box_iou, inside, overlap
+from dlbook.facemask.detect.geometry import as_boxes, covered, inside, overlap
 
 
 def compose_scene(
@@ -74,8 +74,7 @@ def match_detections(truth: np.ndarray, found: np.ndarray, min_overlap: float = 
     matched = np.full(len(truth), -1, dtype=np.int64)
     if len(found) == 0:
         return matched
-    iou = box_iou(truth, found)
-    cover = inside(found, truth).T
+    cover, iou = covered(found, truth)
     # Among boxes equally inside a face, the one covering more of it (higher IoU) matches.
     preference = cover + 0.01 * iou
     used = set()
