@@ -183,3 +183,12 @@ def test_plots_draw_the_targets_they_are_given():
     fig = plots.pipeline({"rows": [row], "values": {"pipeline_target_fps": 20.0}})
     dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]
     assert [line.get_xdata()[0] for line in dashed] == [50.0]  # 1000 ms / 20 frames/s
+
+
+def test_detector_table_shows_each_column_under_its_heading():
+    row = {column: 0.5 for column in detection.TABLE_COLUMNS if column != "detector"}
+    table = pd.DataFrame([{**row, "min_score": None}], index=["mtcnn"]).rename_axis("detector")
+    shown = detection.detector_table({"table": table})
+    frame = getattr(shown, "data", shown)
+    assert list(frame.columns) == list(detection.TABLE_COLUMNS.values())
+    assert frame.iloc[0]["detector"] == "mtcnn"

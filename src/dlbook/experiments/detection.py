@@ -297,32 +297,23 @@ def _misses(scenes: list[dict], found: list) -> dict:
     }
 
 
+TABLE_COLUMNS = {
+    "detector": "detector",
+    "recall_with_mask": "recall, masked",
+    "recall_without_mask": "recall, unmasked",
+    "precision": "precision",
+    "unverified_per_scene": "unverified boxes per scene",
+    "min_score": "BlazeFace thresholds",
+    "ms": "ms per scene",
+    "val_recall_with_mask": "validation recall, masked",
+    "val_precision": "validation precision",
+}
+"""The comparison's columns the page shows, in order, and their headings."""
+
+
 def detector_table(result: dict):
     """The comparison as the page shows it (``present.show``: formatted and styled)."""
-    frame = result["table"].reset_index()[
-        [
-            "detector",
-            "recall_with_mask",
-            "recall_without_mask",
-            "precision",
-            "unverified_per_scene",
-            "min_score",
-            "ms",
-            "val_recall_with_mask",
-            "val_precision",
-        ]
-    ]
-    frame = frame.rename(
-        columns={
-            "recall_with_mask": "recall, masked",
-            "recall_without_mask": "recall, unmasked",
-            "unverified_per_scene": "unverified boxes per scene",
-            "min_score": "BlazeFace thresholds",
-            "ms": "ms per scene",
-            "val_recall_with_mask": "validation recall, masked",
-            "val_precision": "validation precision",
-        }
-    )
+    frame = result["table"].reset_index()[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
     return present.show(
         frame,
         missing={"BlazeFace thresholds": "none (no BlazeFace)"},
