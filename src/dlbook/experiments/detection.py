@@ -554,8 +554,3 @@ def story_pipeline(values: dict) -> str:
         "upper bound on the latency of an idle core."
     )
     return text
-
-
-def study(run: Run) -> dict:
-    """Both sections: ``detectors`` then ``pipeline``; the saved values of both."""
-    return {**detectors(run)["values"], **pipeline(run)["values"]}
