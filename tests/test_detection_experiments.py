@@ -72,7 +72,7 @@ def test_detection_settings_exist_for_both_profiles_and_name_known_detectors():
 
     for profile in profiles.PROFILE_NAMES:
         settings = profiles.get(profile, "detection")
-        assert settings["profile"] == profile
+        assert "profile" not in settings  # the run context knows where results go
         assert set(settings["detectors"]) <= set(detect.DETECTORS)
         assert set(settings["pipeline_alternatives"]) <= set(detect.DETECTORS)
     assert detect.DEFAULT_DETECTOR in profiles.get("full", "detection")["detectors"]
@@ -102,20 +102,26 @@ def test_detectors_section_on_synthetic_faces(synthetic_data, tmp_path, monkeypa
     }
     import functools
 
+    from dlbook.book import context
     from dlbook.core import results
     from dlbook.facemask import data, detect
 
     unverified = functools.partial(data.load_face_mask, verify=False)
     monkeypatch.setattr(detection.data, "load_face_mask", unverified)
+    monkeypatch.setitem(profiles.CHAPTER_PROFILES["detection"], "smoke", settings)
     if not detect.available("blazeface_full")[0]:
         pytest.skip(detect.available("blazeface_full")[1])
-    found = detection.detectors(settings, synthetic_data, 0, tmp_path)
-    saved = results.load(tmp_path, "mask_detection")
+    run = context.start("smoke", "mask_detection", 0, synthetic_data, tmp_path)
+    found = detection.detectors(run)
+    saved = results.load(run.results_dir, "mask_detection")
     assert saved["detector_best"] == "blazeface_full" == found["best"]
+    assert saved["detector_test_scenes"] == 2 and saved["detectors_compared"] == 1
     for key in ("recall_with_mask", "recall_without_mask", "precision"):
         assert np.isfinite(saved[f"detector_{key}_blazeface_full"])
-    timed = detection.pipeline(settings, synthetic_data, 0, tmp_path)
+    assert found["target_recall"] == detection.TARGET_RECALL
+    timed = detection.pipeline(run)
     assert timed["values"]["pipeline_run"] is False  # no shipped model in this folder
+    assert results.load(run.results_dir, "mask_detection")["pipeline_run"] is False
 
 
 def test_threshold_grid_has_one_threshold_per_blazeface_model():
@@ -158,3 +164,31 @@ def test_score_for_reads_one_float_a_mapping_or_the_defaults():
     assert detect.describe_scores({"blazeface_short": 0.45, "blazeface_full": 0.3}) == (
         "short 0.45, full 0.3"
     )
+
+
+def test_plots_draw_the_targets_they_are_given():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.plots import detection as plots
+
+    table = pd.DataFrame(
+        {"recall_with_mask": [0.5], "recall_without_mask": [0.7], "precision": [0.9]},
+        index=["blazeface_full"],
+    )
+    fig = plots.detectors({"table": table, "best": "blazeface_full", "target_recall": 0.8})
+    dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [0.8]
+    row = {"detector": "blazeface_full", "detector_ms": 60.0, "classifier_ms": 20.0}
+    fig = plots.pipeline({"rows": [row], "values": {"pipeline_target_fps": 20.0}})
+    dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [50.0]  # 1000 ms / 20 frames/s
+
+
+def test_detector_table_shows_each_column_under_its_heading():
+    row = {column: 0.5 for column in detection.TABLE_COLUMNS if column != "detector"}
+    table = pd.DataFrame([{**row, "min_score": None}], index=["mtcnn"]).rename_axis("detector")
+    shown = detection.detector_table({"table": table})
+    frame = getattr(shown, "data", shown)
+    assert list(frame.columns) == list(detection.TABLE_COLUMNS.values())
+    assert frame.iloc[0]["detector"] == "mtcnn"

@@ -430,7 +430,6 @@ FUTURE_WORK = {
 # ``pipeline_frames`` further scenes with the winner and each of ``pipeline_alternatives``.
 DETECTION = {
     "smoke": {
-        "profile": "smoke",
         "detectors": ("blazeface_full", "tiled_blazeface_short", "blazeface_two_scales"),
         "min_precision": 0.95,
         "min_scores": (0.3, 0.4, 0.5),
@@ -443,7 +442,6 @@ DETECTION = {
         "pipeline_alternatives": ("blazeface_full",),
     },
     "full": {
-        "profile": "full",
         "detectors": (
             "haar_default",
             "mtcnn",

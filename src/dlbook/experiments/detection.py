@@ -1,8 +1,9 @@
 """Chapter 4, finding faces: which offline detector finds masked faces, and how fast the pipeline runs.
 
-Two sections, each computing and saving into the ``mask_detection`` results:
+Two sections, each taking the chapter's run context (``dlbook.book.context``; the settings are
+its ``detection`` block) and saving into the ``mask_detection`` results:
 
-- ``detectors``: every detector of ``settings["detectors"]`` (single ones and combinations, see
+- ``detectors``: every detector of the settings' ``detectors`` (single ones and combinations, see
   ``dlbook.facemask.detect``) on scenes composed from validation-split faces, where the winner is chosen
   (the most masked faces found among those with precision at least ``min_precision``), then on
   scenes composed from test-split faces, which score every detector once.
@@ -23,40 +24,53 @@ import numpy as np
 import pandas as pd
 
 from dlbook.book import present
-from dlbook.core import paths, results
-from dlbook.facemask import data, deploy, detect
+from dlbook.book.context import Run
+from dlbook.facemask import data, deploy, detect, tflite
 
-CHAPTER = "mask_detection"
+SECTION = "detection"
+"""The settings block of the study (``profiles.DETECTION``); results go to the run's chapter."""
 TARGET_RECALL = 0.95
 TARGET_PRECISION = 0.95
 TARGET_FPS = 10.0
 
 
-def _face_pool(ds: data.ImageSet, folder: Path, split: str, limit: int, seed: int):
-    """Original (not resized) images of at most ``limit`` faces of one split, label shares kept."""
-    chosen = np.flatnonzero(ds.split == split)
-    if len(chosen) > limit:
-        chosen = chosen[data.stratified_subset(ds.labels[chosen], limit, seed)]
-    images = [data.decode_image(folder / ds.paths[i], None) for i in chosen]
-    return images, ds.labels[chosen]
+def _face_pools(data_dir, seed: int, splits, limit: int) -> dict[str, tuple[list, np.ndarray]]:
+    """``{split: (images, labels)}``: original (not resized) images of at most ``limit`` faces
+    of each split, label shares kept."""
+    folder = data.resolve_data_dir(data_dir)
+    ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
+    pools = {}
+    for split in splits:
+        chosen = np.flatnonzero(ds.split == split)
+        if len(chosen) > limit:
+            chosen = chosen[data.stratified_subset(ds.labels[chosen], limit, seed)]
+        images = [data.decode_image(folder / ds.paths[i], None) for i in chosen]
+        pools[split] = images, ds.labels[chosen]
+    return pools
+
+
+def _compose(pool: tuple[list, np.ndarray], count: int, seed: int, settings: dict) -> list[dict]:
+    """``count`` scenes of the pool's faces, as many and as large as ``settings`` say."""
+    images, labels = pool
+    return detect.compose_scenes(
+        images,
+        labels,
+        count,
+        seed=seed,
+        faces_per_scene=tuple(settings["faces_per_scene"]),
+        face_size=tuple(settings["face_size"]),
+    )
 
 
 def _scenes(settings: dict, data_dir, seed: int) -> dict[str, list[dict]]:
     """Composed scenes of validation-split and test-split faces."""
-    folder = data.resolve_data_dir(data_dir)
-    ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
-    scenes = {}
-    for offset, split in enumerate(("val", "test")):
-        images, labels = _face_pool(ds, folder, split, settings["scene_pool"], seed)
-        scenes[split] = detect.compose_scenes(
-            images,
-            labels,
-            settings[f"{split}_scenes"],
-            seed=seed + 1000 * (offset + 1),
-            faces_per_scene=tuple(settings["faces_per_scene"]),
-            face_size=tuple(settings["face_size"]),
+    pools = _face_pools(data_dir, seed, ("val", "test"), settings["scene_pool"])
+    return {
+        split: _compose(
+            pools[split], settings[f"{split}_scenes"], seed + 1000 * (offset + 1), settings
         )
-    return scenes
+        for offset, split in enumerate(("val", "test"))
+    }
 
 
 def _members(names) -> list[str]:
@@ -112,18 +126,8 @@ def boxes_at(name: str, raw: dict, scenes: list[dict], min_score) -> list:
                 boxes, scores = boxes[keep], scores[keep]
             parts.append((boxes, scores))
         merged = detect.combine(parts) if len(parts) > 1 else parts[0]
-        found.append(_clip(merged[0], scene["scene"].shape))
+        found.append(detect.clip_boxes(merged[0], scene["scene"].shape))
     return found
-
-
-def _clip(boxes: np.ndarray, shape) -> np.ndarray:
-    height, width = shape[:2]
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0, y0 = np.clip(boxes[:, 0], 0, width), np.clip(boxes[:, 1], 0, height)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
-    out = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).round().astype(np.int64)
-    return out[(out[:, 2] > 0) & (out[:, 3] > 0)]
 
 
 def choose_detector(table: pd.DataFrame, min_precision: float = TARGET_PRECISION) -> str:
@@ -202,7 +206,7 @@ def saved_thresholds(saved: dict, name: str) -> dict | None:
     return found or None
 
 
-def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+def detectors(run: Run) -> dict:
     """Compare the face detectors; choose on validation scenes, score on test scenes; save.
 
     Each BlazeFace-based detector's score threshold and then the detector are chosen on the
@@ -210,17 +214,18 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
 
     Parameters
     ----------
-    settings : ``profiles.get(profile, "detection")``.
+    run : the chapter's run context; its ``detection`` block holds the settings.
 
     Returns
     -------
     dict with ``table`` (test scenes, one row per detector, with the validation columns
     ``val_recall_with_mask`` and ``val_precision``), ``best``, ``examples`` (the first test
-    scenes with the winner's boxes) and ``values`` (the saved result keys).
+    scenes with the winner's boxes), ``values`` (the saved result keys) and ``target_recall``.
     """
     start = time.perf_counter()
+    settings = run.part(SECTION).settings
     names = [n for n in settings["detectors"] if detect.available(n)[0]]
-    scenes = _scenes(settings, data_dir, seed)
+    scenes = _scenes(settings, run.data_dir, run.seed)
     val_table, thresholds = select_on_validation(names, scenes["val"], settings)
     best = choose_detector(
         val_table.astype({"precision": float, "ms": float}), settings["min_precision"]
@@ -261,13 +266,19 @@ def detectors(settings: dict, data_dir=None, seed: int = 0, results_dir=None) ->
                 values[f"detector_min_score_{name}_{model}"] = float(threshold)
     values.update(_misses(scenes["test"], boxes_at(best, raw, scenes["test"], thresholds[best])))
     values["detector_seconds"] = time.perf_counter() - start
-    results.save(paths.results_dir(settings["profile"], results_dir), CHAPTER, values)
+    run.save(values)
     best_boxes = boxes_at(best, raw, scenes["test"][:3], thresholds[best])
     examples = [
         {"scene": s["scene"], "truth": s["truth"], "boxes": b, "labels": s["labels"]}
         for s, b in zip(scenes["test"][:3], best_boxes, strict=True)
     ]
-    return {"table": table, "best": best, "examples": examples, "values": values}
+    return {
+        "table": table,
+        "best": best,
+        "examples": examples,
+        "values": values,
+        "target_recall": TARGET_RECALL,
+    }
 
 
 def _misses(scenes: list[dict], found: list) -> dict:
@@ -286,32 +297,23 @@ def _misses(scenes: list[dict], found: list) -> dict:
     }
 
 
+TABLE_COLUMNS = {
+    "detector": "detector",
+    "recall_with_mask": "recall, masked",
+    "recall_without_mask": "recall, unmasked",
+    "precision": "precision",
+    "unverified_per_scene": "unverified boxes per scene",
+    "min_score": "BlazeFace thresholds",
+    "ms": "ms per scene",
+    "val_recall_with_mask": "validation recall, masked",
+    "val_precision": "validation precision",
+}
+"""The comparison's columns the page shows, in order, and their headings."""
+
+
 def detector_table(result: dict):
     """The comparison as the page shows it (``present.show``: formatted and styled)."""
-    frame = result["table"].reset_index()[
-        [
-            "detector",
-            "recall_with_mask",
-            "recall_without_mask",
-            "precision",
-            "unverified_per_scene",
-            "min_score",
-            "ms",
-            "val_recall_with_mask",
-            "val_precision",
-        ]
-    ]
-    frame = frame.rename(
-        columns={
-            "recall_with_mask": "recall, masked",
-            "recall_without_mask": "recall, unmasked",
-            "unverified_per_scene": "unverified boxes per scene",
-            "min_score": "BlazeFace thresholds",
-            "ms": "ms per scene",
-            "val_recall_with_mask": "validation recall, masked",
-            "val_precision": "validation precision",
-        }
-    )
+    frame = result["table"].reset_index()[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
     return present.show(
         frame,
         missing={"BlazeFace thresholds": "none (no BlazeFace)"},
@@ -432,7 +434,7 @@ def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray
         middle = time.perf_counter()
         crops = detect.crop_faces(frame, boxes, image_size)
         if len(crops):
-            deploy.tflite_predict(interpreter, crops)
+            tflite.predict(interpreter, crops)
         end = time.perf_counter()
         detector_ms.append(1000 * (middle - start))
         classifier_ms.append(1000 * (end - middle))
@@ -447,7 +449,7 @@ def run_pipeline(detector, interpreter, image_size: int, frames: list[np.ndarray
     }
 
 
-def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
+def pipeline(run: Run) -> dict:
     """Frames per second of detect + crop + int8 classify on one CPU core at 640x480; save.
 
     Needs the chapter's shipped model and its int8 export (``models/mask_classifier_int8.tflite``
@@ -459,30 +461,22 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
     dict with ``values`` (the saved keys: ``pipeline_fps_one_core``, ``pipeline_detector_ms``,
     ``pipeline_classifier_ms``, ...) and, per detector timed, ``rows``.
     """
-    out_dir = paths.results_dir(settings["profile"], results_dir)
-    shipped = shipped_int8(out_dir)
+    settings = run.part(SECTION).settings
+    shipped = shipped_int8(run.results_dir)
     if shipped is None:
         values = {"pipeline_run": False, "pipeline_note": "no int8 export of the shipped model"}
-        results.save(out_dir, CHAPTER, values)
+        run.save(values)
         return {"values": values, "rows": []}
-    tflite, image_size = shipped
-    saved = results.load(out_dir, CHAPTER)
+    model_file, image_size = shipped
+    saved = run.load()
     best = saved.get("detector_best", detect.DEFAULT_DETECTOR)
-    folder = data.resolve_data_dir(data_dir)
-    ds = data.load_face_mask(folder, image_size=32, seed=seed, progress=False)
-    images, labels = _face_pool(ds, folder, "test", settings["scene_pool"], seed)
-    scenes = detect.compose_scenes(
-        images,
-        labels,
-        settings["pipeline_frames"],
-        seed=seed + 3000,
-        faces_per_scene=tuple(settings["faces_per_scene"]),
-        face_size=tuple(settings["face_size"]),
-    )
-    frames = [s["scene"] for s in scenes]
+    pool = _face_pools(run.data_dir, run.seed, ("test",), settings["scene_pool"])["test"]
+    frames = [
+        s["scene"] for s in _compose(pool, settings["pipeline_frames"], run.seed + 3000, settings)
+    ]
     rows = []
     with deploy.one_core() as core:
-        interpreter = deploy.load_interpreter(tflite, num_threads=1)
+        interpreter = tflite.load_interpreter(model_file, num_threads=1)
         for name in dict.fromkeys([best, *settings["pipeline_alternatives"]]):
             min_score = saved_thresholds(saved, name)  # None: detect.DEFAULT_MIN_SCORES
             detector = detect.load_detector(name, num_threads=1, min_score=min_score)
@@ -510,7 +504,7 @@ def pipeline(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> 
         recall = saved.get(f"detector_recall_with_mask_{row['detector']}")
         if recall is not None:
             values[f"pipeline_recall_with_mask_with_{row['detector']}"] = float(recall)
-    results.save(out_dir, CHAPTER, values)
+    run.save(values)
     return {"values": values, "rows": rows}
 
 
@@ -560,10 +554,3 @@ def story_pipeline(values: dict) -> str:
         "upper bound on the latency of an idle core."
     )
     return text
-
-
-def run(settings: dict, data_dir=None, seed: int = 0, results_dir=None) -> dict:
-    """Both sections: ``detectors`` then ``pipeline``; the saved values of both."""
-    found = detectors(settings, data_dir, seed, results_dir)
-    timed = pipeline(settings, data_dir, seed, results_dir)
-    return {**found["values"], **timed["values"]}

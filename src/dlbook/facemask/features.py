@@ -10,27 +10,22 @@ a profile's ``FEATURES`` block (pass ``profiles.get(profile, "features")``).
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from dlbook.core import logs, paths
+from dlbook.core import cache, logs
 from dlbook.facemask import runtime
 from dlbook.methods import backbones
 
 __all__ = [
     "CACHE_VERSION",
     "FeatureSet",
-    "array_sha256",
     "benchmark",
-    "cache_path",
-    "choose_runtime",
+    "cache_key",
     "extract",
     "face_mask_features",
 ]
@@ -39,8 +34,6 @@ __all__ = [
 # so features computed by an older extractor are never reused.
 CACHE_VERSION = 2
 BATCH_SIZE = 32
-FAST_MIN_IMAGES = 256
-"""From this many images on, a converting fast runtime pays for its conversion."""
 MAX_RELATIVE_DIFFERENCE = 1e-4
 """Largest ``runtime.relative_difference`` allowed between a runtime's features and Keras's."""
 
@@ -56,45 +49,14 @@ def _validate_images(images) -> np.ndarray:
     return images
 
 
-def array_sha256(images: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
-    digest = hashlib.sha256(f"{images.dtype.str}{images.shape}".encode())
-    digest.update(np.ascontiguousarray(images).data)
-    return digest.hexdigest()
+def cache_key(name: str, images: np.ndarray, runtime_name: str = "keras") -> str:
+    """Cache key of the features of ``images`` under backbone ``name`` through ``runtime_name``.
 
-
-def choose_runtime(count: int) -> str:
-    """The runtime ``extract`` uses for ``count`` images: ``runtime.FAST_RUNTIME``, except that a
-    runtime which converts the model first is used only from ``FAST_MIN_IMAGES`` images on.
-
-    The choice depends only on the number of images, so the same images always get the same
-    features.
+    Covers the backbone, its weight file, the image array (so its size), the runtime and
+    ``CACHE_VERSION``, so features from different runtimes are never mixed.
     """
-    if runtime.FAST_RUNTIME in runtime.CONVERTED and count < FAST_MIN_IMAGES:
-        return "keras"
-    return runtime.FAST_RUNTIME
-
-
-def cache_path(name: str, images: np.ndarray, runtime_name: str = "keras") -> Path:
-    """Cache file for the features of ``images`` under backbone ``name`` through ``runtime_name``.
-
-    Keyed by (backbone, weight file sha256, image array sha256, input size, runtime, cache
-    version), so features from different runtimes are never mixed.
-    """
-    height, width = images.shape[1:3]
-    key = hashlib.sha256(
-        "|".join(
-            [
-                name,
-                backbones.weights_sha256(name),
-                array_sha256(images),
-                f"{height}x{width}",
-                runtime_name,
-                f"v{CACHE_VERSION}",
-            ]
-        ).encode()
-    ).hexdigest()
-    return paths.cache_dir() / "features" / f"{name}-{height}x{width}-{runtime_name}-{key[:24]}.npy"
+    weights = backbones.weights_sha256(name)
+    return cache.digest("features", name, weights, images, runtime_name, CACHE_VERSION)
 
 
 @functools.lru_cache(maxsize=4)
@@ -149,37 +111,39 @@ def extract(
         their own size (resize them beforehand, e.g. with ``data.load_face_mask(image_size=...)``).
     batch_size : images per forward pass.
     progress : show a progress bar.
-    runtime_name : one of ``runtime.RUNTIMES``; default ``choose_runtime(N)``. Every runtime
+    runtime_name : one of ``runtime.RUNTIMES``; default ``runtime.choose_runtime(N)``. Every runtime
         gives the Keras reference's features to within ``MAX_RELATIVE_DIFFERENCE``.
 
     Returns
     -------
     ndarray, shape (N, D), float32
-        D = ``BACKBONES[name].feature_dim``. Read from ``paths.cache_dir()/features`` when the
-        same backbone weights have already seen the same image array through the same runtime.
+        D = ``BACKBONES[name].feature_dim``. Read from the cache (``cache_key``) when the same
+        backbone weights have already seen the same image array through the same runtime.
     """
     images = _check(name, images, batch_size)
-    runtime_name = runtime_name or choose_runtime(len(images))
-    cache_file = cache_path(name, images, runtime_name)
-    if cache_file.exists():
-        return np.load(cache_file)
+    runtime_name = runtime_name or runtime.choose_runtime(len(images))
     if len(images) == 0:
         return np.zeros((0, backbones.spec(name).feature_dim), np.float32)
+
+    def compute():
+        try:
+            compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
+        except Exception as error:
+            if runtime_name == "keras":
+                raise
+            raise _ConversionFailed(type(error).__name__) from error
+        return _extract(compiled, images, progress, f"{name} features")
+
+    label = f"{name}-{images.shape[1]}x{images.shape[2]}-{runtime_name}"
     try:
-        compiled = runner(name, tuple(images.shape[1:]), runtime_name, int(batch_size))
-    except Exception as error:  # a conversion failure must not stop a chapter: use the reference
-        if runtime_name == "keras":
-            raise
-        print(
-            f"{name}: {runtime_name} failed ({type(error).__name__}); using keras", file=sys.stderr
-        )
+        return cache.cached_array("features", cache_key(name, images, runtime_name), compute, label)
+    except _ConversionFailed as failure:  # must not stop a chapter: use the reference
+        print(f"{name}: {runtime_name} failed ({failure}); using keras", file=sys.stderr)
         return extract(name, images, batch_size, progress, "keras")
-    result = _extract(compiled, images, progress, f"{name} features")
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, result)
-    tmp.replace(cache_file)
-    return result
+
+
+class _ConversionFailed(RuntimeError):
+    """A fast runtime could not compile the backbone; the message names the error's type."""
 
 
 def benchmark(

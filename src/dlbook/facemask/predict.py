@@ -19,14 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dlbook.core import logs
+from dlbook.core import cache, logs
 from dlbook.facemask import classify, data, runtime
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 """Files with these suffixes are picked up when a folder is walked."""
 BATCH_SIZE = 32
-FAST_MIN_IMAGES = 256
-"""From this many files on, a converting runtime (TFLite) pays for its conversion."""
 
 
 @dataclass
@@ -101,16 +99,15 @@ def decoded_batches(
 def classifier(model, image_size: int, count: int, runtime_name: str | None = None, key=None):
     """A ``runtime.Runner`` for the shipped model: ``runner(images)`` -> (N, 1) P(with_mask).
 
-    ``runtime_name`` None picks ``runtime.FAST_RUNTIME`` (a converting one only from
-    ``FAST_MIN_IMAGES`` images on); ``key`` (the model file's sha256) lets a converted model be
-    cached.
+    ``runtime_name`` None picks ``runtime.choose_runtime(count)``; ``key`` (the model file's
+    sha256) lets a converted model be cached.
     """
-    if runtime_name is None:
-        runtime_name = runtime.FAST_RUNTIME
-        if runtime_name in runtime.CONVERTED and count < FAST_MIN_IMAGES:
-            runtime_name = "keras"
     return runtime.compile_model(
-        model, (image_size, image_size, 3), runtime_name, BATCH_SIZE, cache_key=key
+        model,
+        (image_size, image_size, 3),
+        runtime_name or runtime.choose_runtime(count),
+        BATCH_SIZE,
+        cache_key=key,
     )
 
 
@@ -258,7 +255,7 @@ def run(
         annotated_dir,
         progress,
         runtime_name,
-        model_key=data.file_sha256(model_path),
+        model_key=cache.file_sha256(model_path),
     )
     if not predictions:
         print(

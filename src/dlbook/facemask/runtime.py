@@ -23,18 +23,16 @@ to convert.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from dlbook.core import logs, paths
+from dlbook.core import logs
+from dlbook.facemask import tflite
 
 RUNTIMES = ("keras", "function", "tflite", "onnx")
 CONVERTED = ("tflite", "onnx")
@@ -42,7 +40,8 @@ CONVERTED = ("tflite", "onnx")
 FAST_RUNTIME = "function"
 """The runtime the book's batch paths use (see the module docstring for why)."""
 DEFAULT_BATCH = 32
-TFLITE_CACHE_VERSION = 1
+FAST_MIN_IMAGES = 256
+"""From this many images on, a converting fast runtime pays for its conversion."""
 
 
 def cpu_threads() -> int:
@@ -51,6 +50,18 @@ def cpu_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def choose_runtime(count: int) -> str:
+    """The runtime for a job of ``count`` images: ``FAST_RUNTIME``, except that a runtime which
+    converts the model first is used only from ``FAST_MIN_IMAGES`` images on.
+
+    The choice depends only on the number of images, so the same images always get the same
+    outputs.
+    """
+    if FAST_RUNTIME in CONVERTED and count < FAST_MIN_IMAGES:
+        return "keras"
+    return FAST_RUNTIME
 
 
 def available(runtime: str) -> tuple[bool, str]:
@@ -128,7 +139,7 @@ def compile_model(
     batch_size : images per forward pass.
     threads : CPU threads for ``tflite``/``onnx`` (default: all this process may use).
     cache_key : identifies the model's weights (e.g. a file's sha256); with it the converted
-        ``tflite`` flatbuffer is kept under ``paths.cache_dir()/tflite`` and reused.
+        ``tflite`` flatbuffer is kept in the cache and reused (``tflite.cached_fp32``).
     """
     ok, why = available(runtime)
     if not ok:
@@ -159,60 +170,13 @@ def _tf_function(model, shape):
     return lambda batch: call(tf.constant(batch)).numpy()
 
 
-def _tflite_flatbuffer(model, shape) -> bytes:
-    """Convert ``model`` at a fixed input ``shape`` to a float32 TFLite flatbuffer."""
-    import tempfile
-
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory() as tmp, logs.quiet_native_stderr():
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.export(
-                f"{tmp}/saved_model",
-                format="tf_saved_model",
-                verbose=False,
-                input_signature=[tf.TensorSpec(shape, tf.float32)],
-            )
-            return tf.lite.TFLiteConverter.from_saved_model(f"{tmp}/saved_model").convert()
-
-
-def tflite_cache_path(cache_key: str, shape) -> Path:
-    """Where the flatbuffer of the model ``cache_key`` at input ``shape`` is kept."""
-    import tensorflow as tf
-
-    key = hashlib.sha256(
-        f"{cache_key}|{tuple(shape)}|tf{tf.__version__}|v{TFLITE_CACHE_VERSION}".encode()
-    ).hexdigest()[:24]
-    return paths.cache_dir() / "tflite" / f"{key}.tflite"
-
-
 def _tflite(model, shape, threads: int, cache_key: str | None):
-    import tensorflow as tf
-
     if cache_key is None:
-        flatbuffer = _tflite_flatbuffer(model, shape)
+        flatbuffer = tflite.convert(model, input_shape=shape)
     else:
-        path = tflite_cache_path(cache_key, shape)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-            tmp.write_bytes(_tflite_flatbuffer(model, shape))
-            tmp.replace(path)
-        flatbuffer = path.read_bytes()
-    with logs.quiet_native_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=threads)
-        interpreter.allocate_tensors()
-    input_index = interpreter.get_input_details()[0]["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
-
-    def run(batch):
-        interpreter.set_tensor(input_index, batch)
-        interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
-
-    return run
+        flatbuffer = tflite.cached_fp32(model, shape, cache_key)
+    interpreter = tflite.load_interpreter(flatbuffer, num_threads=threads)
+    return lambda batch: tflite.invoke(interpreter, batch)[0]
 
 
 def _onnx(model, shape, threads: int):  # pragma: no cover - onnxruntime is not pinned

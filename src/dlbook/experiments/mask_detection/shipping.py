@@ -18,7 +18,7 @@ from dlbook.book import present
 from dlbook.core import logs
 from dlbook.experiments.mask_detection.classifiers import ModelRun, display_name
 from dlbook.experiments.mask_detection.dataset import Chapter, stratified_pick
-from dlbook.facemask import classify, data, deploy, predict
+from dlbook.facemask import classify, data, deploy, predict, tflite
 from dlbook.methods import backbones
 
 
@@ -131,11 +131,11 @@ def tflite_benchmark(shipped_path: Path, chapter: Chapter) -> tuple[pd.DataFrame
     representative = ds.images[rng.choice(train, settings["tflite_representative"], replace=False)]
     limit = settings["tflite_test_limit"] or len(ds)
     test = stratified_pick(ds.labels, ds.split == "test", limit, seed)
-    paths = deploy.export_tflite_all(
+    paths = tflite.export(
         model,
         chapter.run.results_dir / "models",
         "mask_classifier",
-        deploy.PRECISIONS,
+        tflite.PRECISIONS,
         representative,
     )
     rows = deploy.benchmark_tflite(
