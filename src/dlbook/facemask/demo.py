@@ -1,0 +1,217 @@
+"""The ``python -m dlbook demo`` command: a local web page to try the shipped model on photos.
+
+Drop one or many photos (or take a webcam snapshot); every face is boxed and coloured by class,
+listed in a table with its box, P(mask), fit and conformal set, counted per class, and flagged
+"have a person check" when the model is unsure (``dlbook.facemask.analyse`` does the work). The
+page runs on Gradio: requests queue (one runs at a time), uploads and outputs live in a temporary
+folder removed when the app stops, and a bad file is answered on the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dlbook.core import paths
+from dlbook.facemask import classify, runtime
+from dlbook.facemask.analyse import (
+    ALPHA,
+    CHECK,
+    COLUMNS,
+    Engine,
+    analyse_files,
+    class_counts,
+    counts_markdown,
+    load_engine,
+    table_rows,
+)
+
+DEFAULT_MODEL = paths.REPO_ROOT / "results" / "full" / "models" / "mask_classifier.keras"
+BUILD_COMMAND = "python -m dlbook build --profile full --only mask_detection"
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+
+def about_markdown(engine: Engine) -> str:
+    """The page's introduction: what it does, the colours and what the flag means."""
+    text = (
+        "Drop one or many photos (or take a webcam snapshot). Every face is boxed and coloured: "
+        "green **mask**, red **no mask**, orange **mask worn wrong** (nose or mouth uncovered, "
+        "from the fit model)."
+    )
+    c = engine.calibration
+    if c is not None:
+        text += (
+            f"\n\n**{CHECK}** marks a face whose conformal prediction set (chapter 6: split "
+            f"conformal, LAC score, alpha = {c.alpha:g}, calibrated on {c.n} validation images "
+            f"of this model) does not hold exactly one class: at this alpha the sets hold the "
+            f"true class for at least {1 - c.alpha:.0%} of faces like the validation images, so "
+            "a set with both classes (or none) means the model cannot tell."
+        )
+    return "\n\n".join([text, *engine.notes])
+
+
+@contextlib.contextmanager
+def private_temp_dir():
+    """A temporary folder for Gradio's uploads and outputs (``GRADIO_TEMP_DIR``), removed after."""
+    folder = tempfile.mkdtemp(prefix="dlbook-demo-")
+    saved = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    try:
+        yield Path(folder)
+    finally:
+        if saved is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = saved
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def page_outputs(engine: Engine, files: list[str]) -> tuple:
+    """The Gradio outputs for ``files``: gallery, table, counts, CSV, status."""
+    out_dir = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
+    found = analyse_files(engine, list(files or []), out_dir)
+    results = found["results"]
+    gallery = [(r.annotated, r.name) for r in results]
+    counts = counts_markdown(class_counts(results), engine.calibration is not None)
+    status = "\n".join(f"- {note}" for note in found["notes"]) or "Done."
+    csv_path = str(found["csv"]) if found["csv"] else None
+    return gallery, table_rows(results), counts if results else "", csv_path, status
+
+
+def snapshot_outputs(engine: Engine, image) -> tuple:
+    """The Gradio outputs for a webcam snapshot (RGB array, or None when cleared)."""
+    if image is None:
+        return [], [], "", None, ""
+    folder = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
+    path = folder / "webcam.png"
+    Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).save(path)
+    return page_outputs(engine, [str(path)])
+
+
+def build_app(engine: Engine):
+    """The Gradio page (``gradio.Blocks``), its requests queued one at a time."""
+    import gradio as gr
+
+    with gr.Blocks(title="Face masks: try the book's model", analytics_enabled=False) as app:
+        gr.Markdown("# Face masks: try the book's model")
+        gr.Markdown(about_markdown(engine), elem_id="about")
+        with gr.Row():
+            files = gr.File(file_count="multiple", label="Photos", elem_id="photos")
+            webcam = gr.Image(sources=["webcam"], type="numpy", label="Webcam snapshot")
+        status = gr.Markdown(elem_id="status")
+        counts = gr.Markdown(elem_id="counts")
+        gallery = gr.Gallery(label="Faces found", elem_id="annotated", columns=2, height="auto")
+        table = gr.Dataframe(headers=COLUMNS, label="One row per face", elem_id="faces")
+        csv_file = gr.File(label="CSV (same columns as predict --detect)", elem_id="csv")
+        outputs = [gallery, table, counts, csv_file, status]
+        files.upload(lambda f: page_outputs(engine, f), files, outputs, api_name="analyse")
+        webcam.input(
+            lambda image: snapshot_outputs(engine, image), webcam, outputs, api_name="snapshot"
+        )
+    return app.queue(default_concurrency_limit=1, max_size=64)
+
+
+def launch(app, port: int | None, open_browser: bool, block: bool = True):
+    """Start ``app`` on 127.0.0.1 (``port`` None: Gradio picks a free one)."""
+    import gradio as gr
+
+    system = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
+    return app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        inbrowser=open_browser,
+        prevent_thread_lock=not block,
+        max_file_size="50mb",
+        ssr_mode=False,
+        quiet=True,
+        theme=system,
+    )
+
+
+def missing_model_message(model_path) -> str:
+    """What to say when there is no model file."""
+    return (
+        f"error: no model at {model_path}. The full build ships it; build it with\n"
+        f"    {BUILD_COMMAND}\n"
+        "(or `make book`), or pass --model path/to/mask_classifier.keras."
+    )
+
+
+def run(model_path=None, port=None, open_browser=True, data_dir=None, alpha=ALPHA) -> int:
+    """The ``demo`` command: exit status 0 when stopped, 2 when the model cannot be loaded."""
+    model_path = Path(model_path or DEFAULT_MODEL)
+    if not model_path.is_file():
+        print(missing_model_message(model_path), file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    start = time.perf_counter()
+    with private_temp_dir():
+        try:
+            engine = load_engine(model_path, data_dir, alpha)
+        except classify.ModelLoadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        app = build_app(engine)
+        launch(app, port, open_browser, block=False)
+        print(
+            f"demo running at {app.local_url} (started in {time.perf_counter() - start:.1f} s); "
+            "Ctrl+C stops it",
+            file=sys.stderr,
+        )
+        try:
+            app.block_thread()
+        finally:
+            app.close()
+    return 0
+
+
+def benchmark(model_path, photo, repeats: int = 20, data_dir=None) -> dict:
+    """Print and return the app's start time and its server-side time for a 640x480 photo.
+
+    ``photo`` is placed on a 640x480 canvas; the time covers reading it, finding, classifying,
+    fit-checking and flagging its faces, drawing them and writing the CSV (median of
+    ``repeats``).
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    start = time.perf_counter()
+    with private_temp_dir() as folder:
+        engine = load_engine(model_path, data_dir)
+        app = build_app(engine)
+        launch(app, None, False, block=False)
+        started = time.perf_counter() - start
+        app.close()
+        canvas = Image.new("RGB", (640, 480), (205, 210, 215))
+        with Image.open(photo) as image:
+            image = image.convert("RGB")
+            image.thumbnail((640, 480))
+            canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
+        path = folder / "bench.jpg"
+        canvas.save(path, quality=90)
+        times = []
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            page_outputs(engine, [str(path)])
+            times.append(time.perf_counter() - tick)
+    found = {
+        "start_s": started,
+        "photo_640x480_median_ms": 1000 * float(np.median(times)),
+        "photo_640x480_min_ms": 1000 * float(np.min(times)),
+        "cpu_threads": runtime.cpu_threads(),
+    }
+    print(
+        f"app start {found['start_s']:.2f} s; 640x480 photo {found['photo_640x480_median_ms']:.0f} "
+        f"ms median, {found['photo_640x480_min_ms']:.0f} ms best of {repeats} "
+        f"({found['cpu_threads']} CPU threads)"
+    )
+    return found
