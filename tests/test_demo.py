@@ -50,11 +50,18 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo")
     data_dir = make_synthetic_dataset(root / "face-mask", n_per_class=60, image_size=32, seed=2)
+    real_model = os.environ.get("DLBOOK_DEMO_MODEL")
+    if real_model:  # calibrated on the real data, with the real cache
+        return {
+            "model": Path(real_model),
+            "data_dir": data_dir,
+            "engine": analyse.load_engine(real_model),
+        }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DLBOOK_CACHE", str(root / "cache"))
-        model_path = Path(os.environ.get("DLBOOK_DEMO_MODEL") or _tiny_model(root))
+        model_path = _tiny_model(root)
         engine = analyse.load_engine(model_path, data_dir)
-    return {"model": model_path, "data_dir": data_dir, "engine": engine, "root": root}
+    return {"model": model_path, "data_dir": data_dir, "engine": engine}
 
 
 def _cli_rows(model_path, tmp_path) -> list[dict]:
@@ -222,7 +229,7 @@ def app_url(setup):
 
 
 def _table(result) -> list[list]:
-    table = result[1]
+    table = result[2]
     return table["data"] if isinstance(table, dict) else table
 
 
@@ -236,12 +243,12 @@ def test_the_gradio_client_gets_the_faces_and_the_app_survives_a_bad_file(setup,
     rows = _table(good)
     assert len(rows) == 2
     assert [r[6] for r in rows] == ["mask" if c == "with_mask" else "no mask" for c in cli_labels]
-    assert Path(good[3]).read_text().startswith("path,label,prob_with_mask,x,y,width,height")
+    assert Path(good[4]).read_text().startswith("path,label,prob_with_mask,x,y,width,height")
 
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
     bad = client.predict([handle_file(str(text))], api_name="/analyse")
-    assert "not an image" in bad[4] and _table(bad) in ([], [[""] * len(analyse.COLUMNS)])
+    assert "not an image" in bad[5] and _table(bad) in ([], [[""] * len(analyse.COLUMNS)])
     jobs = [client.submit([handle_file(str(PHOTO))], api_name="/analyse") for _ in range(4)]
     assert [len(_table(job.result(timeout=120))) for job in jobs] == [2, 2, 2, 2]
     uploads = [p for p in folder.rglob("*") if p.is_file()]
@@ -284,8 +291,8 @@ def test_a_real_browser_reads_the_faces_and_the_error(setup, app_url, tmp_path):
 
 def _rendered_rows(page) -> list[list[str]]:
     """The face table's body cells as the browser renders them."""
-    rows = page.locator("#faces table tbody tr")
+    rows = page.locator("#faces [role=row].virtual-row")
     return [
-        [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+        [cell.strip() for cell in rows.nth(i).locator("[role=gridcell]").all_inner_texts()]
         for i in range(rows.count())
     ]

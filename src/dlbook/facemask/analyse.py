@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +289,7 @@ def annotate(image: np.ndarray, faces: list[Face]) -> np.ndarray:
         colour = COLOURS[face.shown_class]
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
         text = f"{number} {face.shown_class}" + (" ?" if face.check else "")
-        scale = max(0.4, min(w, 400) / 160)
+        scale = max(0.35, min(w, 400) / 220)
         cv2.putText(
             out,
             text,
@@ -316,7 +317,7 @@ def table_rows(results: list[PhotoResult]) -> list[list]:
                     number,
                     *face.box,
                     face.shown_class,
-                    round(face.prob_with_mask, 3),
+                    f"{face.prob_with_mask:.3f}",
                     face.fit,
                     _describe_set(face.conformal_set),
                     CHECK if face.check else "",
@@ -421,7 +422,11 @@ def load_engine(model_path, data_dir=None, alpha: float = ALPHA, detector=None) 
         calibration = calibrate(calibration_scores(model_path, model, metadata, data_dir), alpha)
     except (data.DataError, ValueError) as error:
         calibration = None
-        notes.append(f"No '{CHECK}' flag: the validation scores could not be computed ({error}).")
+        print(f"note: no conformal calibration ({error})", file=sys.stderr)
+        notes.append(
+            f"No '{CHECK}' flag: the face-mask data to calibrate on was not found (start the "
+            "demo with DLBOOK_DATA set, or --data-dir)."
+        )
     engine = Engine(
         runtime.compile_model(model, (size, size, 3), runtime.FAST_RUNTIME, BATCH_SIZE),
         concurrent(detector if detector is not None else detect.load_detector()),

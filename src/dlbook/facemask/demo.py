@@ -78,21 +78,23 @@ def private_temp_dir():
 
 
 def page_outputs(engine: Engine, files: list[str]) -> tuple:
-    """The Gradio outputs for ``files``: gallery, table, counts, CSV, status."""
+    """The Gradio outputs for ``files``: first annotated photo, all of them, table, counts, CSV,
+    status."""
     out_dir = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
     found = analyse_files(engine, list(files or []), out_dir)
     results = found["results"]
-    gallery = [(r.annotated, r.name) for r in results]
+    first = results[0].annotated if results else None
+    gallery = [(r.annotated, r.name) for r in results] if len(results) > 1 else []
     counts = counts_markdown(class_counts(results), engine.calibration is not None)
     status = "\n".join(f"- {note}" for note in found["notes"]) or "Done."
     csv_path = str(found["csv"]) if found["csv"] else None
-    return gallery, table_rows(results), counts if results else "", csv_path, status
+    return first, gallery, table_rows(results), counts if results else "", csv_path, status
 
 
 def snapshot_outputs(engine: Engine, image) -> tuple:
     """The Gradio outputs for a webcam snapshot (RGB array, or None when cleared)."""
     if image is None:
-        return [], [], "", None, ""
+        return None, [], [], "", None, ""
     folder = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
     path = folder / "webcam.png"
     Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).save(path)
@@ -111,10 +113,11 @@ def build_app(engine: Engine):
             webcam = gr.Image(sources=["webcam"], type="numpy", label="Webcam snapshot")
         status = gr.Markdown(elem_id="status")
         counts = gr.Markdown(elem_id="counts")
-        gallery = gr.Gallery(label="Faces found", elem_id="annotated", columns=2, height="auto")
+        first = gr.Image(label="Faces found", elem_id="annotated", interactive=False, height=400)
+        gallery = gr.Gallery(label="Every photo", elem_id="photos-annotated", columns=4)
         table = gr.Dataframe(headers=COLUMNS, label="One row per face", elem_id="faces")
         csv_file = gr.File(label="CSV (same columns as predict --detect)", elem_id="csv")
-        outputs = [gallery, table, counts, csv_file, status]
+        outputs = [first, gallery, table, counts, csv_file, status]
         files.upload(lambda f: page_outputs(engine, f), files, outputs, api_name="analyse")
         webcam.input(
             lambda image: snapshot_outputs(engine, image), webcam, outputs, api_name="snapshot"
