@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -206,12 +205,6 @@ def test_demo_without_a_model_names_the_build_command(tmp_path, capsys):
 # The running app
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(setup):
     """The page served on a free localhost port, its uploads in a folder removed afterwards."""
@@ -220,7 +213,7 @@ def app_url(setup):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     with demo.private_temp_dir() as folder:
         app = demo.build_app(setup["engine"])
-        demo.launch(app, _free_port(), open_browser=False, block=False)
+        demo.launch(app, demo.free_port(), open_browser=False, block=False)
         try:
             yield app.local_url, folder
         finally:
@@ -296,3 +289,13 @@ def _rendered_rows(page) -> list[list[str]]:
         [cell.strip() for cell in rows.nth(i).locator("[role=gridcell]").all_inner_texts()]
         for i in range(rows.count())
     ]
+
+
+@pytest.mark.slow
+def test_the_benchmark_starts_the_command_and_times_a_photo(setup, capsys):
+    from dlbook.facemask import demo
+
+    found = demo.benchmark(setup["model"], PHOTO, repeats=2, data_dir=setup["data_dir"])
+    assert 0 < found["start_s"] < 180 and found["faces"] == 2
+    assert 0 < found["photo_640x480_min_ms"] <= found["photo_640x480_median_ms"]
+    assert "640x480 photo with 2 faces" in capsys.readouterr().out
