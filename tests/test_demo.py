@@ -24,7 +24,7 @@ from dlbook.facemask import analyse, classify, predict
 
 PHOTO = Path(__file__).parent / "data" / "two_faces.jpg"
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = paths.REPO_ROOT / "_static" / "try_it_demo.png"
+SCREENSHOT = paths.REPO_ROOT / "_static" / "try_it_demo.jpg"
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -238,6 +238,12 @@ def test_the_gradio_client_gets_the_faces_and_the_app_survives_a_bad_file(setup,
     assert [r[6] for r in rows] == ["mask" if c == "with_mask" else "no mask" for c in cli_labels]
     assert Path(good[4]).read_text().startswith("path,label,prob_with_mask,x,y,width,height")
 
+    second = tmp_path / "again.jpg"
+    shutil.copy(PHOTO, second)
+    both = client.predict([handle_file(str(PHOTO)), handle_file(str(second))], api_name="/analyse")
+    assert [r[0] for r in _table(both)] == [PHOTO.name] * 2 + ["again.jpg"] * 2
+    assert len(both[1]["value"]) == 2 and len(_rows(both[4])) == 4  # every photo, one CSV
+
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
     bad = client.predict([handle_file(str(text))], api_name="/analyse")
@@ -274,7 +280,7 @@ def test_a_real_browser_reads_the_faces_and_the_error(setup, app_url, tmp_path):
                 "mask" if c == "with_mask" else "no mask" for c in cli_labels
             ]
             if os.environ.get("DLBOOK_DEMO_MODEL"):
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True, type="jpeg", quality=80)
             page.get_by_label("Clear").first.click()
             page.locator("#photos input[type=file]").set_input_files(str(text))
             page.locator("#status").get_by_text("not an image").wait_for(timeout=60_000)

@@ -84,9 +84,14 @@ def page_outputs(engine: Engine, files: list[str]) -> tuple:
     found = analyse_files(engine, list(files or []), out_dir)
     results = found["results"]
     first = results[0].annotated if results else None
-    gallery = [(r.annotated, r.name) for r in results] if len(results) > 1 else []
+    import gradio as gr
+
+    many = len(results) > 1
+    gallery = gr.update(
+        value=[(r.annotated, r.name) for r in results] if many else [], visible=many
+    )
     counts = counts_markdown(class_counts(results), engine.calibration is not None)
-    status = "\n".join(f"- {note}" for note in found["notes"]) or "Done."
+    status = "\n".join(f"- {note}" for note in found["notes"]) or ("Done." if files else "")
     csv_path = str(found["csv"]) if found["csv"] else None
     return first, gallery, table_rows(results), counts if results else "", csv_path, status
 
@@ -94,7 +99,7 @@ def page_outputs(engine: Engine, files: list[str]) -> tuple:
 def snapshot_outputs(engine: Engine, image) -> tuple:
     """The Gradio outputs for a webcam snapshot (RGB array, or None when cleared)."""
     if image is None:
-        return None, [], [], "", None, ""
+        return page_outputs(engine, [])
     folder = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
     path = folder / "webcam.png"
     Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).save(path)
@@ -114,7 +119,9 @@ def build_app(engine: Engine):
         status = gr.Markdown(elem_id="status")
         counts = gr.Markdown(elem_id="counts")
         first = gr.Image(label="Faces found", elem_id="annotated", interactive=False, height=400)
-        gallery = gr.Gallery(label="Every photo", elem_id="photos-annotated", columns=4)
+        gallery = gr.Gallery(
+            label="Every photo", elem_id="photos-annotated", columns=4, visible=False
+        )
         table = gr.Dataframe(headers=COLUMNS, label="One row per face", elem_id="faces")
         csv_file = gr.File(label="CSV (same columns as predict --detect)", elem_id="csv")
         outputs = [first, gallery, table, counts, csv_file, status]
