@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +302,10 @@ def _rendered_rows(page) -> list[list[str]]:
 def test_the_benchmark_starts_the_command_and_times_a_photo(setup, capsys):
     from dlbook.facemask import demo
 
+    folders = set(Path(tempfile.gettempdir()).glob("dlbook-demo-*"))
     found = demo.benchmark(setup["model"], PHOTO, repeats=2, data_dir=setup["data_dir"])
+    # the command, stopped by SIGTERM, and the benchmark removed their temporary folders
+    assert set(Path(tempfile.gettempdir()).glob("dlbook-demo-*")) == folders
     assert 0 < found["start_s"] < 180 and found["faces"] == 2
     assert 0 < found["photo_640x480_min_ms"] <= found["photo_640x480_median_ms"]
     assert "640x480 photo with 2 faces" in capsys.readouterr().out

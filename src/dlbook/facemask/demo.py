@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -166,6 +167,8 @@ def run(model_path=None, port=None, open_browser=True, data_dir=None, alpha=ALPH
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     start = time.perf_counter()
+    # Stopped by a signal, the temporary folder is still removed (the ``with`` block unwinds).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with private_temp_dir():
         try:
             engine = load_engine(model_path, data_dir, alpha)
