@@ -122,6 +122,47 @@ def test_counts_cover_every_class_and_the_flag():
     assert checks == ["", analyse.CHECK, ""]
 
 
+def test_a_webcam_snapshot_is_analysed_like_an_upload(setup):
+    from dlbook.facemask import demo
+
+    snapshot = np.asarray(Image.open(PHOTO).convert("RGB"))
+    with demo.private_temp_dir():
+        first, _, rows, counts, csv_path, status = demo.snapshot_outputs(setup["engine"], snapshot)
+        assert [r[0] for r in rows] == ["webcam.png"] * 2 and first.shape == snapshot.shape
+        assert counts.startswith("**2** faces") and Path(csv_path).is_file()
+        assert demo.snapshot_outputs(setup["engine"], None)[2] == []
+
+
+def test_the_fit_column_is_the_one_predict_fit_adds(setup, tmp_path):
+    """With a fit model beside the classifier, masked faces get predict --fit's fit column."""
+    import keras
+
+    from dlbook.facemask import fit
+
+    if os.environ.get("DLBOOK_DEMO_MODEL"):
+        pytest.skip("checks the tiny model only")
+    folder = tmp_path / "models"
+    model_path = _tiny_model(folder)
+    inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    head = keras.layers.Dense(3, activation="softmax")
+    probs = head(pooled)
+    head.set_weights(
+        [np.array([[0, 9, 0], [0, 0, 9], [9, 0, 0]], np.float32), np.zeros(3, np.float32)]
+    )
+    fit.save_fit_model(keras.Model(inputs, probs), folder / "mask_fit.keras", {"image_size": 16})
+    engine = analyse.load_engine(model_path, setup["data_dir"], detector=setup["engine"].detector)
+    found = analyse.analyse_files(engine, [str(PHOTO)], tmp_path / "out")
+    out = tmp_path / "cli.csv"
+    assert predict.run(model_path, [PHOTO], out, detect_faces=True, progress=False) == 0
+    assert fit.run_fit(out, folder / "mask_fit.keras") == 0
+    theirs, ours = _rows(out), _rows(found["csv"])
+    assert [r["fit"] for r in ours] == [r["fit"] for r in theirs]
+    assert any(r["fit"] in fit.FIT_CLASSES for r in ours)
+    shown = [row[6] for row in analyse.table_rows(found["results"])]
+    assert shown == [analyse.display_class(r["label"], r["fit"]) for r in theirs]
+
+
 # ---------------------------------------------------------------------------------------------
 # Conformal flag
 
