@@ -268,6 +268,20 @@ def _table(result) -> list[list]:
     return table["data"] if isinstance(table, dict) else table
 
 
+def test_demo_on_a_busy_port_says_so(setup, capsys):
+    import socket
+
+    from dlbook.facemask import demo
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        status = demo.run(setup["model"], port, open_browser=False, data_dir=setup["data_dir"])
+    assert status == 2
+    assert f"cannot start on port {port}" in capsys.readouterr().err
+
+
 def test_the_gradio_client_gets_the_faces_and_the_app_survives_a_bad_file(setup, app_url, tmp_path):
     from gradio_client import Client, handle_file
 

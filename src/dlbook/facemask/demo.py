@@ -166,9 +166,16 @@ def run(model_path=None, port=None, open_browser=True, data_dir=None, alpha=ALPH
         print(missing_model_message(model_path), file=sys.stderr)
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    start = time.perf_counter()
     # Stopped by a signal, the temporary folder is still removed (the ``with`` block unwinds).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        return _serve(model_path, port, open_browser, data_dir, alpha)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(model_path, port, open_browser, data_dir, alpha) -> int:
+    start = time.perf_counter()
     with private_temp_dir():
         try:
             engine = load_engine(model_path, data_dir, alpha)
@@ -176,7 +183,11 @@ def run(model_path=None, port=None, open_browser=True, data_dir=None, alpha=ALPH
             print(f"error: {error}", file=sys.stderr)
             return 2
         app = build_app(engine)
-        launch(app, port, open_browser, block=False)
+        try:
+            launch(app, port, open_browser, block=False)
+        except OSError as error:
+            print(f"error: the page cannot start on port {port} ({error})", file=sys.stderr)
+            return 2
         print(
             f"demo running at {app.local_url} (started in {time.perf_counter() - start:.1f} s); "
             "Ctrl+C stops it",
