@@ -231,6 +231,10 @@ def test_a_12000_px_photo_is_downscaled_and_said_so(setup, tmp_path):
     image, note = analyse.read_photo(big)
     assert image.shape == (205, analyse.MAX_SIDE, 3)
     assert "12,000 x 600 px, downscaled to 4,096 x 205 px" in note
+    clear = tmp_path / "tall.png"
+    Image.new("RGBA", (300, 12000), (0, 0, 0, 0)).save(clear)
+    image, _ = analyse.read_photo(clear)
+    assert image.shape == (analyse.MAX_SIDE, 102, 3) and (image == 255).all()  # onto white
     found = analyse.analyse_files(setup["engine"], [str(big)], tmp_path / "out")
     assert any("downscaled" in n for n in found["notes"])
 
@@ -268,11 +272,12 @@ def _table(result) -> list[list]:
     return table["data"] if isinstance(table, dict) else table
 
 
-def test_demo_on_a_busy_port_says_so(setup, capsys):
+def test_demo_on_a_busy_port_says_so(setup, capsys, monkeypatch):
     import socket
 
     from dlbook.facemask import demo
 
+    monkeypatch.setattr(demo, "load_engine", lambda *args: setup["engine"])
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

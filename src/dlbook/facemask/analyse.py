@@ -171,9 +171,14 @@ def _decode_downscaled(path, name: str, max_side: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-            image = ImageOps.exif_transpose(image.convert("RGB"))
+            image = ImageOps.exif_transpose(image)
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA")
             image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
+            if image.mode == "RGBA":  # transparency onto white, as data.decode_image does
+                white = Image.new("RGBA", image.size, data.BACKGROUND + (255,))
+                image = Image.alpha_composite(white, image)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as error:
         raise PhotoError(f"{name}: corrupt or truncated image ({error})") from None
 
