@@ -272,6 +272,17 @@ def _table(result) -> list[list]:
     return table["data"] if isinstance(table, dict) else table
 
 
+def test_old_request_folders_are_removed(tmp_path, monkeypatch):
+    from dlbook.facemask import demo
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    old = demo.request_folder()
+    (old / "faces.csv").write_text("path\n")
+    os.utime(old, (1, 1))
+    new = demo.request_folder(max_age_s=60)
+    assert not old.exists() and new.parent == tmp_path and new.is_dir()
+
+
 def test_demo_on_a_busy_port_says_so(setup, capsys, monkeypatch):
     import socket
 

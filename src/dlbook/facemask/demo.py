@@ -37,6 +37,8 @@ from dlbook.facemask.analyse import (
 
 DEFAULT_MODEL = paths.REPO_ROOT / "results" / "full" / "models" / "mask_classifier.keras"
 BUILD_COMMAND = "python -m dlbook build --profile full --only mask_detection"
+KEEP_S = 3600
+"""A request's files (uploads, annotated photos, CSV) are removed after this many seconds."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,15 +80,24 @@ def private_temp_dir():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def request_folder(max_age_s: float = KEEP_S) -> Path:
+    """A new folder for one request's files, in the page's temporary folder; folders of earlier
+    requests older than ``max_age_s`` go, so a long-running page does not fill the disk."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir())
+    for old in root.glob("request-*"):
+        if time.time() - old.stat().st_mtime > max_age_s:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="request-", dir=root))
+
+
 def page_outputs(engine: Engine, files: list[str]) -> tuple:
     """The Gradio outputs for ``files``: first annotated photo, all of them, table, counts, CSV,
     status."""
-    out_dir = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
-    found = analyse_files(engine, list(files or []), out_dir)
-    results = found["results"]
-    first = results[0].annotated if results else None
     import gradio as gr
 
+    found = analyse_files(engine, list(files or []), request_folder())
+    results = found["results"]
+    first = results[0].annotated if results else None
     many = len(results) > 1
     gallery = gr.update(
         value=[(r.annotated, r.name) for r in results] if many else [], visible=many
@@ -101,8 +112,7 @@ def snapshot_outputs(engine: Engine, image) -> tuple:
     """The Gradio outputs for a webcam snapshot (RGB array, or None when cleared)."""
     if image is None:
         return page_outputs(engine, [])
-    folder = Path(tempfile.mkdtemp(dir=os.environ.get("GRADIO_TEMP_DIR")))
-    path = folder / "webcam.png"
+    path = request_folder() / "webcam.png"
     Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).save(path)
     return page_outputs(engine, [str(path)])
 
@@ -111,7 +121,11 @@ def build_app(engine: Engine):
     """The Gradio page (``gradio.Blocks``), its requests queued one at a time."""
     import gradio as gr
 
-    with gr.Blocks(title="Face masks: try the book's model", analytics_enabled=False) as app:
+    with gr.Blocks(
+        title="Face masks: try the book's model",
+        analytics_enabled=False,
+        delete_cache=(KEEP_S, KEEP_S),  # Gradio's copies of uploads and outputs
+    ) as app:
         gr.Markdown("# Face masks: try the book's model")
         gr.Markdown(about_markdown(engine), elem_id="about")
         with gr.Row():
