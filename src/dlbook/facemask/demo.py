@@ -9,6 +9,7 @@ folder removed when the app stops, and a bad file is answered on the page.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -66,8 +67,13 @@ def about_markdown(engine: Engine) -> str:
 
 @contextlib.contextmanager
 def private_temp_dir():
-    """A temporary folder for Gradio's uploads and outputs (``GRADIO_TEMP_DIR``), removed after."""
+    """A temporary folder for Gradio's uploads and outputs (``GRADIO_TEMP_DIR``), removed after.
+
+    Some Gradio modules read the variable once, at import, and write there later (a second app in
+    one process, a late copy), so the folder is removed again when the process exits.
+    """
     folder = tempfile.mkdtemp(prefix="dlbook-demo-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     saved = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = folder
     try:
