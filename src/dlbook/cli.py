@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|bench|weights|compare-results``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|demo|bench|weights|compare-results``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,27 @@ def _fit(args) -> int:
 
     model = args.fit_model or Path(args.model).with_name("mask_fit.keras")
     return mask_fit.run_fit(args.out, model)
+
+
+def _demo(args) -> int:
+    from dlbook.facemask import demo
+
+    if args.benchmark:
+        demo.benchmark(args.model or demo.DEFAULT_MODEL, args.benchmark, data_dir=args.data_dir)
+        return 0
+    return demo.run(args.model, args.port, not args.no_browser, args.data_dir, args.alpha)
+
+
+def add_demo_command(commands) -> None:
+    """The ``demo`` sub-command: a local web page to try the shipped model on photos."""
+    parser = commands.add_parser("demo", help="try the mask classifier on photos in a web page")
+    parser.add_argument("--model", help="default: results/full/models/mask_classifier.keras")
+    parser.add_argument("--port", type=int, help="default: the first free port from 7860")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument("--data-dir", help="face-mask dataset, for the conformal calibration")
+    parser.add_argument("--alpha", type=float, default=0.1, help="conformal miscoverage")
+    parser.add_argument("--benchmark", metavar="PHOTO", help="time start and one 640x480 photo")
+    parser.set_defaults(run=_demo)
 
 
 def _bench(args) -> int:
@@ -198,6 +219,7 @@ def make_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_verify)
 
     add_predict_command(commands)
+    add_demo_command(commands)
 
     bench = commands.add_parser("bench", help="measure this machine's speed on the book's work")
     bench.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
