@@ -30,8 +30,6 @@ from dlbook.methods.backbones import pypi_weights
 BN_EPSILON = 1e-3
 PIXEL_CENTER = 128.0
 PIXEL_SCALE = 128.0
-IMAGE_SIZE = 299
-FEATURE_DIM = 2048
 NUM_CONVOLUTIONS = 94
 
 INCEPTION_A_POOL_FILTERS = {"mixed": 32, "mixed_1": 64, "mixed_2": 64}
