@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
+from dlbook.core import cache
 from dlbook.facemask import data
 from dlbook.methods import heads
 
@@ -186,8 +187,7 @@ def save_shipped_model(model, path: str | os.PathLike, metadata: dict) -> tuple[
     meta_path = path.with_suffix(".json")
     full = {"class_names": list(data.CLASS_NAMES), "positive_class": data.CLASS_NAMES[1]}
     full.update(metadata)
-    meta_path.write_text(json.dumps(full, indent=1, sort_keys=True) + "\n")
-    return path, meta_path
+    return path, cache.write_json(meta_path, full)
 
 
 def load_shipped_model(path: str | os.PathLike):
