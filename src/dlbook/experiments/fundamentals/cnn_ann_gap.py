@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from dlbook.book import present
 from dlbook.book.context import Run
 from dlbook.facemask import data
-from dlbook.methods import convergence, metrics
+from dlbook.methods import convergence, metrics, training
 from dlbook.methods.nn.keras_twin import keras_equivalent, keras_twin
 from dlbook.methods.nn.networks import BLAS_THREADS, make_ann, make_cnn
 
@@ -168,8 +168,8 @@ def cnn_ann_runs(images, settings: dict, seeds) -> pd.DataFrame:
                         "size": int(size),
                         "seed": int(seed),
                         "model": name,
-                        "val_accuracy": _accuracy(predict, x_val, val.labels),
-                        "test_accuracy": _accuracy(predict, x_test, test.labels),
+                        "val_accuracy": training.accuracy(predict, x_val, val.labels, 512),
+                        "test_accuracy": training.accuracy(predict, x_test, test.labels, 512),
                         "epochs_used": fit.epochs_used,
                         "stopped_early": fit.stopped_early,
                         "converged": fit.converged,
@@ -177,18 +177,6 @@ def cnn_ann_runs(images, settings: dict, seeds) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def _accuracy(model, x, y, batch_size: int = 512) -> float:
-    """Accuracy of a Keras model called directly on batches (``predict`` would trace a new
-    function for every model of the sweep)."""
-    probs = np.concatenate(
-        [
-            np.asarray(model(x[i : i + batch_size], training=False))
-            for i in range(0, len(x), batch_size)
-        ]
-    )
-    return float(np.mean(np.argmax(probs, axis=1) == y))
 
 
 # -- summaries -------------------------------------------------------------------------------
