@@ -18,7 +18,7 @@ from dlbook.book import present
 from dlbook.core import logs
 from dlbook.experiments.mask_detection.classifiers import ModelRun, display_name
 from dlbook.experiments.mask_detection.dataset import Chapter, stratified_pick
-from dlbook.facemask import classify, data, deploy, predict, tflite
+from dlbook.facemask import analyse, classify, data, deploy, predict, tflite
 from dlbook.methods import backbones
 
 
@@ -74,7 +74,8 @@ def save_mask_probs(path: Path, runs: dict, ds: data.ImageSet) -> Path:
 def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dict) -> dict:
     """Save the best model as one Keras file, check it reloads, classify a few files (saved).
 
-    Also writes ``mask_probs.npz`` (every model's P(with_mask) for every image, for chapter 6).
+    Also writes ``mask_probs.npz`` (every model's P(with_mask) for every image, for chapter 6)
+    and caches the demo page's conformal calibration for the shipped file.
     """
     ds, best, runs = chapter.images, evaluation["best"], models["runs"]
     provenance = {
@@ -90,6 +91,9 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
     gap = check_shipped_model(path, runs[best], calibration["probs_calibrated"], ds)
     save_mask_probs(chapter.run.results_dir / "mask_probs.npz", runs, ds)
     model, metadata = classify.load_shipped_model(path)
+    # The demo page's conformal calibration, cached by the model file's sha256 now, so the
+    # page's first start after a build does not have to score the validation images itself.
+    analyse.calibration_scores(path, model, metadata, chapter.data_dir)
     sample = [chapter.data_dir / p for p in ds.paths[:: max(1, len(ds) // 6)][:6]]
     predictions, _ = predict.predict_files(
         model, int(metadata["image_size"]), sample, progress=False
