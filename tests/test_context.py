@@ -30,18 +30,20 @@ def test_save_merges_into_the_chapters_file_and_load_reads_it(tmp_path):
 
 def test_the_cache_returns_the_stored_value_without_recomputing(tmp_path, monkeypatch):
     monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
-    run = context.start("smoke", "conformal", results_dir=tmp_path / "r")
     calls = []
 
     def compute(x):
         calls.append(x)
         return np.arange(3) * x
 
-    first = run.cache("test", ("v1", np.ones(2)), lambda: compute(2))
-    again = run.cache("test", ("v1", np.ones(2)), lambda: compute(99))
+    def cached(parts, work):
+        return cache.cached_array("test", cache.digest(*parts), work)
+
+    first = cached(("v1", np.ones(2)), lambda: compute(2))
+    again = cached(("v1", np.ones(2)), lambda: compute(99))
     np.testing.assert_array_equal(first, again)
     assert calls == [2]
-    changed = run.cache("test", ("v1", np.ones(3)), lambda: compute(5))
+    changed = cached(("v1", np.ones(3)), lambda: compute(5))
     np.testing.assert_array_equal(changed, [0, 5, 10])
     assert calls == [2, 5]
 

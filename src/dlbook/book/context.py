@@ -1,4 +1,4 @@
-"""The run context a chapter makes in its first cell: profile, seed, folders, save and cache.
+"""The run context a chapter makes in its first cell: profile, seed, settings, folders and save.
 
 Every chapter starts the same way::
 
@@ -7,8 +7,8 @@ Every chapter starts the same way::
 
 and every experiment takes ``run``: its settings (``run.settings``, from ``dlbook.book.profiles``),
 its seed, the data folder and the one place its numbers go (``run.save``). Work worth keeping
-between builds goes through ``run.cache`` (or ``dlbook.core.cache`` below the book), keyed by
-content. Nothing else writes files.
+between builds goes through ``dlbook.core.cache`` (``cached_array``, keyed by content). Nothing
+else writes files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlbook.book import profiles
-from dlbook.core import cache, paths, results
+from dlbook.core import paths, results
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,6 @@ class Run:
     def load_all(self) -> dict[str, dict]:
         """``{chapter: results}`` of every chapter saved so far under this profile."""
         return results.load_all(self.results_dir)
-
-    def cache(self, kind: str, parts, compute):
-        """``compute()``'s array, stored under ``kind`` keyed by ``parts`` (content-keyed)."""
-        return cache.cached_array(kind, cache.digest(*parts), compute)
 
     def part(self, section: str) -> Run:
         """The same run with another section's settings (``profiles.get(profile, section)``).
