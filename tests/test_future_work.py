@@ -28,18 +28,18 @@ def test_story_federated_quotes_the_results_and_the_claims_verdict():
     assert "fedprox 96.0%" in text and "the best on validation is fedprox" in text
     assert "60.0%" in text and "206 kB" in text
     assert claims.sentence("federated_learning", {"future_work": VALUES}) in text
-    assert "is reproduced here" in text
+    assert "is untested at this budget" in text
 
 
 def test_story_federated_never_judges_apart_from_the_claims_page():
-    # FedAvg 2.5 points above central: the claims rule (central - FedAvg <= 0.01) reproduces it;
-    # a rule on the absolute gap would not, and the page would contradict the claims page.
+    # FedAvg 2.5 points above central: the claims page's check (central - FedAvg <= 0.01) passes;
+    # a check on the absolute gap would not, and the page would contradict the claims page.
     better = {**VALUES, "fedavg_accuracy_iid": 0.99, "central_accuracy": 0.965}
     better["fedavg_iid_gap_points"] = 100 * (better["central_accuracy"] - 0.99)
-    assert claims.judge("federated_learning", {"future_work": better}).verdict == claims.REPRODUCED
-    assert "is reproduced here" in fw.story_federated(better)
+    assert claims.judge("federated_learning", {"future_work": better}).verdict == claims.UNTESTED
+    assert "IID clients comes within 1 point" in fw.story_federated(better)
     worse = {**VALUES, "fedavg_accuracy_iid": 0.97, "fedavg_iid_gap_points": 2.0}
-    assert "is not reproduced here" in fw.story_federated(worse)
+    assert "IID clients does not come within 1 point" in fw.story_federated(worse)
 
 
 def test_story_privacy_names_each_noise_level_and_its_epsilon():

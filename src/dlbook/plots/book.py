@@ -82,7 +82,7 @@ def _chapters_in_book() -> set[str]:
     return {chapter.name for chapter in CHAPTERS}
 
 
-def _card(row: dict) -> str:
+def _card(row: dict, texts: dict[str, str]) -> str:
     e = html.escape
     section = row.get("section") or ""
     title = SECTION_TITLES.get(section, "")
@@ -90,24 +90,45 @@ def _card(row: dict) -> str:
     link_text = f"Chapter {where}" + (f", “{title}”" if title else "")
     measured = row["measured"] != "-"
     fields = [("Measured", e(row["measured"]) if measured else "nothing")]
+    if row.get("external"):
+        fields.append(("External test", e(row["external"])))
     if measured:
         fields.append(("Budget", e(describe_budget(row.get("budget") or {}))))
+    if row.get("margin"):
+        fields.append(("Margin", e(f"{row['margin']}, declared before the results")))
+    if row.get("read"):
+        fields.append(("Rule read", e(row["read"])))
     if row.get("note"):
         fields.append(("Why", e(row["note"])))
     rule = e(row.get("rule", ""))
-    fields.append(("Rule", f"<details><summary>how it is judged</summary>{rule}</details>"))
+    fields.append(("Numbers", f"<details><summary>what is read</summary>{rule}</details>"))
     if section and row["chapter"] in _chapters_in_book():
         fields.append(("Where", f'<a href="{e(section)}">{e(link_text)}</a>'))
     else:
         fields.append(("Where", e(link_text) + " (not in this build of the book)"))
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
     verdict = row["verdict"]
+    counted = (
+        '<p class="dlbook-claim-counted">Counted once, with the claim '
+        f"“{e(texts.get(row['counted_with'], row['counted_with']))}”.</p>"
+        if row.get("counted_with")
+        else ""
+    )
     return (
         f'<article class="dlbook-claim" id="claim-{e(row["id"])}">'
         f'<p class="dlbook-claim-head"><span class="dlbook-verdict '
         f'dlbook-verdict-{_slug(verdict)}">{e(verdict)}</span> '
-        f"<strong>{e(row['text'])}</strong></p><dl>{body}</dl></article>"
+        f"<strong>{e(row['text'])}</strong></p>{counted}<dl>{body}</dl></article>"
     )
+
+
+def rule_table(table):
+    """A verdict table (``claims.RULE_TABLE`` or ``claims.METHOD_TABLE``), read top to bottom,
+    formatted for the page."""
+    import pandas as pd
+
+    frame = pd.DataFrame(table, columns=["verdict", "when (the first row that applies)"])
+    return present.show(frame)
 
 
 def claim_cards(rows: list[dict], kinds=("finding",)):
@@ -117,7 +138,9 @@ def claim_cards(rows: list[dict], kinds=("finding",)):
     chosen = [row for row in rows if row["kind"] in kinds]
     if not chosen:
         return HTML("<p>No claims of this kind.</p>")
-    return HTML('<div class="dlbook-claims">' + "".join(map(_card, chosen)) + "</div>")
+    texts = {row["id"]: row["text"] for row in rows}
+    cards = "".join(_card(row, texts) for row in chosen)
+    return HTML('<div class="dlbook-claims">' + cards + "</div>")
 
 
 # ---------------------------------------------------------------------------------------------

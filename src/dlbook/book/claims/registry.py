@@ -15,11 +15,10 @@ from dlbook.book.claims import wording
 from dlbook.book.claims.mask_rules import (
     judge_best_transfer_model,
     judge_custom_cnn,
-    judge_model_claim,
+    judge_network_claim,
     judge_perfect_recall,
 )
 from dlbook.book.claims.rules import (
-    DISSERTATION_MODELS,
     judge_active_learning,
     judge_batchnorm,
     judge_cnn_beats_ann,
@@ -28,10 +27,12 @@ from dlbook.book.claims.rules import (
     judge_learning_rates,
     judge_mask_fit,
 )
+from dlbook.book.claims.table import CHECK, EVIDENCE, FOLDS, REPEATS, SEEDS, Evidence, margin_text
 from dlbook.book.claims.verdicts import (
     FAILS,
     FINDING,
     FUTURE_WORK,
+    KINDS,
     METHOD,
     METHOD_VERDICTS,
     VERDICTS,
@@ -43,23 +44,57 @@ from dlbook.core import results as results_io
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim as written, where the book tests it, and the rule that judges it."""
+    """A claim as written, where the book tests it, the judge that reads its numbers, and the
+    margin and kind of evidence it is judged with, declared here before any result is read.
+
+    ``margin`` is in the claim's units: a fraction for an accuracy, precision, recall or share
+    (``0.01`` is 1 point), points for a gap stated in points (``points=True``).
+    ``counted_with`` names the claim whose numbers this one restates (counted once, with it).
+    A claim without a margin or with an unknown kind of evidence is refused.
+    """
 
     text: str
     chapter: str
     where: str
-    judge: Callable[[dict[str, dict]], Verdict]
+    judge: Callable[[dict[str, dict], Claim], Verdict]
     id: str = ""
     kind: str = FINDING
     section: str = ""
     """The chapter page and heading anchor that tests it, e.g. ``01_fundamentals.html#ann-vs-cnn``."""
+    margin: float | None = None
+    evidence: Evidence | None = None
+    points: bool = False
+    counted_with: str = ""
+
+    def __post_init__(self):
+        name = self.id or self.text
+        if self.margin is None:
+            raise ValueError(
+                f"claim {name!r} declares no margin; declare margin= before judging it"
+            )
+        if not isinstance(self.margin, int | float) or self.margin < 0:
+            raise ValueError(f"claim {name!r} has margin {self.margin!r}; use a number >= 0")
+        if self.evidence not in EVIDENCE:
+            raise ValueError(
+                f"claim {name!r} declares evidence {self.evidence!r}; use one of "
+                f"{[e.name for e in EVIDENCE]}"
+            )
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {name!r} has kind {self.kind!r}; use one of {KINDS}")
 
     @property
     def rule(self) -> str:
-        """The rule in words: the first paragraph of the judging function's docstring."""
+        """What the judge reads, in words: the first paragraph of its docstring."""
         doc = (self.judge.__doc__ or "").strip()
         return " ".join(doc.split("\n\n")[0].split())
 
+    @property
+    def margin_words(self) -> str:
+        """The margin as the card shows it: ``"±1 point"``."""
+        return margin_text(self.margin, self.points)
+
+
+_CH4 = "04_mask_detection.html#evaluation-on-the-test-split"
 
 CLAIMS = (
     Claim(
@@ -68,24 +103,19 @@ CLAIMS = (
         "Chapter 4",
         judge_custom_cnn,
         id="custom_cnn_96",
-        section="04_mask_detection.html#evaluation-on-the-test-split",
+        section=_CH4,
+        margin=0.01,
+        evidence=SEEDS,
     ),
     Claim(
         "InceptionV3 transfer learning: 99.5% accuracy, precision 0.99, recall 1.00",
         "mask_detection",
         "Chapter 4",
-        judge_model_claim("inception_v3", **DISSERTATION_MODELS["inception_v3"]),
+        judge_network_claim("inception_v3"),
         id="inception_v3_995",
-        section="04_mask_detection.html#evaluation-on-the-test-split",
-    ),
-    Claim(
-        "Transfer learning from ImageNet reaches 99.5% accuracy, precision 0.99, recall 1.00"
-        " (tested with the best backbone available offline)",
-        "mask_detection",
-        "Chapter 4",
-        judge_best_transfer_model,
-        id="transfer_995",
-        section="04_mask_detection.html#evaluation-on-the-test-split",
+        section=_CH4,
+        margin=0.01,
+        evidence=FOLDS,
     ),
     Claim(
         'InceptionV3 has "perfect recall"',
@@ -93,15 +123,32 @@ CLAIMS = (
         "Chapter 4",
         judge_perfect_recall,
         id="inception_v3_perfect_recall",
-        section="04_mask_detection.html#evaluation-on-the-test-split",
+        section=_CH4,
+        margin=0.005,
+        evidence=FOLDS,
+        counted_with="inception_v3_995",
     ),
     Claim(
         "MobileNetV2 transfer learning: 99.1% accuracy, precision 0.99, recall 0.99",
         "mask_detection",
         "Chapter 4",
-        judge_model_claim("mobilenet_v2", **DISSERTATION_MODELS["mobilenet_v2"]),
+        judge_network_claim("mobilenet_v2"),
         id="mobilenet_v2_991",
-        section="04_mask_detection.html#evaluation-on-the-test-split",
+        section=_CH4,
+        margin=0.01,
+        evidence=FOLDS,
+    ),
+    Claim(
+        "Transfer learning with the ImageNet models ResNet50, VGG16, InceptionV3 and "
+        "MobileNetV2: the best reaches 99.5% accuracy, precision 0.99, recall 1.00",
+        "mask_detection",
+        "Chapter 4",
+        judge_best_transfer_model,
+        id="transfer_995",
+        section=_CH4,
+        margin=0.01,
+        evidence=FOLDS,
+        counted_with="inception_v3_995",
     ),
     Claim(
         "CNNs beat ANNs by 9 accuracy points",
@@ -110,6 +157,9 @@ CLAIMS = (
         judge_cnn_beats_ann,
         id="cnn_beats_ann",
         section="01_fundamentals.html#ann-vs-cnn",
+        margin=3.0,
+        points=True,
+        evidence=SEEDS,
     ),
     Claim(
         "BatchNorm was the most effective regulariser",
@@ -118,6 +168,9 @@ CLAIMS = (
         judge_batchnorm,
         id="batchnorm_best",
         section="02_optimization.html#regularisation-which-one-wins",
+        margin=1.0,
+        points=True,
+        evidence=SEEDS,
     ),
     Claim(
         "Active learning needs 30% fewer labelled samples",
@@ -126,6 +179,8 @@ CLAIMS = (
         judge_active_learning,
         id="active_learning_30",
         section="05_active_learning.html#seven-strategies-and-a-variant-against-random-sampling",
+        margin=0.03,
+        evidence=REPEATS,
     ),
     Claim(
         "Learning rates from 0.001 to 0.6 were tested",
@@ -135,6 +190,8 @@ CLAIMS = (
         id="learning_rate_range",
         kind=METHOD,
         section="02_optimization.html#learning-rate-sweep",
+        margin=0.0,
+        evidence=CHECK,
     ),
     Claim(
         "Conformal prediction gives its coverage guarantee",
@@ -144,6 +201,8 @@ CLAIMS = (
         id="conformal_coverage",
         kind=METHOD,
         section="06_conformal.html#coverage-over-many-re-splits",
+        margin=0.0,
+        evidence=CHECK,
     ),
     Claim(
         "Future work: federated learning trains the classifier without pooling the images",
@@ -153,6 +212,8 @@ CLAIMS = (
         id="federated_learning",
         kind=FUTURE_WORK,
         section="07_future_work.html",
+        margin=0.01,
+        evidence=CHECK,
     ),
     Claim(
         "Future work: detecting whether a mask is worn correctly (nose and mouth covered)",
@@ -162,8 +223,26 @@ CLAIMS = (
         id="mask_fit",
         kind=FUTURE_WORK,
         section="07_future_work.html",
+        margin=0.0,
+        evidence=CHECK,
     ),
 )
+
+
+def check_registry(claims) -> None:
+    """Refuse a registry whose ids repeat or whose ``counted_with`` names no claim in it."""
+    ids = [claim.id for claim in claims]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated or "" in ids:
+        raise ValueError(f"claim ids must be unique and non-empty; repeated: {repeated}")
+    for claim in claims:
+        if claim.counted_with and claim.counted_with not in ids:
+            raise ValueError(
+                f"claim {claim.id!r} is counted with {claim.counted_with!r}, which is not a claim"
+            )
+
+
+check_registry(CLAIMS)
 
 
 def claim_by_id(claim_id: str) -> Claim:
@@ -176,7 +255,8 @@ def claim_by_id(claim_id: str) -> Claim:
 
 def judge(claim_id: str, results: dict[str, dict]) -> Verdict:
     """The verdict on one claim, from ``results`` (``{chapter: {key: value}}``)."""
-    return claim_by_id(claim_id).judge(results)
+    claim = claim_by_id(claim_id)
+    return claim.judge(results, claim)
 
 
 def sentence(claim_id: str, results: dict[str, dict]) -> str:
@@ -190,7 +270,7 @@ def sentence(claim_id: str, results: dict[str, dict]) -> str:
 
 def record(claim: Claim, results: dict[str, dict]) -> dict:
     """One claim judged, as the row ``claims.json`` stores for it."""
-    verdict = claim.judge(results)
+    verdict = claim.judge(results, claim)
     allowed = VERDICTS if claim.kind == FINDING else METHOD_VERDICTS
     if verdict.verdict not in allowed:
         raise ValueError(f"claim {claim.id!r} gave verdict {verdict.verdict!r}; use {allowed}")
@@ -205,6 +285,11 @@ def record(claim: Claim, results: dict[str, dict]) -> dict:
         "section": claim.section,
         "measured": verdict.measured,
         "verdict": verdict.verdict,
+        "margin": claim.margin_words,
+        "evidence": claim.evidence.words,
+        "read": verdict.read,
+        "external": verdict.external,
+        "counted_with": claim.counted_with,
         "rule": claim.rule,
         "budget": dict(verdict.budget),
         "adequate": verdict.adequate,
@@ -216,7 +301,8 @@ def evaluate(results: dict[str, dict], claims=CLAIMS) -> list[dict]:
     """Judge every claim against ``results`` (``{chapter: {key: value}}``); one record each.
 
     Each record has the fields of ``claims.json``: id, text, kind, chapter, where, section,
-    measured, verdict, rule, budget, adequate, note.
+    measured, verdict, margin, evidence, read, external, counted_with, rule, budget, adequate,
+    note.
     """
     return [record(claim, results) for claim in claims]
 

@@ -11,7 +11,6 @@ from dlbook.book.claims.verdicts import (
     INCONCLUSIVE,
     NOT_MEASURED,
     NOT_REPRODUCED,
-    PARTLY,
     REPRODUCED,
     UNTESTED,
     VERDICTS,
@@ -25,6 +24,9 @@ MODEL_NAMES = {
     "mobilenet_v2": "MobileNetV2",
     "resnet50": "ResNet50",
     "vgg16": "VGG16",
+    "inception_v3_fid": "InceptionV3 (Google's 2015 weights)",
+    "mobilenet_v2_torchvision": "MobileNetV2 (torchvision's weights)",
+    "vgg16_torchvision": "VGG16 (torchvision's weights)",
     "efficientnet_lite0": "EfficientNet-Lite0",
     "efficientnet_lite0_finetuned": "EfficientNet-Lite0, fine-tuned",
     "efficientnet_lite1": "EfficientNet-Lite1",
@@ -123,7 +125,6 @@ def and_list(parts: list[str]) -> str:
 
 VERDICT_PHRASES = {
     HOLDS: "holds here",
-    PARTLY: "holds only in part here",
     FAILS: "fails here",
     INCONCLUSIVE: "is left open by this experiment",
     UNTESTED: "is untested at this budget",
@@ -135,7 +136,6 @@ VERDICT_PHRASES = {
 
 COUNT_WORDS = {
     HOLDS: "hold",
-    PARTLY: "hold in part",
     FAILS: "fail",
     INCONCLUSIVE: "are inconclusive",
     UNTESTED: "are untested at this budget",
@@ -157,12 +157,24 @@ def quote(claim_text: str, verdict: Verdict) -> str:
 
 
 def summary(rows: list[dict]) -> str:
-    """One sentence counting the findings by verdict, the methods apart."""
+    """Sentences counting the findings by verdict, each claim once, the methods apart.
+
+    A card whose ``counted_with`` names another claim restates that claim's numbers (judged on
+    another model, or one number of it) and is counted with it, not again.
+    """
     findings = [r for r in rows if r["kind"] == FINDING]
+    counted = [r for r in findings if not r.get("counted_with")]
     others = [r for r in rows if r["kind"] != FINDING]
-    counts = {v: sum(r["verdict"] == v for r in findings) for v in VERDICTS}
+    counts = {v: sum(r["verdict"] == v for r in counted) for v in VERDICTS}
     parts = [f"{counts[v]} {COUNT_WORDS[v]}" for v in VERDICTS if counts[v]]
-    text = f"Of {len(findings)} empirical claims, " + and_list(parts) + "."
+    text = f"Of {len(counted)} empirical claims, " + and_list(parts) + "."
+    restated = len(findings) - len(counted)
+    if restated:
+        text += (
+            f" {restated} more card{'s' if restated != 1 else ''} restate{'' if restated != 1 else 's'}"
+            " a claim's numbers on another model or one number of it, and "
+            f"{'are' if restated != 1 else 'is'} counted with that claim."
+        )
     if others:
         reproduced = sum(r["verdict"] == REPRODUCED for r in others)
         text += (
