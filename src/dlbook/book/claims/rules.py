@@ -369,10 +369,14 @@ def _real_fit(results: dict[str, dict]) -> tuple[dict, str] | None:
 
 
 def judge_mask_fit(results: dict[str, dict], claim) -> Verdict:
-    """The mask-fit classifier on real faces (``fit_real_accuracy`` and its interval, correctly
-    and incorrectly worn masks of the scene photos): reproduced when the interval's lower end
-    is above chance plus the margin. Its score on its own synthetic generator is a method
-    check, not evidence: untested until judged on real faces."""
+    """The mask-fit classifier's accuracy, with its interval, on real faces (correctly and
+    incorrectly worn masks of the scene photos, saved by the real-photo chapter): reproduced when
+    the interval's lower end is above chance plus the margin. Its score on its own synthetic
+    generator is a method check, not evidence: untested until judged on real faces.
+
+    Reads ``fit_real_accuracy`` (+ ``_ci_low``, ``_ci_high``), ``fit_real_n`` and, when saved,
+    ``fit_real_chance`` (else 0.5) from ``real_photos`` (or ``future_work``).
+    """
     future = results.get("future_work", {})
     synthetic = future.get("mask_fit_synthetic_accuracy")
     real = _real_fit(results)
