@@ -508,7 +508,7 @@ def test_write_puts_every_field_in_claims_json(tmp_path):
     assert all(fields <= set(row) for row in stored)
     bn = next(row for row in stored if row["id"] == "batchnorm_best")
     assert bn["verdict"] == claims.FAILS and bn["adequate"] is True
-    assert bn["margin"] == "±1 point" and bn["evidence"] == "training seeds"
+    assert bn["margin"] == "±1 point" and bn["evidence"] == "training seeds, at least 10"
     assert bn["budget"] == {"images": 600, "pixels": 32, "epoch_cap": 80, "seeds": 10}
 
 
@@ -530,3 +530,28 @@ def test_results_save_rejects_nested_values(tmp_path):
     results.save(tmp_path, "x", {"a": 1})
     results.save(tmp_path, "x", {"b": float("nan")})
     assert results.load(tmp_path, "x") == {"a": 1, "b": None}
+
+
+def test_cards_show_the_declared_margin_the_interval_read_and_the_external_test():
+    from dlbook.plots import book
+
+    found = {**_custom_cnn(0.955, 0.975), **EXTERNAL}
+    rows = claims.evaluate(found)
+    html = book.claim_cards(rows, kinds=[claims.FINDING]).data
+    assert (
+        "<dt>Declared</dt><dd>margin ±1 point; evidence: training seeds, at least 10</dd>" in html
+    )
+    assert "<dt>Rule read</dt><dd>accuracy 95.5% to 97.5%, against 96.0% less its margin" in html
+    assert html.count("<dt>External test</dt><dd>91.2% (95% CI 88.0%-94.0%)") == 4
+    assert html.count("<dt>External test</dt><dd>not measured") == 0
+    assert "Counted once, with the claim “InceptionV3 transfer learning: 99.5%" in html
+    bare = book.claim_cards(claims.evaluate({}), kinds=[claims.FINDING]).data
+    assert bare.count("<dt>External test</dt><dd>not measured: the real-photo chapter") == 4
+
+
+def test_the_page_prints_the_rule_table_once_in_the_house_format():
+    from dlbook.plots import book
+
+    html = book.rule_table(claims.RULE_TABLE).to_html()
+    for verdict, when in claims.RULE_TABLE:
+        assert f">{verdict}</td>" in html and when in html

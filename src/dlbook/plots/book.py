@@ -95,7 +95,8 @@ def _card(row: dict, texts: dict[str, str]) -> str:
     if measured:
         fields.append(("Budget", e(describe_budget(row.get("budget") or {}))))
     if row.get("margin"):
-        fields.append(("Margin", e(f"{row['margin']}, declared before the results")))
+        declared = f"margin {row['margin']}; evidence: {row.get('evidence', '')}"
+        fields.append(("Declared", e(declared.removesuffix("; evidence: "))))
     if row.get("read"):
         fields.append(("Rule read", e(row["read"])))
     if row.get("note"):

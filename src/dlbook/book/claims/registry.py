@@ -89,6 +89,12 @@ class Claim:
         return " ".join(doc.split("\n\n")[0].split())
 
     @property
+    def evidence_words(self) -> str:
+        """The kind of evidence as the card shows it: ``"training seeds, at least 10"``."""
+        minimum = self.evidence.minimum
+        return self.evidence.words + (f", at least {minimum}" if minimum else "")
+
+    @property
     def margin_words(self) -> str:
         """The margin as the card shows it: ``"±1 point"``."""
         return margin_text(self.margin, self.points)
@@ -286,7 +292,7 @@ def record(claim: Claim, results: dict[str, dict]) -> dict:
         "measured": verdict.measured,
         "verdict": verdict.verdict,
         "margin": claim.margin_words,
-        "evidence": claim.evidence.words,
+        "evidence": claim.evidence_words,
         "read": verdict.read,
         "external": verdict.external,
         "counted_with": claim.counted_with,
