@@ -53,6 +53,12 @@ def test_combine_holds_only_when_every_number_holds():
 # A whole claim: the budget rows first, then each part's interval.
 
 
+def _claim(margin=0.01, evidence=claims.FOLDS):
+    return claims.Claim(
+        "x", "mask_detection", "Ch 4", _judge, id="x", margin=margin, evidence=evidence
+    )
+
+
 def _accuracy(low, high, value=None):
     value = (low + high) / 2 if value is None else value
     return table.Part("accuracy", 0.96, value, low, high)
@@ -72,7 +78,7 @@ def _accuracy(low, high, value=None):
     ],
 )
 def test_too_few_seeds_or_folds_is_untested_at_this_budget(evidence, count, expected):
-    verdict = claims.decide([_accuracy(0.955, 0.975)], 0.01, evidence, count, "measured")
+    verdict = claims.decide(_claim(0.01, evidence), [_accuracy(0.955, 0.975)], count, "measured")
     assert verdict.verdict == expected
     assert verdict.adequate is (expected != claims.UNTESTED)
     if expected == claims.UNTESTED:
@@ -81,7 +87,7 @@ def test_too_few_seeds_or_folds_is_untested_at_this_budget(evidence, count, expe
 
 def test_untested_never_fails_and_says_what_would_test_it():
     verdict = claims.decide(
-        [_accuracy(0.80, 0.85)], 0.01, claims.SEEDS, 3, "m", needed="ten seeds at 64 px"
+        _claim(0.01, claims.SEEDS), [_accuracy(0.80, 0.85)], 3, "m", needed="ten seeds at 64 px"
     )
     assert verdict.verdict == claims.UNTESTED and verdict.adequate is False
     assert "3 training seeds, fewer than 10" in verdict.note
@@ -92,27 +98,27 @@ def test_untested_never_fails_and_says_what_would_test_it():
 
 def test_a_regime_that_cannot_show_the_effect_is_untested_whatever_the_seeds():
     verdict = claims.decide(
-        [_accuracy(0.97, 0.99)], 0.01, claims.SEEDS, 20, "m", regime_gaps=["no overfitting"]
+        _claim(0.01, claims.SEEDS), [_accuracy(0.97, 0.99)], 20, "m", regime_gaps=["no overfitting"]
     )
     assert verdict.verdict == claims.UNTESTED and "no overfitting" in verdict.note
 
 
 def test_no_number_is_not_measured_and_a_missing_part_is_inconclusive():
     nothing = table.Part("accuracy", 0.96)
-    assert claims.decide([nothing], 0.01, claims.FOLDS, 5, "-").verdict == claims.NOT_MEASURED
+    assert claims.decide(_claim(), [nothing], 5, "-").verdict == claims.NOT_MEASURED
     no_interval = table.Part("recall", 0.96, 0.97)  # value saved, interval not: cannot hold
-    verdict = claims.decide([_accuracy(0.96, 0.98), no_interval], 0.01, claims.FOLDS, 5, "m")
+    verdict = claims.decide(_claim(), [_accuracy(0.96, 0.98), no_interval], 5, "m")
     assert verdict.verdict == claims.INCONCLUSIVE and "recall: no interval saved" in verdict.read
     no_value = table.Part("recall", 0.96)
-    both = claims.decide([_accuracy(0.96, 0.98), no_value], 0.01, claims.FOLDS, 5, "m")
+    both = claims.decide(_claim(), [_accuracy(0.96, 0.98), no_value], 5, "m")
     assert both.verdict == claims.INCONCLUSIVE
 
 
 def test_the_card_gets_the_interval_the_rule_read():
-    verdict = claims.decide([_accuracy(0.955, 0.975)], 0.01, claims.FOLDS, 5, "m")
+    verdict = claims.decide(_claim(), [_accuracy(0.955, 0.975)], 5, "m")
     assert verdict.read == "accuracy 95.5% to 97.5%, against 96.0% less its margin (95.0%): holds"
     points = table.Part("gap", 9.0, 4.1, -1.7, 10.0, unit="points")
-    read = claims.decide([points], 3.0, claims.SEEDS, 10, "m").read
+    read = claims.decide(_claim(3.0, claims.SEEDS), [points], 10, "m").read
     assert (
         read
         == "gap -1.7 points to +10.0 points, against +9.0 points less its margin (+6.0 points): inconclusive"

@@ -147,9 +147,8 @@ def judge_custom_cnn(results: dict[str, dict], claim) -> Verdict:
     elif pixels < MIN_CUSTOM_CNN_PIXELS:
         regime.append(f"images of {pixels} px, below {MIN_CUSTOM_CNN_PIXELS} px")
     return decide(
+        claim,
         _parts(mask, row, claimed),
-        claim.margin,
-        claim.evidence,
         seeds,
         _row_text(mask, row, label),
         regime_gaps=regime,
@@ -203,9 +202,8 @@ def judge_network_claim(network: str) -> Callable[[dict, object], Verdict]:
                 "-", NOT_MEASURED, sentences([_not_run(mask, network)]), None, {}, "", external
             )
         return decide(
+            claim,
             _parts(mask, row, claimed),
-            claim.margin,
-            claim.evidence,
             mask.get("cv_folds"),
             _row_text(mask, row, f"{human(row['model'])}: "),
             needed=f"at least {FOLDS.minimum} grouped folds",
@@ -236,9 +234,8 @@ def judge_perfect_recall(results: dict[str, dict], claim) -> Verdict:
         interval = f" (95% CI {found[1]:.3f}-{found[2]:.3f})" if None not in found else ""
         measured = f"{human(row['model'])}: recall {found[0]:.3f}{interval} on {_how(mask, row)}"
     return decide(
+        claim,
         [part],
-        claim.margin,
-        claim.evidence,
         mask.get("cv_folds"),
         measured,
         needed=f"at least {FOLDS.minimum} grouped folds",
@@ -335,9 +332,8 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
     if random_acc is not None:
         notes.append(f"On a plain random split: {pct(random_acc)}")
     return decide(
+        claim,
         _parts(mask, row, DISSERTATION_MODELS["inception_v3"]),
-        claim.margin,
-        claim.evidence,
         mask.get("cv_folds") if row["cv"] else None,
         _row_text(mask, row, f"{human(best)}: "),
         regime_gaps=regime,

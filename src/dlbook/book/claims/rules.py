@@ -112,9 +112,8 @@ def judge_cnn_beats_ann(results: dict[str, dict], claim) -> Verdict:
     )
     digits = fundamentals.get("cnn_minus_ann_points_digits")
     return decide(
+        claim,
         [part],
-        claim.margin,
-        claim.evidence,
         fundamentals.get("cnn_ann_seeds"),
         "CNN minus ANN " + "; ".join(texts),
         regime_gaps=convergence_gaps(fundamentals.get("cnn_ann_converged_fraction")),
@@ -190,9 +189,8 @@ def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
             f"{present.points(100 * gap)}, below {present.points(100 * MIN_OVERFIT_GAP, 0)})"
         )
     return decide(
+        claim,
         [part],
-        claim.margin,
-        claim.evidence,
         optimization.get("reg_seeds"),
         measured,
         regime_gaps=regime,
@@ -259,9 +257,8 @@ def judge_active_learning(results: dict[str, dict], claim) -> Verdict:
             )
         )
     return decide(
+        claim,
         [Part(f"saving of {human(best)}", LABEL_SAVING_CLAIMED, saving, low, high)],
-        claim.margin,
-        claim.evidence,
         active.get("al_repeats"),
         measured,
         regime_gaps=regime,

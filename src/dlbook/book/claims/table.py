@@ -196,9 +196,8 @@ def budget_gaps(evidence: Evidence, count) -> list[str]:
 
 
 def decide(
+    claim,
     parts: list[Part],
-    margin: float,
-    evidence: Evidence,
     count,
     measured: str,
     *,
@@ -212,10 +211,12 @@ def decide(
 
     Parameters
     ----------
+    claim : the claim as the registry declares it: its ``margin`` (in the parts' units) and
+        its kind of ``evidence`` are the only ones the rule uses.
     parts : the numbers the claim states with what was measured; none measured gives
         *not measured*.
-    margin : the claim's declared margin, in the parts' units.
-    evidence, count : the kind of evidence and how many units of it stand behind the intervals.
+    count : how many units of the claim's evidence (seeds, repeats, folds) stand behind the
+        intervals.
     measured : the measurement in words, for the card.
     regime_gaps : why the regime cannot show the effect, in words (any makes it *untested*).
     needed : what experiment would test the claim (said when it is *untested*).
@@ -223,6 +224,7 @@ def decide(
     budget : what the experiment ran with.
     external : the external test's figure, for a claim of accuracy.
     """
+    margin, evidence = claim.margin, claim.evidence
     budget = dict(budget or {})
     measured_parts = [p for p in parts if not _missing(p.value)]
     if not measured_parts:
