@@ -150,10 +150,30 @@ def _batchnorm_lead(optimization: dict, best: str) -> tuple[float, float, float]
     return None if None in found else tuple(-100 * v for v in found)
 
 
+def _no_effect(optimization: dict, margin_points: float) -> list[str]:
+    """Why the regime cannot rank regularisers because none helps: every one's test accuracy
+    within the margin of no regularisation's (empty when one does better, or it is unknown)."""
+    none = optimization.get("reg_test_acc_none")
+    methods = [m for m in str(optimization.get("reg_methods", "")).split(",") if m and m != "none"]
+    scored = {m: optimization.get(f"reg_test_acc_{m}") for m in methods}
+    scored = {m: v for m, v in scored.items() if v is not None}
+    if none is None or not scored:
+        return []
+    best = max(scored, key=scored.get)
+    lead = 100 * (scored[best] - none)
+    if lead >= margin_points:
+        return []
+    return [
+        f"no regulariser beats none by the margin on test (the best, {human(best)}, by "
+        f"{present.points(lead)}): the regime shows no effect to rank"
+    ]
+
+
 def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
     """BatchNorm's validation accuracy minus the best other regulariser's, paired by seed (each
     strength picked on validation), in a regime where the unregularised net overfits (train
-    minus validation accuracy at least 5 points), trained to convergence."""
+    minus validation accuracy at least 5 points) and some regulariser beats none on test by the
+    margin, trained to convergence."""
     optimization = results.get("optimization", {})
     best = optimization.get("best_regularizer")
     if best is None:
@@ -180,6 +200,7 @@ def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
     )
     regime = convergence_gaps(optimization.get("reg_converged_fraction"))
     regime += selection_gaps(optimization.get("selected_on"))
+    regime += _no_effect(optimization, claim.margin)
     gap = optimization.get("reg_unregularized_gap")
     if gap is None:
         regime.append("the unregularised model's train-minus-validation gap is not recorded")
@@ -196,8 +217,8 @@ def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
         regime_gaps=regime,
         needed=(
             f"a net that overfits (a train-minus-validation gap of at least "
-            f"{present.points(100 * MIN_OVERFIT_GAP, 0)}) at several training-set sizes, each "
-            f"strength picked on validation, at least {SEEDS.minimum} seeds trained to "
+            f"{present.points(100 * MIN_OVERFIT_GAP, 0)}) at several training-set sizes, where "
+            f"some regulariser helps by more than the margin, each strength picked on validation, at least {SEEDS.minimum} seeds trained to "
             "convergence"
         ),
         notes=["" if lead else "the lead over BatchNorm, paired by seed, was not saved"],
