@@ -132,7 +132,9 @@ def _active(saving, low, high, **extra) -> dict:
     found = {
         "best_strategy": "margin",
         "selected_on": "validation",
-        "al_repeats": 20,
+        "al_repeats": 30,
+        "al_selection_repeat_count": 10,
+        "al_reported_repeat_count": 20,
         "al_pool_size": 3000,
         "al_budget_labels": 1000,
         "label_saving_vs_random_margin": saving,
@@ -204,6 +206,21 @@ def test_cnn_beats_ann_is_read_at_the_largest_size(gaps, expected):
     assert verdict.verdict == expected and verdict.adequate
     largest = max(gaps)
     assert f"at {largest} px" in verdict.read and verdict.budget["seeds"] == 10
+
+
+def test_cnn_beats_ann_prefers_the_saved_largest_size_gap_and_its_seeds():
+    found = _fundamentals({16: (1.4, 1.1, 1.6), 64: (4.1, -1.7, 10.0)}, cnn_ann_seeds=3)
+    found["fundamentals"].update(
+        cnn_ann_gap_largest_px=128,
+        cnn_ann_gap_largest_points=8.0,
+        cnn_ann_gap_largest_ci_low=6.5,
+        cnn_ann_gap_largest_ci_high=9.5,
+        cnn_ann_gap_largest_seeds=12,
+    )
+    verdict = _verdict("cnn_beats_ann", found)
+    assert verdict.verdict == claims.HOLDS and "CNN minus ANN at 128 px +6.5 points" in verdict.read
+    found["fundamentals"]["cnn_ann_gap_largest_seeds"] = 4
+    assert _verdict("cnn_beats_ann", found).verdict == claims.UNTESTED
 
 
 @pytest.mark.parametrize(
@@ -380,7 +397,8 @@ def test_active_learning_rule(saving, low, high, expected):
 @pytest.mark.parametrize(
     ("extra", "why"),
     [
-        ({"al_repeats": 5}, "5 repeats, fewer than 10"),
+        ({"al_reported_repeat_count": 5}, "5 repeats, fewer than 10"),
+        ({"al_reported_repeat_count": None}, "same repeats that report its saving"),
         ({"selected_on": None}, "not recorded as chosen on validation"),
         ({"al_budget_labels": 100, "labels_to_target_random": 42.3}, "with 42 labels"),
     ],
@@ -391,12 +409,13 @@ def test_active_learning_inadequate_is_untested(extra, why):
 
 
 def test_active_learning_accepts_more_repeats_and_reports_the_saving_by_target():
-    found = _active(0.35, 0.28, 0.45, al_repeats=30)
+    found = _active(0.35, 0.28, 0.45, al_repeats=50, al_reported_repeat_count=40)
     found["active_learning"]["label_saving_vs_random_margin_at_0.97"] = 0.1
     found["active_learning"]["label_saving_vs_random_margin_at_0.99"] = 0.6
     verdict = _verdict("active_learning_30", found)
     assert verdict.verdict == claims.HOLDS
-    assert "10.0% at 0.97, 60.0% at 0.99" in verdict.note
+    assert "10.0% at a target of 0.97, 60.0% at a target of 0.99" in verdict.note
+    assert verdict.budget["repeats"] == 40 and verdict.budget["selection_repeats"] == 10
 
 
 def test_methods_are_reproduced_not_held():
@@ -494,7 +513,7 @@ def test_no_rule_fails_without_an_adequate_experiment():
         **_fundamentals({32: (0.5, -2.0, 3.0)}, cnn_ann_seeds=1),
         **_optimization("l2", -0.05, -0.02, reg_unregularized_gap=0.0),
         **_custom_cnn(0.5, 0.6, custom_cnn_accuracy_seeds=1),
-        **_active(0.0, -0.1, 0.05, al_repeats=1),
+        **_active(0.0, -0.1, 0.05, al_reported_repeat_count=1),
     }
     for row in claims.evaluate(found):
         assert not (row["verdict"] == claims.FAILS and not row["adequate"]), row["id"]

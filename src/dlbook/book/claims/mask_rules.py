@@ -312,6 +312,9 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
     notes = [
         comparison,
         f"Chosen on validation: {human(best)}",
+        f"The dissertation's network that won on validation: {human(ported)}"
+        if (ported := mask.get("ported_model_won_validation"))
+        else "",
         f"Stand-ins for the dissertation's networks: {human(PORTS['inception_v3'])}, "
         f"{human(PORTS['mobilenet_v2'])} and {human(PORTS['vgg16'])} (ports of ImageNet weights "
         f"that install offline), and {human(STAND_IN)}, added by the book",
