@@ -16,6 +16,9 @@ def _fundamentals(gaps: dict[int, tuple[float, float, float]], **extra) -> dict:
         "cnn_ann_converged_fraction": 1.0,
         "cnn_ann_train_images": 1200,
         "cnn_ann_epoch_cap": 60,
+        "cnn_ann_lr_selected_on": "validation",
+        "cnn_ann_learning_rate_CNN": 0.01,
+        "cnn_ann_learning_rate_ANN": 0.003,
     }
     for size, (gap, low, high) in gaps.items():
         found[f"cnn_minus_ann_points_{size}px"] = gap
@@ -206,6 +209,7 @@ def test_cnn_beats_ann_is_read_at_the_largest_size(gaps, expected):
     assert verdict.verdict == expected and verdict.adequate
     largest = max(gaps)
     assert f"at {largest} px" in verdict.read and verdict.budget["seeds"] == 10
+    assert "Learning rates chosen on validation: CNN 0.01, ANN 0.003" in verdict.note
 
 
 def test_cnn_beats_ann_prefers_the_saved_largest_size_gap_and_its_seeds():
@@ -229,6 +233,7 @@ def test_cnn_beats_ann_prefers_the_saved_largest_size_gap_and_its_seeds():
         ({"cnn_ann_seeds": 3}, "3 training seeds, fewer than 10"),
         ({"cnn_ann_converged_fraction": 0.0}, "epoch cap"),
         ({"cnn_ann_converged_fraction": None}, "converged"),
+        ({"cnn_ann_lr_selected_on": None}, "share one learning rate"),
     ],
 )
 def test_cnn_beats_ann_inadequate_is_untested_never_fails(extra, why):

@@ -107,10 +107,33 @@ def _largest_gap(fundamentals: dict, largest: int) -> tuple[Part, int | None]:
     return part, seeds
 
 
+def _tuning_gaps(fundamentals: dict) -> list[str]:
+    """Why the two families may not each be at their best: no learning rate chosen on
+    validation per family (``cnn_ann_lr_selected_on``)."""
+    selected_on = fundamentals.get("cnn_ann_lr_selected_on")
+    if selected_on == "validation":
+        return []
+    return [
+        "the two nets share one learning rate, not each its own chosen on validation"
+        if selected_on is None
+        else f"the learning rates were chosen on {selected_on} data, not validation data"
+    ]
+
+
+def _tuned_rates(fundamentals: dict) -> str:
+    """Each family's learning rate chosen on validation, in words ("" when not saved)."""
+    rates = [
+        f"{family} {present.number(fundamentals[f'cnn_ann_learning_rate_{family}'])}"
+        for family in ("CNN", "ANN")
+        if fundamentals.get(f"cnn_ann_learning_rate_{family}") is not None
+    ]
+    return "Learning rates chosen on validation: " + ", ".join(rates) if rates else ""
+
+
 def judge_cnn_beats_ann(results: dict[str, dict], claim) -> Verdict:
     """The CNN-minus-ANN accuracy gap, in points, at the largest input size measured (the one
-    at which the claim matters), with its interval over seeds; both nets trained to early
-    stopping."""
+    at which the claim matters), with its interval over seeds; each net at its own learning rate
+    chosen on validation, both trained to early stopping."""
     fundamentals = results.get("fundamentals", {})
     sizes = _gap_sizes(fundamentals)
     if not sizes:
@@ -129,13 +152,17 @@ def judge_cnn_beats_ann(results: dict[str, dict], claim) -> Verdict:
         [part],
         seeds,
         "CNN minus ANN " + "; ".join(texts),
-        regime_gaps=convergence_gaps(fundamentals.get("cnn_ann_converged_fraction")),
+        regime_gaps=convergence_gaps(fundamentals.get("cnn_ann_converged_fraction"))
+        + _tuning_gaps(fundamentals),
         needed=(
             f"at least {SEEDS.minimum} seeds, each drawing its own split, at the largest input "
             "size, each family at its own learning rate chosen on validation, trained to early "
             "stopping"
         ),
-        notes=[f"On scikit-learn's digits: {present.points(digits)}" if digits is not None else ""],
+        notes=[
+            _tuned_rates(fundamentals),
+            f"On scikit-learn's digits: {present.points(digits)}" if digits is not None else "",
+        ],
         budget=budget_of(
             fundamentals,
             images="cnn_ann_train_images",
