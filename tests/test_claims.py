@@ -255,7 +255,10 @@ def test_cnn_beats_ann_inadequate_is_untested_never_fails(extra, why):
     ],
 )
 def test_batchnorm_is_read_as_its_lead_over_the_best_other(best, low, high, expected):
-    verdict = _verdict("batchnorm_best", _optimization(best, low, high))
+    sizes = {"reg_train_sizes": "128,512", "reg_n128_best_regularizer": "dropout",
+             "reg_n512_best_regularizer": "batchnorm"}  # fmt: skip
+    verdict = _verdict("batchnorm_best", _optimization(best, low, high, **sizes))
+    assert "by training-set size: 128 images: dropout; 512 images: BatchNorm" in verdict.note
     assert verdict.verdict == expected and verdict.adequate
     assert "chosen on validation" in verdict.measured
     assert "BatchNorm minus" in verdict.read and "points" in verdict.read

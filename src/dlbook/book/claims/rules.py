@@ -209,6 +209,17 @@ def _no_effect(optimization: dict, margin_points: float) -> list[str]:
     ]
 
 
+def _winners_by_size(optimization: dict) -> str:
+    """The regulariser chosen on validation at each training-set size (``reg_n<size>_*``)."""
+    sizes = [n for n in str(optimization.get("reg_train_sizes", "")).split(",") if n.strip()]
+    found = [
+        f"{present.number(int(n))} images: {human(optimization[f'reg_n{n}_best_regularizer'])}"
+        for n in sizes
+        if optimization.get(f"reg_n{n}_best_regularizer") is not None
+    ]
+    return "Chosen on validation by training-set size: " + "; ".join(found) if found else ""
+
+
 def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
     """BatchNorm's validation accuracy minus the best other regulariser's, paired by seed (each
     strength picked on validation), in a regime where the unregularised net overfits (train
@@ -261,7 +272,10 @@ def judge_batchnorm(results: dict[str, dict], claim) -> Verdict:
             f"some regulariser helps by more than the margin, each strength picked on validation, at least {SEEDS.minimum} seeds trained to "
             "convergence"
         ),
-        notes=["" if lead else "the lead over BatchNorm, paired by seed, was not saved"],
+        notes=[
+            "" if lead else "the lead over BatchNorm, paired by seed, was not saved",
+            _winners_by_size(optimization),
+        ],
         budget=budget_of(
             optimization,
             images="reg_train_images",
