@@ -312,8 +312,11 @@ def judge_active_learning(results: dict[str, dict], claim) -> Verdict:
         return Verdict("-", NOT_MEASURED, "chapter 5 recorded no label saving")
     low = active.get(f"label_saving_vs_random_ci_low_{best}")
     high = active.get(f"label_saving_vs_random_ci_high_{best}")
-    measured = f"{human(best)}: {pct(saving)} fewer labels than random" + (
-        f" ({present.interval(low, high)})" if low is not None and high is not None else ""
+    target = active.get("target_accuracy")
+    measured = (
+        f"{human(best)}: {pct(saving)} fewer labels than random"
+        + (f" to reach an accuracy of {pct(target)}" if target is not None else "")
+        + (f" ({present.interval(low, high)})" if low is not None and high is not None else "")
     )
     regime = selection_gaps(active.get("selected_on"))
     reported = active.get("al_reported_repeat_count")
