@@ -427,6 +427,7 @@ def judge_federated(results: dict[str, dict], claim) -> Verdict:
     ]
     if future.get("local_only_accuracy_mean") is not None:
         extra.append(f"each client alone: {pct(future['local_only_accuracy_mean'])} on average")
+    others = "; ".join(extra)
     check = "comes" if central - fedavg <= claim.margin else "does not come"
     note = sentences(
         [
@@ -434,7 +435,7 @@ def judge_federated(results: dict[str, dict], claim) -> Verdict:
             f"{claim.margin_words.removeprefix('±')} of central training; averaging a "
             "linear head over IID clients must match central training, so it shows the code "
             "averages correctly, not that federated training works across real clients",
-            "; ".join(extra),
+            others[:1].upper() + others[1:],
             "A test needs clients that differ by image source or camera (not only by label "
             "share), fine-tuning top blocks rather than a linear head, with the worst client's "
             "accuracy reported",
