@@ -205,12 +205,12 @@ def _stem_order(path: Path):
 
 
 def load_photos(
-    images_dir: str | os.PathLike, annotations_dir: str | os.PathLike, report=sys.stderr
+    images_dir: str | os.PathLike, annotations_dir: str | os.PathLike, report=None
 ) -> list[Photo]:
     """Every annotated photo of a VOC folder pair, in natural stem order.
 
     A file that fails (bad XML, no photo, a box outside the image) is reported on ``report``
-    with the reason and skipped.
+    (default: stderr) with the reason and skipped.
 
     Raises
     ------
@@ -229,7 +229,7 @@ def load_photos(
         try:
             photos.append(load_photo(xml_path, images_dir))
         except AnnotationError as error:
-            print(f"skipped {error}", file=report)
+            print(f"skipped {error}", file=report or sys.stderr)
     if not photos:
         raise AnnotationError(f"{annotations_dir}: none of {len(xml_files)} annotations is usable")
     return photos
