@@ -489,7 +489,7 @@ REAL_PHOTOS = {
         "backbone": FEATURES["full"]["backbone"],
         "background_per_photo": 3,
         "strengths": (0.01, 0.1, 1.0),
-        "n_boot": 200,
+        "n_boot": 150,
         "min_width": 32,
         "gallery": 6,
     },

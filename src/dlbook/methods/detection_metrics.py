@@ -234,18 +234,20 @@ def _flatten(summary: dict) -> dict[str, float]:
 def bootstrap_scores(
     truth, found, class_names, n_boot: int = 200, seed: int = 0, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of ``scores``' figures over photos resampled with replacement.
+    """Percentile intervals of ``average_precision``'s figures over photos resampled with
+    replacement (the AP figures only: each resample runs the evaluator once).
 
     Returns
     -------
-    dict: ``"map50"``, ``"ap50/with_mask"``, ``"recall_by_width/<16"``, ... -> (low, high).
+    dict: ``"map50"``, ``"map"``, ``"ap50/with_mask"``, ``"ap/with_mask"``, ... -> (low, high).
     """
     _check(truth, found)
 
     def statistic(index):
         chosen = [int(k) for k in index]
-        return _flatten(scores([truth[k] for k in chosen], [found[k] for k in chosen], class_names))
+        return _flatten(
+            average_precision([truth[k] for k in chosen], [found[k] for k in chosen], class_names)
+        )
 
     draws = metrics.bootstrap_samples(statistic, np.arange(len(truth)), n_boot=n_boot, seed=seed)
-    keys = [k for k in draws[0] if not k.startswith("faces_by_width")]
-    return {key: metrics.percentile_interval([d[key] for d in draws], level) for key in keys}
+    return {key: metrics.percentile_interval([d[key] for d in draws], level) for key in draws[0]}
