@@ -471,7 +471,8 @@ DETECTION = {
 # mask-scenes split (None: all), ``image_size`` and ``backbone`` of the real-photo head's crops and
 # features, ``background_per_photo`` "not a face" boxes per train/val photo, the head strengths
 # tried on validation, ``n_boot`` photo resamples per interval, ``min_width`` of the external test,
-# ``gallery`` test photos drawn.
+# ``gallery`` test photos drawn, ``speed_frames`` test photos at 640x480 timed on one core with the
+# backbone compiled for ``speed_batch`` crops a pass.
 REAL_PHOTOS = {
     "smoke": {
         "photos": {"train": 12, "val": 6, "test": 6},
@@ -482,6 +483,8 @@ REAL_PHOTOS = {
         "n_boot": 20,
         "min_width": 32,
         "gallery": 2,
+        "speed_frames": 3,
+        "speed_batch": 4,
     },
     "full": {
         "photos": {"train": None, "val": None, "test": None},
@@ -492,6 +495,8 @@ REAL_PHOTOS = {
         "n_boot": 150,
         "min_width": 32,
         "gallery": 6,
+        "speed_frames": 30,
+        "speed_batch": 4,
     },
 }
 

@@ -177,4 +177,11 @@ def improved(run, sc: Scenes) -> dict:
     for name, row in rows.items():
         values.update(_flat(name, row))
     run.save(values)
-    return {"rows": rows, "tried": tried, "confusion": matrix, "fitted": fitted, "box": box}
+    return {
+        "rows": rows,
+        "tried": tried,
+        "best": best,
+        "confusion": matrix,
+        "fitted": fitted,
+        "box": box,
+    }
