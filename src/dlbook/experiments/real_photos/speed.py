@@ -13,6 +13,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from dlbook.core import logs
 from dlbook.experiments.real_photos.improved import head_probs
 from dlbook.experiments.real_photos.study import Scenes
 from dlbook.facemask import deploy, detect, features, runtime
@@ -55,7 +56,7 @@ def frame_rate(run, sc: Scenes, imp: dict) -> dict:
     chosen = imp["best"]
     size = run.settings["image_size"]
     frames = frames_of(sc, run.settings["speed_frames"])
-    with deploy.one_core() as core:
+    with deploy.one_core() as core, logs.quiet_native_stderr():
         detector = detect.load_detector(None, num_threads=1)
         backbone = features.runner(
             run.settings["backbone"],
