@@ -471,7 +471,7 @@ DETECTION = {
 # mask-scenes split (None: all), ``image_size`` and ``backbone`` of the real-photo head's crops and
 # features, ``background_per_photo`` "not a face" boxes per train/val photo, the head strengths
 # tried on validation, ``n_boot`` photo resamples per interval, ``min_width`` of the external test,
-# ``gallery`` test photos drawn, ``speed_frames`` test photos at 640x480 timed on one core with the
+# ``gallery`` test photos drawn, ``maskedfacenet_limit`` fit-training faces (None: all 1,054), ``speed_frames`` test photos at 640x480 timed on one core with the
 # backbone compiled for ``speed_batch`` crops a pass.
 REAL_PHOTOS = {
     "smoke": {
@@ -483,6 +483,7 @@ REAL_PHOTOS = {
         "n_boot": 20,
         "min_width": 32,
         "gallery": 2,
+        "maskedfacenet_limit": 80,
         "speed_frames": 3,
         "speed_batch": 4,
     },
@@ -497,6 +498,7 @@ REAL_PHOTOS = {
         "n_boot": 100,
         "min_width": 32,
         "gallery": 6,
+        "maskedfacenet_limit": None,
         "speed_frames": 30,
         "speed_batch": 4,
     },

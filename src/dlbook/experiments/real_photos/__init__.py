@@ -3,10 +3,12 @@ annotated crowd photos with the COCO evaluator.
 
 - ``study``: the scenes and their split, the baseline rows and the external test;
 - ``improved``: the real-photo classifier, "not a face" and box shapes, chosen on validation;
+- ``fit_check``: (c), a fit head trained on maskedfacenet against today's, on real faces;
 - ``speed``: its frames per second on one core at 640x480;
 - ``story``: the tables and sentences of the page.
 """
 
+from dlbook.experiments.real_photos.fit_check import fit_on_real_faces
 from dlbook.experiments.real_photos.improved import improved
 from dlbook.experiments.real_photos.speed import frame_rate
 from dlbook.experiments.real_photos.story import (
@@ -20,6 +22,7 @@ from dlbook.experiments.real_photos.story import (
     story_data,
     story_expectations,
     story_faces,
+    story_fit,
     story_improved,
     story_targets,
     validation_table,
@@ -34,6 +37,7 @@ __all__ = [
     "Scenes",
     "baseline",
     "confusion_table",
+    "fit_on_real_faces",
     "frame_rate",
     "improved",
     "TARGETS",
@@ -45,6 +49,7 @@ __all__ = [
     "story_data",
     "story_expectations",
     "story_faces",
+    "story_fit",
     "story_improved",
     "story_targets",
     "validation_table",

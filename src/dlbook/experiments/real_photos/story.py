@@ -254,3 +254,25 @@ def story_targets(values: dict, prefix: str = "improved") -> str:
             f"{values['real_photos_speed_frames']} test photos): {verdict}."
         )
     return "\n".join(lines)
+
+
+def story_fit(values: dict) -> str:
+    """(c): the two fit models on real masked faces."""
+    new = (
+        f"The fit head trained on {values['fit_maskedfacenet_images']} maskedfacenet faces "
+        f"(balanced accuracy {present.percent(values['fit_maskedfacenet_heldout_balanced_accuracy'])} "
+        "on its held-out quarter of synthetic masks) flags "
+        f"{present.percent(values['fit_maskedfacenet_flags_incorrect'])} of the real "
+        "`mask_weared_incorrect` faces of the test photos and "
+        f"{present.percent(values['fit_maskedfacenet_flags_with_mask'])} of the real `with_mask` "
+        f"ones by mistake ({values['fit_real_masked_faces']} annotated masked faces)."
+    )
+    if values.get("fit_today_flags_incorrect") is None:
+        return new + " Today's fit model is not in this results folder: it is not compared."
+    return new + (
+        f" Today's fit model, trained on home-made masks, flags "
+        f"{present.percent(values['fit_today_flags_incorrect'])} and "
+        f"{present.percent(values['fit_today_flags_with_mask'])}: balanced accuracy "
+        f"{present.percent(values['fit_today_balanced_accuracy'])} against "
+        f"{present.percent(values['fit_maskedfacenet_balanced_accuracy'])}."
+    )
