@@ -67,3 +67,26 @@ def test_match_to_faces_is_one_to_one():
     found = np.array([[0, 0, 10, 10], [1, 1, 10, 10.0]])
     face_of, best = head.match_to_faces(truth, found)
     assert face_of.tolist() == [0, -1] and best[1] > 0.5
+
+
+def test_maskedfacenet_labels_worn_right_against_wrong(tmp_path):
+    from PIL import Image
+
+    from dlbook.experiments.real_photos import fit_check
+
+    for k, folder in enumerate(voc.MASKEDFACENET_FOLDERS):
+        (tmp_path / folder).mkdir()
+        for n in range(3):
+            Image.new("RGB", (20, 20), (10 * k, 0, 0)).save(tmp_path / folder / f"{n}.jpg")
+    images, labels = fit_check.maskedfacenet(tmp_path, 8)
+    assert images.shape == (12, 8, 8, 3) and labels.tolist() == [0] * 3 + [1] * 9
+    _, few = fit_check.maskedfacenet(tmp_path, 8, limit=4, seed=0)
+    assert len(few) == 4 and few.tolist().count(0) == 1  # the 1:3 proportion kept
+
+
+def test_fit_flags_count_real_worn_wrong_and_false_alarms():
+    from dlbook.experiments.real_photos import fit_check
+
+    real = np.array([0, 0, 0, 0, 2, 2])  # four worn right, two worn wrong
+    flags = fit_check._flags(np.array([1, 0, 0, 0, 1, 0], bool), real)
+    assert flags == {"flags_incorrect": 0.5, "flags_with_mask": 0.25, "balanced_accuracy": 0.625}
