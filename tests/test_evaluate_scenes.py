@@ -28,6 +28,22 @@ def voc_folder(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A shipped model on 16-px crops (P(with_mask) from the mean colour)."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = classify.build_shipped_model(
+        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
+    )
+    path, _ = classify.save_shipped_model(
+        model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
+    )
+    return path
+
+
 def _csv(path, rows):
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -85,19 +101,20 @@ def test_default_model_is_the_full_builds(monkeypatch, voc_folder, tmp_path, cap
     assert "run the full build" in capsys.readouterr().err
 
 
-def test_two_photo_folder_runs_end_to_end_with_a_model(voc_folder, tmp_path):
-    import keras
-
-    inputs = keras.Input((16, 16, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = classify.build_shipped_model(
-        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
-    )
-    path, _ = classify.save_shipped_model(
-        model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
-    )
-    assert _main(voc_folder, tmp_path / "r.json", "--model", str(path)) == 0
+def test_two_photo_folder_runs_end_to_end_with_a_model(voc_folder, tiny_model, tmp_path):
+    assert _main(voc_folder, tmp_path / "r.json", "--model", str(tiny_model)) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["photos"] == 2 and report["predictions"].endswith("r.csv")
     # grey photos hold no face a detector can find: every face missed, so AP 0, not an error
     assert report["map50"] == 0.0 and report["boxes_found"] == 0
+
+
+def test_missing_fit_model_is_a_clear_error(voc_folder, tiny_model, tmp_path, capsys):
+    missing = tmp_path / "no_fit.keras"
+    assert (
+        _main(
+            voc_folder, tmp_path / "r.json", "--model", str(tiny_model), "--fit-model", str(missing)
+        )
+        == 2
+    )
+    assert "no_fit.keras does not exist" in capsys.readouterr().err

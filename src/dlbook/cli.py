@@ -169,6 +169,7 @@ def _evaluate_scenes(args) -> int:
         args.out,
         model=args.model,
         predictions=args.predictions,
+        fit_model=args.fit_model,
         n_boot=args.n_boot,
         seed=args.seed,
         progress=not args.no_progress,
@@ -189,6 +190,10 @@ def add_evaluate_scenes_command(commands) -> None:
     )
     parser.add_argument(
         "--predictions", help="score this predict --detect CSV instead of running a model"
+    )
+    parser.add_argument(
+        "--fit-model",
+        help="a mask_fit.keras: masked faces it calls badly worn count as mask_weared_incorrect",
     )
     parser.add_argument("--n-boot", type=int, default=200, help="photo resamples per interval")
     parser.add_argument("--seed", type=int, default=0)

@@ -115,12 +115,18 @@ def run(
     out: str | os.PathLike,
     model: str | os.PathLike | None = None,
     predictions: str | os.PathLike | None = None,
+    fit_model: str | os.PathLike | None = None,
     n_boot: int = 200,
     seed: int = 0,
     progress: bool = True,
 ) -> int:
-    """The command: 0 ok, 2 no usable model, annotations or predictions (said on stderr)."""
-    from dlbook.facemask import classify
+    """The command: 0 ok, 2 no usable model, annotations or predictions (said on stderr).
+
+    ``fit_model`` (a ``mask_fit.keras``) adds ``predict --fit``'s column: a masked face whose
+    fit is not ``correct`` counts as ``mask_weared_incorrect``.
+    """
+    from dlbook.facemask import classify, predict
+    from dlbook.facemask import fit as mask_fit
 
     out = Path(out)
     try:
@@ -143,6 +149,10 @@ def run(
         except classify.ModelLoadError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        if fit_model is not None:
+            if mask_fit.run_fit(predictions, fit_model) != 0:
+                return 2
+            predict.apply_fit(predictions)
     try:
         found = found_from_csv(predictions, photos)
     except (PredictionsError, OSError) as error:
