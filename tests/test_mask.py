@@ -178,7 +178,7 @@ def test_predictions_csv_has_box_columns_when_faces_were_found(tmp_path):
     ]
     lines = predict.write_predictions_csv(rows, tmp_path / "p.csv").read_text().splitlines()
     assert lines == [
-        "path,label,prob_with_mask,x,y,width,height",
-        "a.jpg,with_mask,0.900000,1,2,30,40",
-        "b.jpg,no_face,,,,,",
+        "path,label,prob_with_mask,x,y,width,height,class,score",
+        "a.jpg,with_mask,0.900000,1,2,30,40,with_mask,0.900000",
+        "b.jpg,no_face,,,,,,,",
     ]

@@ -92,3 +92,39 @@ def test_predict_progress_in_a_log_is_a_few_lines(shipped, folder, tmp_path, cap
     progress_lines = [line for line in err.splitlines() if line.startswith("predicting")]
     assert 2 <= len(progress_lines) <= 5
     assert "absl" not in err and "oneDNN" not in err
+
+
+def test_detect_rows_name_one_of_the_three_classes_and_a_score(tmp_path):
+    rows = [
+        predict.Prediction("a.jpg", "with_mask", 0.9, (1, 2, 30, 40)),
+        predict.Prediction("a.jpg", "without_mask", 0.25, (50, 2, 20, 20)),
+        predict.Prediction("b.jpg", "no_face", None),
+    ]
+    path = predict.write_predictions_csv(rows, tmp_path / "p.csv")
+    written = list(csv.DictReader(open(path, newline="")))
+    assert [r["class"] for r in written] == ["with_mask", "without_mask", ""]
+    assert [r["score"] for r in written] == ["0.900000", "0.750000", ""]  # P(the class said)
+    assert all(r["class"] in (*predict.SCENE_CLASSES, "") for r in written)
+
+
+def test_detect_csv_has_box_columns_even_without_faces(tmp_path):
+    path = predict.write_predictions_csv(
+        [predict.Prediction("b.jpg", "no_face", None)], tmp_path / "p.csv", detect=True
+    )
+    assert path.read_text().splitlines()[0] == (
+        "path,label,prob_with_mask,x,y,width,height,class,score"
+    )
+
+
+def test_apply_fit_marks_badly_worn_masks(tmp_path):
+    path = tmp_path / "faces.csv"
+    path.write_text(
+        "path,label,prob_with_mask,x,y,width,height,class,score,fit\n"
+        "a.jpg,with_mask,0.9,1,1,9,9,with_mask,0.9,correct\n"
+        "a.jpg,with_mask,0.8,20,1,9,9,with_mask,0.8,nose_exposed\n"
+        "a.jpg,without_mask,0.1,40,1,9,9,without_mask,0.9,\n"
+    )
+    assert predict.apply_fit(path) == 1
+    written = list(csv.DictReader(open(path, newline="")))
+    assert [r["class"] for r in written] == ["with_mask", "mask_weared_incorrect", "without_mask"]
+    assert written[1]["score"] == "0.8"

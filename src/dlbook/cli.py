@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|demo|bench|weights|compare-results``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|evaluate-scenes|demo|bench|weights|compare-results``."""
 
 from __future__ import annotations
 
@@ -75,9 +75,13 @@ def _fit(args) -> int:
     from pathlib import Path
 
     from dlbook.facemask import fit as mask_fit
+    from dlbook.facemask import predict
 
     model = args.fit_model or Path(args.model).with_name("mask_fit.keras")
-    return mask_fit.run_fit(args.out, model)
+    status = mask_fit.run_fit(args.out, model)
+    if status == 0:
+        predict.apply_fit(args.out)
+    return status
 
 
 def _demo(args) -> int:
@@ -129,7 +133,11 @@ def add_predict_command(commands) -> None:
     predict.add_argument(
         "--images", required=True, nargs="+", help="image files or folders (walked recursively)"
     )
-    predict.add_argument("--out", required=True, help="CSV to write: path,label,prob_with_mask")
+    predict.add_argument(
+        "--out",
+        required=True,
+        help="CSV to write: path,label,prob_with_mask (with --detect also x,y,width,height,class,score)",
+    )
     predict.add_argument(
         "--detect", action="store_true", help="find faces first, one CSV row per face with its box"
     )
@@ -150,6 +158,47 @@ def add_predict_command(commands) -> None:
         help="inference runtime (auto: the one `python -m dlbook bench` found best, tf.function)",
     )
     predict.set_defaults(run=_predict)
+
+
+def _evaluate_scenes(args) -> int:
+    from dlbook.facemask import evaluate_scenes
+
+    return evaluate_scenes.run(
+        args.images,
+        args.annotations,
+        args.out,
+        model=args.model,
+        predictions=args.predictions,
+        fit_model=args.fit_model,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+
+
+def add_evaluate_scenes_command(commands) -> None:
+    """The ``evaluate-scenes`` sub-command: score the pipeline on a VOC-annotated photo folder."""
+    parser = commands.add_parser(
+        "evaluate-scenes",
+        help="score face finding and mask verdicts on photos annotated in PASCAL VOC form",
+    )
+    parser.add_argument("--images", required=True, help="folder of photos")
+    parser.add_argument("--annotations", required=True, help="folder of <stem>.xml VOC files")
+    parser.add_argument("--out", required=True, help="JSON report to write")
+    parser.add_argument(
+        "--model", help="a mask_classifier.keras (default: the last full build's shipped one)"
+    )
+    parser.add_argument(
+        "--predictions", help="score this predict --detect CSV instead of running a model"
+    )
+    parser.add_argument(
+        "--fit-model",
+        help="a mask_fit.keras: masked faces it calls badly worn count as mask_weared_incorrect",
+    )
+    parser.add_argument("--n-boot", type=int, default=200, help="photo resamples per interval")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_evaluate_scenes)
 
 
 def _weights(args) -> int:
@@ -247,6 +296,7 @@ def make_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_verify)
 
     add_predict_command(commands)
+    add_evaluate_scenes_command(commands)
     add_demo_command(commands)
 
     bench = commands.add_parser("bench", help="measure this machine's speed on the book's work")

@@ -63,6 +63,7 @@ CHAPTERS = (
     Chapter("optimization", "02_optimization.ipynb"),
     Chapter("architectures", "03_architectures.ipynb"),
     Chapter("mask_detection", "04_mask_detection.ipynb"),
+    Chapter("real_photos", "04b_real_photos.ipynb"),
     Chapter("active_learning", "05_active_learning.ipynb"),
     Chapter("conformal", "06_conformal.ipynb"),
     Chapter("future_work", "07_future_work.ipynb"),

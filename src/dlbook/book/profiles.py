@@ -467,6 +467,43 @@ DETECTION = {
     },
 }
 
+# Chapter 4b, real photographs (``experiments.real_photos``): ``photos`` per part of the committed
+# mask-scenes split (None: all), ``image_size`` and ``backbone`` of the real-photo head's crops and
+# features, ``background_per_photo`` "not a face" boxes per train/val photo, the head strengths
+# tried on validation, ``n_boot`` photo resamples per interval, ``min_width`` of the external test,
+# ``gallery`` test photos drawn, ``maskedfacenet_limit`` fit-training faces (None: all 1,054), ``speed_frames`` test photos at 640x480 timed on one core with the
+# backbone compiled for ``speed_batch`` crops a pass.
+REAL_PHOTOS = {
+    "smoke": {
+        "photos": {"train": 12, "val": 6, "test": 6},
+        "image_size": FEATURES["smoke"]["image_size"],
+        "backbone": FEATURES["smoke"]["backbone"],
+        "background_per_photo": 3,
+        "strengths": (0.1, 1.0),
+        "n_boot": 20,
+        "min_width": 32,
+        "gallery": 2,
+        "maskedfacenet_limit": 80,
+        "speed_frames": 3,
+        "speed_batch": 4,
+    },
+    "full": {
+        "photos": {"train": None, "val": None, "test": None},
+        # two thirds of the faces are under 32 px wide: 128-px crops hold all they show, at
+        # about a third of the backbone's cost at 224 px
+        "image_size": 128,
+        "backbone": FEATURES["full"]["backbone"],
+        "background_per_photo": 3,
+        "strengths": (0.01, 0.1, 1.0),
+        "n_boot": 100,
+        "min_width": 32,
+        "gallery": 6,
+        "maskedfacenet_limit": None,
+        "speed_frames": 30,
+        "speed_batch": 4,
+    },
+}
+
 # ``python -m dlbook bench``: how much work each measurement does (``smoke`` takes seconds once
 # caches exist): images through each feature runtime, files through predict (and one at a time),
 # NumPy-vs-Keras CNN training steps and rounds, and the matrix-product probe's size.
@@ -496,6 +533,7 @@ CHAPTER_PROFILES = {
     "architectures": ARCHITECTURES,
     "mask_detection": MASK_DETECTION,
     "detection": DETECTION,
+    "real_photos": REAL_PHOTOS,
     "active_learning": ACTIVE_LEARNING,
     "conformal": CONFORMAL,
     "future_work": FUTURE_WORK,

@@ -22,6 +22,8 @@ import numpy as np
 from dlbook.core import cache, logs
 from dlbook.facemask import classify, data, runtime
 
+SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
+"""The three classes a ``--detect`` row's ``class`` column takes (the mask-scenes classes)."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 """Files with these suffixes are picked up when a folder is walked."""
 BATCH_SIZE = 32
@@ -63,6 +65,16 @@ def collect_image_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], li
 def label(prob: float) -> str:
     """The class name for P(with_mask) = ``prob`` (threshold 0.5)."""
     return data.CLASS_NAMES[int(prob >= 0.5)]
+
+
+def scene_class(label_name: str, prob: float | None) -> tuple[str, str]:
+    """The ``class`` and ``score`` cells of a ``--detect`` row: the verdict and its probability.
+
+    ``no_face`` rows get empty cells; ``mask_weared_incorrect`` comes from ``apply_fit``.
+    """
+    if label_name not in SCENE_CLASSES or prob is None:
+        return "", ""
+    return label_name, f"{prob if label_name == 'with_mask' else 1 - prob:.6f}"
 
 
 def _decode(paths: list[Path], image_size: int | None):
@@ -201,23 +213,51 @@ def predict_one_at_a_time(
     return predictions, skipped
 
 
-def write_predictions_csv(predictions: list[Prediction], path: str | os.PathLike) -> Path:
-    """Write ``path,label,prob_with_mask`` (+ ``x,y,width,height`` when any row has a box)."""
+def write_predictions_csv(
+    predictions: list[Prediction], path: str | os.PathLike, detect: bool = False
+) -> Path:
+    """Write ``path,label,prob_with_mask`` (+ ``x,y,width,height,class,score`` when any row has
+    a box, or always when ``detect``: the box in pixels, one of ``SCENE_CLASSES`` and the
+    probability of that class)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with_boxes = any(p.box is not None for p in predictions)
+    with_boxes = detect or any(p.box is not None for p in predictions)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(
             ["path", "label", "prob_with_mask"]
-            + (["x", "y", "width", "height"] if with_boxes else [])
+            + (["x", "y", "width", "height", "class", "score"] if with_boxes else [])
         )
         for p in predictions:
             row = [p.path, p.label, "" if p.prob_with_mask is None else f"{p.prob_with_mask:.6f}"]
             if with_boxes:
                 row += list(p.box) if p.box is not None else ["", "", "", ""]
+                row += list(scene_class(p.label, p.prob_with_mask))
             writer.writerow(row)
     return path
+
+
+def apply_fit(csv_path: str | os.PathLike) -> int:
+    """After ``predict --fit``: a masked face whose fit is not ``correct`` becomes
+    ``mask_weared_incorrect`` in the ``class`` column (its score kept); returns how many did."""
+    csv_path = Path(csv_path)
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "fit" not in rows[0] or "class" not in rows[0]:
+        return 0
+    changed = 0
+    for row in rows:
+        if row["class"] == "with_mask" and row["fit"] not in ("", "correct"):
+            row["class"], changed = "mask_weared_incorrect", changed + 1
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    cache.write_atomically(csv_path, write)
+    return changed
 
 
 def run(
@@ -264,7 +304,7 @@ def run(
             file=sys.stderr,
         )
         return 3
-    write_predictions_csv(predictions, out_csv)
+    write_predictions_csv(predictions, out_csv, detect=detect_faces)
     print(
         f"wrote {len(predictions)} predictions to {out_csv}"
         + (f"; skipped {len(skipped) + len(missing)} inputs" if skipped or missing else ""),

@@ -36,11 +36,17 @@ class DataVerificationError(DataError):
     """The files on disk differ from the manifest."""
 
 
-def list_image_files(data_dir: str | os.PathLike) -> list[str]:
-    """Return the relative paths (``class/name``) of every file in the class folders, sorted."""
+def list_image_files(
+    data_dir: str | os.PathLike, folders: tuple[str, ...] = CLASS_NAMES
+) -> list[str]:
+    """Return the relative paths (``folder/name``) of every file in ``folders``, sorted.
+
+    ``folders`` defaults to the face-mask class folders; the mask-scenes set passes its own
+    (``images``, ``annotations``).
+    """
     root = Path(data_dir)
     found = []
-    for class_name in CLASS_NAMES:
+    for class_name in folders:
         folder = root / class_name
         if folder.is_dir():
             found += [
@@ -72,9 +78,11 @@ def describe_file(data_dir: str | os.PathLike, rel_path: str) -> dict:
     return row
 
 
-def build_manifest(data_dir: str | os.PathLike) -> list[dict]:
-    """Return manifest rows for every file in ``data_dir``'s class folders."""
-    return [describe_file(data_dir, rel) for rel in list_image_files(data_dir)]
+def build_manifest(
+    data_dir: str | os.PathLike, folders: tuple[str, ...] = CLASS_NAMES
+) -> list[dict]:
+    """Return manifest rows for every file in ``data_dir``'s ``folders`` (default: the classes)."""
+    return [describe_file(data_dir, rel) for rel in list_image_files(data_dir, folders)]
 
 
 def write_manifest(rows: list[dict], path: str | os.PathLike = MANIFEST_PATH) -> Path:
@@ -103,13 +111,14 @@ class VerificationReport:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    manifest_name: str = MANIFEST_PATH.name
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.extra or self.changed)
 
     def describe(self, data_dir, limit: int = 10) -> str:
-        lines = [f"the data in {data_dir} does not match {MANIFEST_PATH.name}:"]
+        lines = [f"the data in {data_dir} does not match {self.manifest_name}:"]
         for label, names in (
             ("missing", self.missing),
             ("not in the manifest", self.extra),
@@ -121,12 +130,19 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def verify_files(data_dir: str | os.PathLike, manifest_rows: list[dict]) -> VerificationReport:
-    """Compare the files in ``data_dir`` with ``manifest_rows`` by name and sha256."""
+def verify_files(
+    data_dir: str | os.PathLike,
+    manifest_rows: list[dict],
+    folders: tuple[str, ...] = CLASS_NAMES,
+    manifest_name: str = MANIFEST_PATH.name,
+) -> VerificationReport:
+    """Compare the files in ``data_dir``'s ``folders`` with ``manifest_rows`` by name and sha256."""
     expected = {row["path"]: row for row in manifest_rows}
-    present = set(list_image_files(data_dir))
+    present = set(list_image_files(data_dir, folders))
     report = VerificationReport(
-        missing=sorted(set(expected) - present), extra=sorted(present - set(expected))
+        missing=sorted(set(expected) - present),
+        extra=sorted(present - set(expected)),
+        manifest_name=manifest_name,
     )
     for rel in sorted(present & set(expected)):
         row = expected[rel]
@@ -140,8 +156,11 @@ def verify_data(
     data_dir: str | os.PathLike,
     manifest_path: str | os.PathLike = MANIFEST_PATH,
     allow_mismatch: bool = False,
+    folders: tuple[str, ...] = CLASS_NAMES,
 ) -> VerificationReport:
     """Check ``data_dir`` against the manifest; raise unless it matches or ``allow_mismatch``.
+
+    ``folders`` are the subfolders the manifest covers (default: the face-mask classes).
 
     Raises
     ------
@@ -149,7 +168,7 @@ def verify_data(
         Naming the missing, extra and changed files, when they differ and ``allow_mismatch`` is
         false.
     """
-    report = verify_files(data_dir, read_manifest(manifest_path))
+    report = verify_files(data_dir, read_manifest(manifest_path), folders, Path(manifest_path).name)
     if not report.ok:
         message = report.describe(data_dir)
         if not allow_mismatch:
