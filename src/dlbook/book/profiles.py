@@ -20,8 +20,10 @@ FEATURES = {
 
 # Chapter 1: NumPy networks from first principles. The CNN-ANN gap is measured at each of
 # ``cnn_ann_sizes`` px (face-mask images, ``limit`` images, None: all) for ``seeds`` seeds; each
-# seed draws its own ``cnn_ann_train_fraction`` of the training split, initial weights and
-# mini-batch order, and both nets (Keras twins of the NumPy nets, checked equal at
+# seed draws its own duplicate-grouped split, ``cnn_ann_train_fraction`` of its training split,
+# initial weights and mini-batch order. Each family's learning rate is chosen once from
+# ``cnn_ann_learning_rates`` on the validation images of a separate tuning split at the largest
+# size; the claim is judged at the largest size. Both nets (Keras twins of the NumPy nets, checked equal at
 # ``cnn_ann_check_size`` px) train to early stopping on validation (``cnn_ann_patience`` epochs
 # without improvement, at most ``cnn_ann_epoch_cap``). The NumPy nets themselves train on
 # scikit-learn's digits for ``digits_epochs``. ``init_*`` size the deep network of the
@@ -34,11 +36,11 @@ FUNDAMENTALS = {
         "limit": 600,
         "seeds": 2,
         "cnn_ann_sizes": (8, 16, 32),
+        "cnn_ann_learning_rates": (1e-3, 3e-3),
         "cnn_ann_check_size": 16,
         "cnn_ann_train_fraction": 0.8,
         "cnn_ann_epoch_cap": 3,
         "cnn_ann_patience": 1,
-        "learning_rate": 1e-3,
         "digits_epochs": 4,
         "batch_size": 64,
         "init_depth": 10,
@@ -51,13 +53,13 @@ FUNDAMENTALS = {
         "image_size": 32,
         "color_mode": "rgb",
         "limit": None,
-        "seeds": 3,
+        "seeds": 10,
         "cnn_ann_sizes": (16, 32, 64),
+        "cnn_ann_learning_rates": (3e-4, 1e-3, 3e-3),
         "cnn_ann_check_size": 16,
         "cnn_ann_train_fraction": 0.8,
         "cnn_ann_epoch_cap": 20,
         "cnn_ann_patience": 3,
-        "learning_rate": 1e-3,
         "digits_epochs": 20,
         "batch_size": 64,
         "init_depth": 15,
