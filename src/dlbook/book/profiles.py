@@ -72,7 +72,8 @@ FUNDAMENTALS = {
 
 # Chapter 2: optimisers, learning rates, regularisation. The sweeps train one-hidden-layer networks
 # on ``image_size`` px grayscale vectors; ``numpy_*`` size the from-scratch NumPy runs; ``reg_*`` the
-# regulariser study: a small CNN (``reg_filters``, ``reg_dense``) on ``reg_train_size`` images per
+# regulariser study: a small CNN (``reg_filters``, ``reg_dense``) at each of ``reg_train_sizes``
+# training-set sizes (``reg_train_size``, declared before the runs, gives the headline keys), per
 # seed at ``reg_image_size`` px RGB, each strength of ``reg_grid`` tried and chosen on validation,
 # early stopping after ``reg_patience`` epochs without improvement, at most ``reg_epochs``.
 OPTIMIZATION = {
@@ -101,6 +102,7 @@ OPTIMIZATION = {
         "reg_seeds": 2,
         "reg_image_size": 16,
         "reg_train_size": 64,
+        "reg_train_sizes": (32, 48, 64),
         "reg_epochs": 3,
         "reg_patience": 2,
         "reg_batch_size": 32,
@@ -134,9 +136,10 @@ OPTIMIZATION = {
         "reg_hidden": 128,
         "reg_methods": ("none", "l1", "l2", "dropout", "batchnorm"),
         "reg_grid": {"l1": (1e-4, 1e-3), "l2": (1e-3, 1e-2), "dropout": (0.3, 0.6)},
-        "reg_seeds": 5,
+        "reg_seeds": 10,
         "reg_image_size": 32,
         "reg_train_size": 256,
+        "reg_train_sizes": (128, 256, 512),
         "reg_epochs": 30,
         "reg_patience": 6,
         "reg_batch_size": 32,
