@@ -431,3 +431,10 @@ def test_full_feature_pool_keeps_every_dimension_centred_on_the_pool():
     d = np.linalg.norm(features[0] - features[1]) / np.linalg.norm(features[2] - features[3])
     dz = np.linalg.norm(z[0] - z[1]) / np.linalg.norm(z[2] - z[3])
     assert dz == pytest.approx(d)
+
+
+def test_distances_to_one_row_equal_the_general_formula_exactly():
+    x = np.random.default_rng(0).normal(size=(300, 40))
+    to_row = active._DistancesToRow(x)
+    for i in (0, 17, 299):
+        np.testing.assert_array_equal(to_row(i), active._squared_distances(x, x[i : i + 1])[:, 0])
