@@ -151,6 +151,7 @@ def test_cnn_ann_runs_tune_on_validation_then_score_every_size_and_seed(syntheti
     settings = {
         "cnn_ann_sizes": (8, 16), "cnn_ann_train_fraction": 0.8, "cnn_ann_epoch_cap": 2,
         "cnn_ann_patience": 1, "batch_size": 8, "cnn_ann_learning_rates": (1e-3, 1e-2),
+        "cnn_ann_restarts": 1, "cnn_ann_failure_margin": -1.0,
     }  # fmt: skip
     tuning, runs = gap.cnn_ann_runs(images, settings, seeds=[1], tuning_seed=0)
     assert sorted(zip(tuning["model"], tuning["learning_rate"])) == [
@@ -163,6 +164,18 @@ def test_cnn_ann_runs_tune_on_validation_then_score_every_size_and_seed(syntheti
     rates = gap.choose_learning_rates(tuning)
     assert runs.set_index("model")["learning_rate"].groupby(level=0).first().to_dict() == rates
     assert runs["epochs_used"].between(1, 2).all() and runs["test_accuracy"].between(0, 1).all()
+    assert runs["attempts"].eq(1).all() and not runs["failed"].any()  # nothing below chance - 1
+
+
+def test_a_run_left_at_chance_on_validation_restarts_from_fresh_weights(synthetic_data):
+    from dlbook.facemask import data
+
+    images = data.load_face_mask(synthetic_data, image_size=8, verify=False, progress=False)
+    settings = {"cnn_ann_train_fraction": 1.0, "cnn_ann_epoch_cap": 1, "cnn_ann_patience": 1,
+                "batch_size": 8, "cnn_ann_restarts": 2, "cnn_ann_failure_margin": 2.0}  # fmt: skip
+    task = gap.GapTask(8, "ANN", 1e-3, 0, "tune")
+    row = gap.gap_task(images, settings, task)  # no run can beat chance by 200 points
+    assert row["attempts"] == 3 and row["failed"] and np.isnan(row["test_accuracy"])
 
 
 def test_each_seed_draws_its_own_grouped_split(synthetic_data):

@@ -23,9 +23,11 @@ FEATURES = {
 # seed draws its own duplicate-grouped split, ``cnn_ann_train_fraction`` of its training split,
 # initial weights and mini-batch order. Each family's learning rate is chosen once from
 # ``cnn_ann_learning_rates`` on the validation images of a separate tuning split at the largest
-# size; the claim is judged at the largest size. Both nets (Keras twins of the NumPy nets, checked equal at
-# ``cnn_ann_check_size`` px) train to early stopping on validation (``cnn_ann_patience`` epochs
-# without improvement, at most ``cnn_ann_epoch_cap``). The NumPy nets themselves train on
+# size; the claim is judged at the largest size. A run whose validation accuracy stays below the
+# majority-class share plus ``cnn_ann_failure_margin`` learnt nothing and restarts from fresh
+# initial weights, at most ``cnn_ann_restarts`` times. Both nets (Keras twins of the NumPy nets,
+# checked equal at ``cnn_ann_check_size`` px) train to early stopping on validation
+# (``cnn_ann_patience`` epochs without improvement, at most ``cnn_ann_epoch_cap``). The NumPy nets themselves train on
 # scikit-learn's digits for ``digits_epochs``. ``init_*`` size the deep network of the
 # initialisation study; the NumPy-vs-Keras speed comparison times ``benchmark_rounds`` rounds of
 # ``benchmark_steps`` minibatches at ``image_size`` px and keeps the best.
@@ -37,6 +39,8 @@ FUNDAMENTALS = {
         "seeds": 2,
         "cnn_ann_sizes": (8, 16, 32),
         "cnn_ann_learning_rates": (1e-3, 3e-3),
+        "cnn_ann_restarts": 1,
+        "cnn_ann_failure_margin": 0.05,
         "cnn_ann_check_size": 16,
         "cnn_ann_train_fraction": 0.8,
         "cnn_ann_epoch_cap": 3,
@@ -56,6 +60,8 @@ FUNDAMENTALS = {
         "seeds": 10,
         "cnn_ann_sizes": (16, 32, 64),
         "cnn_ann_learning_rates": (3e-4, 1e-3, 3e-3),
+        "cnn_ann_restarts": 1,
+        "cnn_ann_failure_margin": 0.05,
         "cnn_ann_check_size": 16,
         "cnn_ann_train_fraction": 0.8,
         "cnn_ann_epoch_cap": 20,

@@ -25,6 +25,10 @@ MODELS = (("ANN", make_ann), ("CNN", make_cnn))
 STAGES = ("tune", "test")
 """A run either chooses a learning rate (validation only) or is scored once on test."""
 
+RESTART_STRIDE = 1000
+"""Restart ``k`` of a run with seed ``s`` draws its initial weights and batch order from
+``s + k * RESTART_STRIDE``, a seed no other run uses."""
+
 
 # -- data ------------------------------------------------------------------------------------
 
@@ -159,13 +163,16 @@ def gap_task(images: data.ImageSet, settings: dict, task: GapTask) -> dict:
     images : ``data.ImageSet`` at the largest input size, labels 0/1; its split is redrawn by
         ``task.seed`` (``split_by_seed``).
     settings : ``cnn_ann_train_fraction``, ``cnn_ann_epoch_cap``, ``cnn_ann_patience``,
-        ``batch_size``.
+        ``batch_size``, ``cnn_ann_restarts`` and ``cnn_ann_failure_margin``: a run whose
+        validation accuracy is below the majority-class share plus the margin has failed and
+        restarts from fresh initial weights (validation decides; the test split is not read).
 
     Returns
     -------
     dict: the task's fields and ``val_accuracy``, ``test_accuracy`` (NaN for a "tune" task: the
     test split is not touched), ``epochs_used``, ``stopped_early``, ``converged``,
-    ``train_images``.
+    ``train_images``, ``attempts`` (1 without a restart) and ``failed`` (still at chance after
+    the last attempt).
     """
     if task.stage not in STAGES:
         raise ValueError(f"task.stage={task.stage!r} is unknown; use one of {STAGES}")
@@ -175,28 +182,39 @@ def gap_task(images: data.ImageSet, settings: dict, task: GapTask) -> dict:
     x_train, x_val, x_test = standardize(
         *(downscale(x, task.size) for x in (train.images[keep], val.images, test.images))
     )
-    net = dict(MODELS)[task.model](int(images.labels.max()) + 1, seed=task.seed)
-    net = net.build(x_train.shape[1:])
-    fit = convergence.fit_to_convergence(
-        lambda: keras_twin(net),
-        (x_train, train.labels[keep]),
-        (x_val, val.labels),
-        epoch_cap=settings["cnn_ann_epoch_cap"],
-        patience=settings["cnn_ann_patience"],
-        batch_size=settings["batch_size"],
-        learning_rate=task.learning_rate,
-        seed=task.seed,
-    )
+    # A run left at chance on validation learnt nothing (a dead start): it gets fresh initial
+    # weights and batch order, same split and subsample, up to ``cnn_ann_restarts`` times.
+    chance = float(np.bincount(val.labels).max() / len(val.labels))
+    for attempt in range(settings["cnn_ann_restarts"] + 1):
+        init_seed = task.seed + RESTART_STRIDE * attempt
+        net = dict(MODELS)[task.model](int(images.labels.max()) + 1, seed=init_seed)
+        net = net.build(x_train.shape[1:])
+        fit = convergence.fit_to_convergence(
+            lambda net=net: keras_twin(net),
+            (x_train, train.labels[keep]),
+            (x_val, val.labels),
+            epoch_cap=settings["cnn_ann_epoch_cap"],
+            patience=settings["cnn_ann_patience"],
+            batch_size=settings["batch_size"],
+            learning_rate=task.learning_rate,
+            seed=init_seed,
+        )
+        val_accuracy = training.accuracy(fit.model, x_val, val.labels, 512)
+        failed = val_accuracy < chance + settings["cnn_ann_failure_margin"]
+        if not failed:
+            break
     tested = task.stage == "test"
     return {
         **asdict(task),
-        "val_accuracy": training.accuracy(fit.model, x_val, val.labels, 512),
+        "val_accuracy": val_accuracy,
         "test_accuracy": training.accuracy(fit.model, x_test, test.labels, 512) if tested
         else np.nan,
         "epochs_used": fit.epochs_used,
         "stopped_early": fit.stopped_early,
         "converged": fit.converged,
         "train_images": len(keep),
+        "attempts": attempt + 1,
+        "failed": bool(failed),
     }  # fmt: skip
 
 
@@ -300,6 +318,10 @@ def summarize_cnn_ann_sizes(runs: pd.DataFrame) -> dict:
     values["cnn_ann_stopped_early_fraction"] = float(runs["stopped_early"].mean())
     values["cnn_ann_epochs_used_mean"] = float(runs["epochs_used"].mean())
     values["cnn_ann_epochs_used_max"] = int(runs["epochs_used"].max())
+    if "attempts" in runs:
+        values["cnn_ann_restarted_runs"] = int((runs["attempts"] > 1).sum())
+        values["cnn_ann_failed_runs"] = int(runs["failed"].sum())
+        values["cnn_ann_runs"] = int(len(runs))
     return values
 
 
@@ -441,6 +463,13 @@ def story_cnn_vs_ann(result: dict) -> str:
         f"its own split of the images as well as its subsample and initial weights, so the "
         f"intervals are over seeds and splits. "
     )
+    if v.get("cnn_ann_restarted_runs"):
+        rates += (
+            f"{v['cnn_ann_restarted_runs']} of the {v['cnn_ann_runs']} scored runs ended at chance "
+            f"on validation (a start that learnt nothing) and were restarted from fresh initial "
+            f"weights, by a rule fixed before the runs; {v['cnn_ann_failed_runs']} stayed at "
+            f"chance after the restarts. "
+        )
     return (
         f"CNN minus ANN on the face-mask test split, mean over {v['cnn_ann_seeds']} seeds: "
         + "; ".join(gaps)
