@@ -457,7 +457,8 @@ def story_cnn_vs_ann(result: dict) -> str:
     )
     rates = (
         f"Each family's learning rate was chosen once, on the validation images of a separate "
-        f"tuning split at {v['cnn_ann_tuning_size']} px, from {v['cnn_ann_learning_rates']}: "
+        f"tuning split at {v['cnn_ann_tuning_size']} px, from "
+        f"{v['cnn_ann_learning_rates'].replace(',', ', ')}: "
         f"{present.number(v['cnn_ann_learning_rate_ANN'])} for the ANN and "
         f"{present.number(v['cnn_ann_learning_rate_CNN'])} for the CNN. Every scored seed draws "
         f"its own split of the images as well as its subsample and initial weights, so the "
