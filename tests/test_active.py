@@ -289,6 +289,8 @@ KEYS = {
     "target_fraction": 0.99,
     "target_accuracy": 0.98505,
     "al_budget_labels": 100,
+    "selection_repeats": "0-9",
+    "reported_repeats": "10-29",
     "best_strategy": "badge",
     "val_labels_to_target_badge": 30.0,
     "val_labels_to_target_random": 50.0,
@@ -316,6 +318,7 @@ def test_stories_quote_the_results():
     assert "**badge**" in comparison and "after 30 labels" in comparison
     assert "36.4% (95% CI 20.0%-50.0%)" in comparison and "lower bound" not in comparison
     assert "in 100% of the checks" in comparison
+    assert "repeats 0-9" in comparison and "10-29, which chose nothing" in comparison
     table = pd.DataFrame(
         {
             "target_fraction": [0.97, 0.99, 0.97],
@@ -324,7 +327,9 @@ def test_stories_quote_the_results():
         }
     )
     by_target = ex.story_by_target(table, "badge")
-    assert "10.0% at 97%, 36.4% at 99%" in by_target and "grows as the target rises" in by_target
+    assert (
+        "10.0% at 97.0%, 36.4% at 99.0%" in by_target and "grows as the target rises" in by_target
+    )
     assert "from 50% (random) to 80% (coreset)" in ex.story_class_balance(KEYS)
 
 
@@ -392,3 +397,44 @@ def test_curve_bands_are_the_mean_with_a_t_interval_and_collapse_for_one_repeat(
     )
     assert all(np.array_equal(x, [0.5, 0.7]) for x in one["bands"]["val"]["random"])
     np.testing.assert_allclose(learning_curves.class_balance(curves)["share"]["random"], [0.4, 0.4])
+
+
+def test_the_strategy_selection_repeats_and_the_reported_repeats_are_disjoint():
+    choose, report = learning_curves.repeat_partition(30, 10)
+    assert list(choose) == list(range(10)) and list(report) == list(range(10, 30))
+    assert not set(choose) & set(report)
+    for bad in (0, 30):
+        with pytest.raises(ValueError, match="selection_repeats"):
+            learning_curves.repeat_partition(30, bad)
+    pool = pools.synthetic_pool(n=400, seed=3)
+    comparison = ex.compare(pool, 0.8, ("random", "margin"), 5, 10, 10, 40, selection_repeats=2)
+    chosen_on, reported = comparison.selection_curves, comparison.curves
+    assert list(chosen_on["repeats"]) == [0, 1] and list(reported["repeats"]) == [2, 3, 4]
+    assert reported["accuracy"]["test"]["margin"].shape[0] == 3
+    assert comparison.keys["selection_repeats"] == "0-1"
+    assert comparison.keys["reported_repeats"] == "2-4"
+    # the reported test curves are those of repeats 2-4 of the one run
+    full = learning_curves.run_curves(pool, ("random", "margin"), 5, 10, 10, 40)
+    np.testing.assert_array_equal(full["accuracy"]["test"]["margin"][2:],
+                                  reported["accuracy"]["test"]["margin"])  # fmt: skip
+
+
+def test_full_feature_pool_keeps_every_dimension_centred_on_the_pool():
+    rng = np.random.default_rng(0)
+    features = rng.normal(3.0, 2.0, (50, 7))
+    fit_rows = np.arange(50) < 30
+    z = pools.scale_features(features, fit_rows)
+    assert z.shape == (50, 7)
+    np.testing.assert_allclose(z[fit_rows].mean(axis=0), 0, atol=1e-12)
+    assert z[fit_rows].std() == pytest.approx(1.0)
+    # one overall scale: ratios of distances are unchanged
+    d = np.linalg.norm(features[0] - features[1]) / np.linalg.norm(features[2] - features[3])
+    dz = np.linalg.norm(z[0] - z[1]) / np.linalg.norm(z[2] - z[3])
+    assert dz == pytest.approx(d)
+
+
+def test_distances_to_one_row_equal_the_general_formula_exactly():
+    x = np.random.default_rng(0).normal(size=(300, 40))
+    to_row = active._DistancesToRow(x)
+    for i in (0, 17, 299):
+        np.testing.assert_array_equal(to_row(i), active._squared_distances(x, x[i : i + 1])[:, 0])

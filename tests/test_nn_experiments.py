@@ -127,13 +127,15 @@ def test_gap_by_size_gives_every_size_its_paired_interval_and_the_largest_as_hea
 def test_cnn_ann_story_quotes_every_size_and_the_training_rule():
     values = gap.summarize_cnn_ann_sizes(_gap_runs())
     values.update(
-        cnn_ann_patience=1, cnn_ann_epoch_cap=20, cnn_ann_keras_numpy_max_diff=1e-6,
+        cnn_ann_tuning_size=32, cnn_ann_learning_rates="0.001,0.003",
+        cnn_ann_learning_rate_ANN=0.003, cnn_ann_learning_rate_CNN=0.001, cnn_ann_patience=1, cnn_ann_epoch_cap=20, cnn_ann_keras_numpy_max_diff=1e-6,
         cnn_ann_check_size=16, digits_epochs=4, cnn_minus_ann_points_digits=1.0,
         cnn_minus_ann_points_ci_low_digits=-1.0, cnn_minus_ann_points_ci_high_digits=3.0,
     )  # fmt: skip
     text = gap.story_cnn_vs_ann({"values": values})
     assert "+5.0 points** at 16 px" in text and "+10.0 points** at 32 px" in text
     assert "grows with the input size" in text
+    assert "At the largest size, 32 px" in text and "0.003 for the ANN" in text
     assert "for 1 epoch (cap 20" in text and "(s)" not in text and "nan" not in text
 
 
@@ -142,21 +144,70 @@ def test_keras_twins_match_the_numpy_nets_on_images():
     assert gap.keras_numpy_max_diff(x) < 1e-4
 
 
-def test_cnn_ann_runs_train_both_nets_per_size_and_seed(synthetic_data):
+def test_cnn_ann_runs_tune_on_validation_then_score_every_size_and_seed(synthetic_data):
     from dlbook.facemask import data
 
     images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
-    images.split[:] = np.where(np.arange(len(images)) % 3 == 0, "val", "train")
-    images.split[1::6] = "test"
     settings = {
         "cnn_ann_sizes": (8, 16), "cnn_ann_train_fraction": 0.8, "cnn_ann_epoch_cap": 2,
-        "cnn_ann_patience": 1, "batch_size": 8, "learning_rate": 1e-3,
+        "cnn_ann_patience": 1, "batch_size": 8, "cnn_ann_learning_rates": (1e-3, 1e-2),
+        "cnn_ann_restarts": 1, "cnn_ann_failure_margin": -1.0,
     }  # fmt: skip
-    runs = gap.cnn_ann_runs(images, settings, seeds=[0])
+    tuning, runs = gap.cnn_ann_runs(images, settings, seeds=[1], tuning_seed=0)
+    assert sorted(zip(tuning["model"], tuning["learning_rate"])) == [
+        ("ANN", 1e-3), ("ANN", 1e-2), ("CNN", 1e-3), ("CNN", 1e-2),
+    ]  # fmt: skip
+    assert tuning["size"].eq(16).all() and tuning["test_accuracy"].isna().all()
     assert sorted(zip(runs["size"], runs["model"])) == [
         (8, "ANN"), (8, "CNN"), (16, "ANN"), (16, "CNN"),
     ]  # fmt: skip
+    rates = gap.choose_learning_rates(tuning)
+    assert runs.set_index("model")["learning_rate"].groupby(level=0).first().to_dict() == rates
     assert runs["epochs_used"].between(1, 2).all() and runs["test_accuracy"].between(0, 1).all()
+    assert runs["attempts"].eq(1).all() and not runs["failed"].any()  # nothing below chance - 1
+
+
+def test_a_run_left_at_chance_on_validation_restarts_from_fresh_weights(synthetic_data):
+    from dlbook.facemask import data
+
+    images = data.load_face_mask(synthetic_data, image_size=8, verify=False, progress=False)
+    settings = {"cnn_ann_train_fraction": 1.0, "cnn_ann_epoch_cap": 1, "cnn_ann_patience": 1,
+                "batch_size": 8, "cnn_ann_restarts": 2, "cnn_ann_failure_margin": 2.0}  # fmt: skip
+    task = gap.GapTask(8, "ANN", 1e-3, 0, "tune")
+    row = gap.gap_task(images, settings, task)  # no run can beat chance by 200 points
+    assert row["attempts"] == 3 and row["failed"] and np.isnan(row["test_accuracy"])
+
+
+def test_each_seed_draws_its_own_grouped_split(synthetic_data):
+    from dlbook.facemask import data
+
+    images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
+    one, other = gap.split_by_seed(images, 1).split, gap.split_by_seed(images, 2).split
+    assert (one != other).any()
+    for split in (one, other):  # no duplicate group crosses splits
+        assert pd.Series(split).groupby(images.groups).nunique().max() == 1
+
+
+def test_learning_rates_are_chosen_per_family_on_validation_only():
+    tuning = pd.DataFrame(
+        {"model": ["ANN", "ANN", "CNN", "CNN"], "learning_rate": [1e-3, 3e-3, 1e-3, 3e-3],
+         "val_accuracy": [0.80, 0.85, 0.90, 0.90], "test_accuracy": [np.nan] * 4}
+    )  # fmt: skip
+    assert gap.choose_learning_rates(tuning) == {"ANN": 3e-3, "CNN": 1e-3}  # tie: smaller
+    tuning.loc[0, "test_accuracy"] = 0.7
+    with pytest.raises(ValueError, match="validation"):
+        gap.choose_learning_rates(tuning)
+
+
+def test_the_judged_gap_is_at_the_largest_size_with_both_intervals():
+    values = gap.largest_size_gap(_gap_runs())
+    assert values["cnn_ann_gap_largest_px"] == 32
+    assert values["cnn_ann_gap_largest_points"] == pytest.approx(10.0)
+    runs = _gap_runs()
+    runs.loc[(runs["model"] == "CNN") & (runs["seed"] == 0), "test_accuracy"] -= 0.03
+    values = gap.largest_size_gap(runs)
+    assert values["cnn_ann_gap_largest_ci_low"] < values["cnn_ann_gap_largest_ci90_low"]
+    assert values["cnn_ann_gap_largest_ci90_high"] < values["cnn_ann_gap_largest_ci_high"]
 
 
 def test_gradient_and_speed_stories_say_missed_when_a_target_is_missed():

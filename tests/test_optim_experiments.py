@@ -288,3 +288,36 @@ def test_panel_figures_put_three_a_row_and_switch_off_the_cells_left_over():
     assert len(fig.axes) == 6 and fig.get_figwidth() == plots.PAGE_WIDTH
     assert [ax.axison for ax in fig.axes] == [True] * 4 + [False] * 2
     assert [ax.get_title() for ax in fig.axes[:4]] == ["sgd", "momentum", "adam", "adamw"]
+
+
+def test_size_study_runs_the_whole_study_at_its_size_and_words_each_size():
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.random((n, 8, 8, 3)).astype(np.float32) * 0.2
+        x[..., 0] += y[:, None, None]
+        return x, y
+
+    images = {"train": split(40), "val": split(16), "test": split(16)}
+    settings = tiny_cnn_settings(reg_seeds=2, reg_methods=("none", "l2", "batchnorm"),
+                                 reg_grid={"l2": (1e-3,)})  # fmt: skip
+    studies = [regularisation.size_study(images, settings, 0, n) for n in (12, 24)]
+    assert [s["train_images"] for s in studies] == [12, 24]
+    assert set(studies[0]["versus_none"]) == {"l2", "batchnorm"}
+    keys = regularisation.size_keys(studies[1])
+    assert keys["reg_n24_train_images"] == 24 and "reg_n24_batchnorm_minus_none_ci_low" in keys
+    low, gain, high = (
+        keys[f"reg_n24_batchnorm_minus_none{s}"] for s in ("_ci_low", "", "_ci_high")
+    )
+    assert low <= gain <= high
+    table = regularisation.by_size_table(studies)
+    assert sorted(table["train_size"].unique()) == [12, 24] and len(table) == 6
+    assert (table.loc[table["method"] == "none", "minus_none"] == 0).all()
+    values = {"reg_train_sizes": "12,24", "reg_overfit_sizes": "12", "reg_seeds": 2,
+              "reg_train_images": 24}  # fmt: skip
+    for study in studies:
+        values.update(regularisation.size_keys(study))
+    text = regularisation.story_regularizers_by_size({"results": values})
+    assert "at 12 images" in text and "at 24 images" in text and "visible" in text
+    assert "nan" not in text

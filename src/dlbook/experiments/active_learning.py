@@ -37,8 +37,9 @@ class Setup:
 
 @dataclass
 class Comparison:
-    """Every strategy's curves on one pool, summarised on validation (which chooses ``best``)
-    and on test (which scores it)."""
+    """Every strategy's curves on one pool: the selection repeats' validation curves choose
+    ``best`` (``val_summary``); the disjoint reported repeats' test curves score it
+    (``test_summary``). ``curves`` holds the reported repeats, ``selection_curves`` the others."""
 
     curves: dict
     val_summary: pd.DataFrame
@@ -46,6 +47,7 @@ class Comparison:
     best: str
     target: float
     keys: dict = field(default_factory=dict)
+    selection_curves: dict = field(default_factory=dict)
 
     @property
     def bands(self) -> dict:
@@ -81,6 +83,7 @@ def setup(run: Run) -> Setup:
         "target_fraction": settings["target_fraction"],
         "target_accuracy": target,
         "target_from": "validation",
+        "target_declared_in": "profile",
     }
     run.save(keys)
     return Setup(pool, ceiling, target, keys)
@@ -97,19 +100,32 @@ def compare(
     seed: int = 0,
     n_boot: int = 1000,
     prefix: str = "",
+    selection_repeats: int = 1,
 ) -> Comparison:
-    """Run every strategy on ``pool``, choose the best on validation, score all on test."""
+    """Run every strategy on ``pool`` over ``repeats`` repeats; the first ``selection_repeats``
+    choose the best on validation, the other repeats score every strategy on test
+    (``repeat_partition``: no repeat does both)."""
     curves = learning_curves.run_curves(
         pool, strategies, repeats, initial_size, batch_size, budget, seed
     )
-    val_summary = learning_curves.summarise(curves, target, "val", n_boot=n_boot, seed=seed)
-    test_summary = learning_curves.summarise(curves, target, "test", n_boot=n_boot, seed=seed)
+    choose, report = learning_curves.repeat_partition(repeats, selection_repeats)
+    chosen_on = learning_curves.select_repeats(curves, choose)
+    reported = learning_curves.select_repeats(curves, report)
+    val_summary = learning_curves.summarise(chosen_on, target, "val", n_boot=n_boot, seed=seed)
+    test_summary = learning_curves.summarise(reported, target, "test", n_boot=n_boot, seed=seed)
     keys = learning_curves.result_keys(val_summary, test_summary, target, repeats, prefix)
-    for strategy, share in curves["positive_fraction"].items():
+    keys[f"{prefix}selection_repeats"] = _span(choose)
+    keys[f"{prefix}reported_repeats"] = _span(report)
+    for strategy, share in reported["positive_fraction"].items():
         keys[f"{prefix}with_mask_share_at_budget_{strategy}"] = float(np.nanmean(share[:, -1]))
     return Comparison(
-        curves, val_summary, test_summary, keys[f"{prefix}best_strategy"], target, keys
+        reported, val_summary, test_summary, keys[f"{prefix}best_strategy"], target, keys, chosen_on
     )
+
+
+def _span(rows: np.ndarray) -> str:
+    """``"0-9"`` for the repeats 0 to 9."""
+    return f"{int(rows[0])}-{int(rows[-1])}"
 
 
 def compare_strategies(run: Run, setup: Setup) -> Comparison:
@@ -126,11 +142,14 @@ def compare_strategies(run: Run, setup: Setup) -> Comparison:
         settings["budget"],
         seed,
         settings["n_boot"],
+        selection_repeats=settings["selection_repeats"],
     )
     comparison.keys.update(
         setup.keys,
         selected_on="validation",
         al_repeats=settings["repeats"],
+        al_selection_repeat_count=settings["selection_repeats"],
+        al_reported_repeat_count=settings["repeats"] - settings["selection_repeats"],
         al_budget_labels=settings["budget"],
         al_initial_labels=settings["initial_size"],
         al_batch_size=settings["batch_size"],
@@ -151,13 +170,14 @@ def savings_by_target(run: Run, setup: Setup, comparison: Comparison) -> pd.Data
         n_boot=run.settings["n_boot"],
         seed=run.seed,
     )
-    best = comparison.best
-    run.save(
-        {
-            f"label_saving_vs_random_{best}_at_{r.target_fraction:.2f}": r.label_saving_vs_random
-            for r in table[table.strategy == best].itertuples()
-        }
-    )
+    best, values = comparison.best, {}
+    for r in table[table.strategy == best].itertuples():
+        at = f"{r.target_fraction:g}"
+        values[f"label_saving_vs_random_{best}_at_{at}"] = r.label_saving_vs_random
+        values[f"label_saving_vs_random_ci_low_{best}_at_{at}"] = r.label_saving_ci_low
+        values[f"label_saving_vs_random_ci_high_{best}_at_{at}"] = r.label_saving_ci_high
+    values["al_target_fractions"] = ",".join(f"{f:g}" for f in run.settings["target_fractions"])
+    run.save(values)
     return table
 
 
@@ -183,7 +203,7 @@ def sensitivity_study(run: Run, setup: Setup) -> pd.DataFrame:
         initial_sizes=settings["sensitivity_initial_sizes"],
         batch_sizes=settings["sensitivity_batch_sizes"],
         repeats=settings["sensitivity_repeats"],
-        budget=settings["budget"],
+        budget=settings["sensitivity_budget"],
         seed=seed,
         n_boot=settings["n_boot"],
     )
@@ -223,6 +243,7 @@ def weak_features(run: Run) -> Weak:
         seed,
         settings["n_boot"],
         prefix="weak_",
+        selection_repeats=settings["weak_selection_repeats"],
     )
     keys = {
         "weak_features": pool.name,
@@ -315,8 +336,8 @@ def story_setup(keys: Mapping) -> str:
         f"test set {keys['al_test_size']}. With every pool label the learner reaches "
         f"{present.percent(keys['full_pool_val_accuracy'], 2)} accuracy on validation "
         f"({present.percent(keys['full_pool_accuracy'], 2)} on test), so the target, "
-        f"{present.percent(keys['target_fraction'], 0)} of the validation figure, is "
-        f"**{present.percent(keys['target_accuracy'], 2)}**."
+        f"{present.percent(keys['target_fraction'], 1)} of the validation figure (declared in "
+        f"the profile before any run), is **{present.percent(keys['target_accuracy'], 2)}**."
     )
 
 
@@ -327,10 +348,12 @@ def _comparison_sentences(keys: Mapping, budget: int, prefix: str = "") -> str:
         return describe_labels(keys.get(f"{prefix}{split}labels_to_target_{name}"), budget)
 
     text = (
-        f"Chosen on validation, the best strategy is **{best}**: its mean validation curve "
-        f"reaches the target after {labels(best, 'val_')} labels, random sampling's after "
-        f"{labels('random', 'val_')}. Scored once on the test set, {best} needs {labels(best)} "
-        f"labels against {labels('random')} for random sampling"
+        f"Chosen on the validation curves of repeats {keys[f'{prefix}selection_repeats']}, the "
+        f"best strategy is **{best}**: its mean validation curve reaches the target after "
+        f"{labels(best, 'val_')} labels, random sampling's after {labels('random', 'val_')}. "
+        f"Scored on the test curves of the other repeats, "
+        f"{keys[f'{prefix}reported_repeats']}, which chose nothing, {best} needs "
+        f"{labels(best)} labels against {labels('random')} for random sampling"
     )
     if not keys.get(f"{prefix}reaches_target_{best}", True):
         return text + ": its mean test curve does not reach the target, so no saving is stated."
@@ -361,7 +384,7 @@ def story_by_target(table: pd.DataFrame, best: str) -> str:
     if rows.empty:
         return "No target fraction was run."
     values = list(zip(rows["target_fraction"], rows["label_saving_vs_random"].astype(float)))
-    parts = [f"{present.percent(v)} at {present.percent(f, 0)}" for f, v in values]
+    parts = [f"{present.percent(v)} at {present.percent(f, 1)}" for f, v in values]
     text = f"On the test set, {best}'s saving is " + ", ".join(parts) + " of the validation ceiling"
     if len(values) > 1 and values[-1][1] != values[0][1]:
         trend = "grows" if values[-1][1] > values[0][1] else "shrinks"

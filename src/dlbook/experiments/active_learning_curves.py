@@ -11,6 +11,8 @@ flattens a comparison into the chapter's keys.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,53 @@ def pool_order(n: int, seed: int, repeat: int) -> np.ndarray:
     return np.random.default_rng([seed, repeat, 2]).permutation(n)
 
 
+@dataclass(frozen=True)
+class CurveTask:
+    """One learning curve: ``strategy`` in repeat ``repeat`` (which fixes the seed set, the model
+    seed and the pool order), with the loop's sizes."""
+
+    strategy: str
+    repeat: int
+    initial_size: int
+    batch_size: int
+    budget: int
+    seed: int
+    C: float = 1.0
+
+
+def curve_task(pool: Pool, task: CurveTask) -> dict:
+    """Run one active-learning loop (``task``) on ``pool``; a pure function of its arguments, so
+    the curves of a study can run in any order or in parallel.
+
+    Returns
+    -------
+    dict with ``n_labels`` int64 (T,), ``scores`` {split: float64 (T,)}, ``positive`` float64
+    (T,) (share of label 1 among the labels bought), ``queried`` int64 (budget,) pool indices,
+    ``seconds``.
+    """
+    start = time.perf_counter()
+    order = pool_order(len(pool.y_pool), task.seed, task.repeat)
+    # One BLAS thread: the fits are tiny, and threads only contend.
+    with threadpool_limits(1):
+        learner = active.ActiveLearner(
+            task.strategy,
+            model=active.default_model(task.strategy, C=task.C, seed=task.seed + task.repeat),
+            initial_size=task.initial_size,
+            batch_size=task.batch_size,
+            budget=task.budget,
+            random_state=task.seed + task.repeat,
+        ).fit(pool.X_pool[order], pool.y_pool[order], eval_sets=pool.eval_sets())
+    picked = order[learner.query_order_]
+    bought = pool.y_pool[picked]
+    return {
+        "n_labels": np.asarray(learner.n_labels_),
+        "scores": {split: np.asarray(learner.scores_[split]) for split in SPLITS},
+        "positive": np.array([bought[:n].mean() if n else np.nan for n in learner.n_labels_]),
+        "queried": picked,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def run_curves(
     pool: Pool,
     strategies=MAIN_STRATEGIES,
@@ -39,7 +88,8 @@ def run_curves(
     seed: int = 0,
     C: float = 1.0,
 ) -> dict:
-    """Learning curves of each strategy over ``repeats`` repeats, on validation and test.
+    """Learning curves of each strategy over ``repeats`` repeats, on validation and test: one
+    ``curve_task`` per (strategy, repeat).
 
     Repeat ``r`` draws its own initial labelled set, model seed (``seed + r``) and pool order
     (``pool_order``); every strategy of the repeat shares them.
@@ -50,7 +100,7 @@ def run_curves(
         ``n_labels`` int64 (T,); ``accuracy`` {split: {strategy: float64 (R, T)}} for the splits
         "val" and "test"; ``positive_fraction`` {strategy: float64 (R, T)}, share of label 1 among
         the labels bought; ``query_order`` {strategy: int64 (R, budget)}, pool indices;
-        ``seconds`` {strategy: float}.
+        ``seconds`` {strategy: float}; ``repeats`` int64 (R,), the repeat numbers.
     """
     unknown = [s for s in strategies if s not in active.STRATEGIES]
     if unknown:
@@ -59,41 +109,46 @@ def run_curves(
         )
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} must be a positive integer")
-    out = {
-        "accuracy": {split: {} for split in SPLITS},
-        "positive_fraction": {},
-        "query_order": {},
-        "seconds": {},
-    }
-    orders = [pool_order(len(pool.y_pool), seed, r) for r in range(repeats)]
-    # One BLAS thread: the fits are tiny, and threads only contend.
-    with threadpool_limits(1):
-        for strategy in strategies:
-            start = time.perf_counter()
-            scores = {split: [] for split in SPLITS}
-            positive, queried = [], []
-            for r, order in enumerate(orders):
-                learner = active.ActiveLearner(
-                    strategy,
-                    model=active.default_model(strategy, C=C, seed=seed + r),
-                    initial_size=initial_size,
-                    batch_size=batch_size,
-                    budget=budget,
-                    random_state=seed + r,
-                ).fit(pool.X_pool[order], pool.y_pool[order], eval_sets=pool.eval_sets())
-                for split in SPLITS:
-                    scores[split].append(learner.scores_[split])
-                picked = order[learner.query_order_]
-                bought = pool.y_pool[picked]
-                positive.append([bought[:n].mean() if n else np.nan for n in learner.n_labels_])
-                queried.append(picked)
-            out["n_labels"] = learner.n_labels_
-            for split in SPLITS:
-                out["accuracy"][split][strategy] = np.array(scores[split])
-            out["positive_fraction"][strategy] = np.array(positive, dtype=np.float64)
-            out["query_order"][strategy] = np.array(queried)
-            out["seconds"][strategy] = time.perf_counter() - start
+    tasks = [CurveTask(s, r, initial_size, batch_size, budget, seed, C)
+             for s in strategies for r in range(repeats)]  # fmt: skip
+    done = list(map(partial(curve_task, pool), tasks))
+    out = {"accuracy": {split: {} for split in SPLITS}, "positive_fraction": {},
+           "query_order": {}, "seconds": {}, "n_labels": done[0]["n_labels"],
+           "repeats": np.arange(repeats)}  # fmt: skip
+    for strategy in strategies:
+        mine = [d for t, d in zip(tasks, done, strict=True) if t.strategy == strategy]
+        for split in SPLITS:
+            out["accuracy"][split][strategy] = np.array([d["scores"][split] for d in mine])
+        out["positive_fraction"][strategy] = np.array([d["positive"] for d in mine])
+        out["query_order"][strategy] = np.array([d["queried"] for d in mine])
+        out["seconds"][strategy] = float(sum(d["seconds"] for d in mine))
     return out
+
+
+def repeat_partition(repeats: int, selection_repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """The repeats that choose the strategy (``0 .. selection_repeats - 1``) and the disjoint
+    rest, which report it. Both must be non-empty."""
+    if not 1 <= selection_repeats < repeats:
+        raise ValueError(
+            f"selection_repeats={selection_repeats!r} must lie in [1, repeats={repeats}) so that "
+            f"some repeats choose and others report"
+        )
+    every = np.arange(repeats)
+    return every[:selection_repeats], every[selection_repeats:]
+
+
+def select_repeats(curves: dict, rows: np.ndarray) -> dict:
+    """The curves of the repeats ``rows`` only (same layout as ``run_curves``)."""
+    rows = np.asarray(rows)
+    return {
+        "n_labels": curves["n_labels"],
+        "accuracy": {split: {s: a[rows] for s, a in by.items()}
+                     for split, by in curves["accuracy"].items()},
+        "positive_fraction": {s: v[rows] for s, v in curves["positive_fraction"].items()},
+        "query_order": {s: v[rows] for s, v in curves["query_order"].items()},
+        "seconds": curves["seconds"],
+        "repeats": np.asarray(curves["repeats"])[rows],
+    }  # fmt: skip
 
 
 def labels_to_target(n_labels: np.ndarray, curves: np.ndarray, target: float) -> np.ndarray:

@@ -79,14 +79,27 @@ def reduce_features(features: np.ndarray, fit_rows: np.ndarray, n_components: in
     return z / z[fit_rows].std()
 
 
+def scale_features(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    """Centre on ``features[fit_rows]`` and divide by their one overall scale: every dimension
+    kept, the geometry unchanged (distances for coreset and BADGE keep their meaning).
+    Returns float64 (N, D)."""
+    z = np.asarray(features, dtype=np.float64) - features[fit_rows].mean(axis=0)
+    return z / z[fit_rows].std()
+
+
 def backbone_pool(
-    feature_settings: Mapping, data_dir=None, seed: int = 0, n_components: int = 64
+    feature_settings: Mapping, data_dir=None, seed: int = 0, n_components: int | None = 64
 ) -> Pool:
     """The chapter's main pool: the shared backbone features (a ``profiles.FEATURES`` block),
-    PCA-reduced for speed."""
+    the full vectors (``n_components`` None) or PCA-reduced to ``n_components`` for speed."""
     fs = features.face_mask_features(feature_settings, data_dir, seed, progress=False)
-    z = reduce_features(fs.features, ~np.isin(fs.split, SPLITS), n_components)
-    name = f"{fs.backbone} {fs.image_size}px, PCA-{n_components}"
+    fit_rows = ~np.isin(fs.split, SPLITS)
+    if n_components is None:
+        z = scale_features(fs.features, fit_rows)
+        name = f"{fs.backbone} {fs.image_size}px, all {fs.features.shape[1]} features"
+    else:
+        z = reduce_features(fs.features, fit_rows, n_components)
+        name = f"{fs.backbone} {fs.image_size}px, PCA-{n_components}"
     return _split_pool(z, fs.labels, fs.split, fs.paths, name)
 
 

@@ -247,6 +247,21 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+class _DistancesToRow:
+    """``_squared_distances(x, x[i : i + 1])[:, 0]`` for one fixed ``x`` and many ``i``, with the
+    squared norms and ``2 x`` computed once instead of at every call (the same arithmetic, so the
+    same values): greedy k-centre and k-means++ ask for one row per pick."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.squared_norms = (x * x).sum(1)
+        self.twice = 2.0 * x
+
+    def __call__(self, i: int) -> np.ndarray:
+        d = self.squared_norms[:, None] + self.squared_norms[i] - self.twice @ self.x[i : i + 1].T
+        return np.maximum(d, 0.0)[:, 0]
+
+
 def kcenter_greedy(
     features: np.ndarray, centres: np.ndarray, candidates: np.ndarray, k: int, rng
 ) -> np.ndarray:
@@ -269,12 +284,12 @@ def kcenter_greedy(
     for start in range(0, len(centres), 512):
         block = features[centres[start : start + 512]].astype(np.float64)
         min_d = np.minimum(min_d, _squared_distances(x, block).min(axis=1))
-    chosen = []
+    chosen, to_row = [], _DistancesToRow(x)
     for _ in range(k):
         # With nothing covered yet every distance is infinite: start from a random item.
         i = int(rng.integers(len(candidates))) if np.isinf(min_d).all() else int(np.argmax(min_d))
         chosen.append(i)
-        min_d = np.minimum(min_d, _squared_distances(x, x[i : i + 1])[:, 0])
+        min_d = np.minimum(min_d, to_row(i))
         min_d[i] = -1.0
     return candidates[np.array(chosen, dtype=np.int64)]
 
@@ -313,9 +328,9 @@ def kmeanspp_seeds(embedding: np.ndarray, k: int, rng) -> np.ndarray:
     Returns ``k`` distinct row indices (int64). When every remaining D^2 is 0 (all the
     embeddings coincide, e.g. a model that is certain everywhere) the rest are drawn uniformly.
     """
-    n = len(embedding)
-    chosen = [int(np.argmax((embedding * embedding).sum(1)))]
-    min_d = _squared_distances(embedding, embedding[chosen[0] : chosen[0] + 1])[:, 0]
+    n, to_row = len(embedding), _DistancesToRow(embedding)
+    chosen = [int(np.argmax(to_row.squared_norms))]
+    min_d = to_row(chosen[0])
     min_d[chosen[0]] = 0.0
     available = np.ones(n, dtype=bool)
     available[chosen[0]] = False
@@ -328,7 +343,7 @@ def kmeanspp_seeds(embedding: np.ndarray, k: int, rng) -> np.ndarray:
             i = int(rng.choice(np.flatnonzero(available)))
         chosen.append(i)
         available[i] = False
-        min_d = np.minimum(min_d, _squared_distances(embedding, embedding[i : i + 1])[:, 0])
+        min_d = np.minimum(min_d, to_row(i))
     return np.array(chosen, dtype=np.int64)
 
 

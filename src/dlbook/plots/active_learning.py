@@ -97,6 +97,32 @@ def plot_savings(summary, claimed: float = 0.30, chosen: str | None = None, titl
     return fig
 
 
+def plot_saving_by_target(table, best: str, declared: float, claimed: float = 0.30):
+    """The chosen strategy's test saving vs random (bootstrap 95% band) against the target, as a
+    fraction of the validation ceiling; the declared target and the claimed saving are marked.
+    ``table``: ``savings_by_target``'s rows."""
+    import matplotlib.pyplot as plt
+
+    rows = table[table["strategy"] == best].sort_values("target_fraction")
+    x = 100 * rows["target_fraction"].astype(float).to_numpy()
+    saving = 100 * rows["label_saving_vs_random"].astype(float).to_numpy()
+    low = 100 * rows["label_saving_ci_low"].astype(float).to_numpy()
+    high = 100 * rows["label_saving_ci_high"].astype(float).to_numpy()
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
+    color = STYLES.get(best, {}).get("color", "tab:blue")
+    ax.plot(x, saving, marker="o", color=color, label=f"{best} (chosen on validation)")
+    ax.fill_between(x, low, high, color=color, alpha=0.2, label="bootstrap 95% CI")
+    ax.axhline(100 * claimed, color="tab:red", ls="--", label=f"claimed {claimed:.0%}")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axvline(100 * declared, color="gray", ls=":", label="declared target")
+    ax.set_xlabel("target (% of the full-pool validation accuracy)", fontsize=FONT)
+    ax.set_ylabel("labels saved vs random, test (%)", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.set_title("The saving depends on the target", fontsize=FONT + 1)
+    ax.legend(fontsize=FONT - 1)
+    return fig
+
+
 def plot_class_balance(balance: dict):
     """Share of ``with_mask`` among the labels bought, per strategy (mean over repeats).
 

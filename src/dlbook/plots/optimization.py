@@ -298,6 +298,35 @@ def regularizers(section: dict):
     return fig
 
 
+@_styled
+def regularizers_by_size(section: dict):
+    """Left: the unregularised network's train-minus-validation gap at each training-set size.
+    Right: each regulariser's test gain over none, paired by seed, with 95% intervals."""
+    table = section["by_size"]
+    sizes = sorted(table["train_size"].unique())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.6))
+    gaps = table.drop_duplicates("train_size").set_index("train_size").loc[sizes]
+    left.plot(sizes, 100 * gaps["unregularized_gap"], marker="o", color="black")
+    left.set(xscale="log", title="Over-fitting without a regulariser", xlabel="training images",
+             ylabel="train minus validation (points)")  # fmt: skip
+    methods = [m for m in table["method"].unique() if m != "none"]
+    for k, method in enumerate(methods):
+        part = table[table["method"] == method].set_index("train_size").loc[sizes]
+        x = np.asarray(sizes, dtype=float) * (1 + 0.04 * (k - (len(methods) - 1) / 2))
+        gain = 100 * part["minus_none"]
+        right.errorbar(x, gain, yerr=[gain - 100 * part["minus_none_ci_low"],
+                                      100 * part["minus_none_ci_high"] - gain],
+                       marker="o", capsize=3, label=method)  # fmt: skip
+    right.axhline(0, color="grey", lw=0.8)
+    right.set(xscale="log", title="Test gain over no regulariser", xlabel="training images",
+              ylabel="points (95% CI over seeds)")  # fmt: skip
+    for ax in (left, right):
+        _plain_log_ticks(ax, sizes)
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def regularizer_table(section: dict):
     """Per regulariser at its chosen strength: validation and test accuracy, intervals, gap."""
     table = section["table"][

@@ -20,7 +20,11 @@ dissertation's claims comes from ``dlbook.book.claims``.
 from dlbook.experiments.optimization.descent import optimizers, schedules, story_optimizers
 from dlbook.experiments.optimization.images import data_summary
 from dlbook.experiments.optimization.numpy_nets import from_scratch, story_from_scratch
-from dlbook.experiments.optimization.regularisation import regularizers, story_regularizers
+from dlbook.experiments.optimization.regularisation import (
+    regularizers,
+    story_regularizers,
+    story_regularizers_by_size,
+)
 from dlbook.experiments.optimization.sweeps import (
     batch_sizes,
     high_learning_rates,
@@ -47,4 +51,5 @@ __all__ = [
     "story_learning_rates",
     "story_optimizers",
     "story_regularizers",
+    "story_regularizers_by_size",
 ]

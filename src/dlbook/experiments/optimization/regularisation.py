@@ -4,6 +4,8 @@ validation, the chosen settings scored once on test."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -155,16 +157,85 @@ def pick_regularizer(chosen: pd.DataFrame) -> dict:
 # -- the section -----------------------------------------------------------------------------
 
 
+def size_study(images: dict, settings: dict, seed: int, train_size: int) -> dict:
+    """The whole study (``regularizer_study``) at one training-set size; a pure task of its
+    arguments, so the sizes can run in any order or in parallel.
+
+    Returns the study with ``table`` (``regularizer_table``), ``pick`` (``pick_regularizer``),
+    ``gap`` (the unregularised train-minus-validation accuracy: mean, low, high over seeds) and
+    ``versus_none`` ({method: mean, low, high of its test accuracy minus none's, paired by seed}).
+    """
+    study = regularizer_study(images, {**settings, "reg_train_size": int(train_size)}, seed)
+    chosen = study["chosen"]
+    none = chosen[chosen["method"] == "none"]
+    by_seed = chosen.pivot_table(index="seed", columns="method", values="test_acc")
+    versus_none = {
+        method: _interval((by_seed[method] - by_seed["none"]).to_numpy(), floor=-1.0)
+        for method in by_seed.columns if method != "none" and "none" in by_seed.columns
+    }  # fmt: skip
+    return {
+        **study,
+        "train_size": int(train_size),
+        "table": regularizer_table(chosen),
+        "pick": pick_regularizer(chosen),
+        "gap": _interval(none["train_acc"] - none["val_acc"], floor=-1.0),
+        "versus_none": versus_none,
+    }
+
+
+def size_keys(study: dict) -> dict:
+    """One size's result keys, ``reg_n<size>_*``: the unregularised gap, the winner on
+    validation, each method's validation and test accuracy (test with its 95% interval) and its
+    test gain over no regulariser (paired by seed, 95% interval)."""
+    prefix = f"reg_n{study['train_size']}_"
+    gap, low, high = study["gap"]
+    values = {f"{prefix}unregularized_gap": gap, f"{prefix}unregularized_gap_ci_low": low,
+              f"{prefix}unregularized_gap_ci_high": high,
+              f"{prefix}best_regularizer": study["pick"]["best_regularizer"],
+              f"{prefix}best_regularizer_separated": study["pick"]["best_regularizer_separated"],
+              f"{prefix}train_images": study["train_images"]}  # fmt: skip
+    for row in study["table"].itertuples(index=False):
+        values[f"{prefix}val_acc_{row.method}"] = row.val_acc
+        values[f"{prefix}test_acc_{row.method}"] = row.test_acc
+        values[f"{prefix}test_acc_{row.method}_ci_low"] = row.ci_low
+        values[f"{prefix}test_acc_{row.method}_ci_high"] = row.ci_high
+    for method, (gain, gain_low, gain_high) in study["versus_none"].items():
+        values[f"{prefix}{method}_minus_none"] = gain
+        values[f"{prefix}{method}_minus_none_ci_low"] = gain_low
+        values[f"{prefix}{method}_minus_none_ci_high"] = gain_high
+    return values
+
+
+def by_size_table(studies: list[dict]) -> pd.DataFrame:
+    """One row per (training-set size, method): test accuracy with its interval, the test gain
+    over no regulariser with its interval, and the size's unregularised over-fitting gap."""
+    rows = []
+    for study in studies:
+        for row in study["table"].itertuples(index=False):
+            gain = study["versus_none"].get(row.method, (0.0, 0.0, 0.0))
+            rows.append({"train_size": study["train_size"], "method": row.method,
+                         "test_acc": row.test_acc, "ci_low": row.ci_low, "ci_high": row.ci_high,
+                         "minus_none": gain[0], "minus_none_ci_low": gain[1],
+                         "minus_none_ci_high": gain[2], "unregularized_gap": study["gap"][0]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def regularizers(run: Run) -> dict:
-    """The regulariser study on a small CNN (``regularizer_study``); strengths and the winner
-    chosen on validation, the chosen settings scored once on test."""
+    """The regulariser study on a small CNN at each of ``reg_train_sizes`` training-set sizes
+    (``size_study``); strengths and the winner chosen on validation, the chosen settings scored
+    once on test. The headline keys (``reg_*`` without a size) are those of ``reg_train_size``,
+    declared in the profile; each size's are ``reg_n<size>_*``."""
     settings = run.settings
+    sizes = tuple(int(n) for n in settings["reg_train_sizes"])
+    if settings["reg_train_size"] not in sizes:
+        raise ValueError(
+            f"reg_train_size={settings['reg_train_size']!r} must be one of reg_train_sizes={sizes}"
+        )
     images = load_images(run.data_dir, settings["reg_image_size"], run.seed)
-    study = regularizer_study(images, settings, run.seed)
-    table = regularizer_table(study["chosen"])
-    pick = pick_regularizer(study["chosen"])
-    none = study["chosen"][study["chosen"]["method"] == "none"]
-    gap, gap_low, gap_high = _interval(none["train_acc"] - none["val_acc"], floor=-1.0)
+    studies = list(map(partial(size_study, images, settings, run.seed), sizes))
+    headline = studies[sizes.index(settings["reg_train_size"])]
+    table, pick = headline["table"], headline["pick"]
+    gap, gap_low, gap_high = headline["gap"]
     values = {
         "reg_methods": ",".join(settings["reg_methods"]),
         "reg_unregularized_gap": gap, "reg_unregularized_gap_ci_low": gap_low,
@@ -175,12 +246,15 @@ def regularizers(run: Run) -> dict:
         "reg_winner_margin": pick["margin"], "reg_winner_margin_ci_low": pick["margin_ci_low"],
         "reg_winner_margin_ci_high": pick["margin_ci_high"],
         **{f"reg_{key}": value for key, value in pick.items() if "minus_batchnorm" in key},
-        "reg_seeds": len(study["seeds"]), "reg_image_size": settings["reg_image_size"],
-        "reg_train_images": study["train_images"], "reg_epoch_cap": settings["reg_epochs"],
+        "reg_seeds": len(headline["seeds"]), "reg_image_size": settings["reg_image_size"],
+        "reg_train_images": headline["train_images"], "reg_epoch_cap": settings["reg_epochs"],
         "reg_patience": settings["reg_patience"], "reg_bn_momentum": settings["reg_bn_momentum"],
-        "reg_converged_fraction": float(study["chosen"]["stopped_early"].mean()),
-        "reg_epochs_used_mean": float(study["chosen"]["best_epoch"].mean()),
+        "reg_converged_fraction": float(headline["chosen"]["stopped_early"].mean()),
+        "reg_epochs_used_mean": float(headline["chosen"]["best_epoch"].mean()),
         "selected_on": "validation",
+        "reg_train_sizes": ",".join(str(n) for n in sizes),
+        "reg_overfit_sizes": ",".join(str(s["train_size"]) for s in studies
+                                      if s["gap"][0] >= claims.MIN_OVERFIT_GAP),
     }  # fmt: skip
     for row in table.itertuples(index=False):
         values[f"reg_test_acc_{row.method}"] = row.test_acc
@@ -189,9 +263,11 @@ def regularizers(run: Run) -> dict:
         values[f"reg_val_acc_{row.method}"] = row.val_acc
         if row.method in STRENGTH_METHODS:
             values[f"reg_strength_{row.method}"] = row.strength
+    for study in studies:
+        values.update(size_keys(study))
     run.save(values)
-    return {**study, "table": table, "pick": pick, "settings": settings, "run": run,
-            "results": values}  # fmt: skip
+    return {**headline, "by_size": by_size_table(studies), "studies": studies,
+            "settings": settings, "run": run, "results": values}  # fmt: skip
 
 
 def _points_interval(low: float, high: float) -> str:
@@ -241,3 +317,39 @@ def story_regularizers(section: dict) -> str:
     if section.get("run") is not None:
         text += " " + claims.sentence("batchnorm_best", section["run"].load_all())
     return text
+
+
+def story_regularizers_by_size(section: dict) -> str:
+    """Per training-set size: how much the unregularised network over-fits, the winner on
+    validation, and BatchNorm's test gain over no regulariser (paired by seed)."""
+    values = section["results"]
+    parts = []
+    for size in str(values["reg_train_sizes"]).split(","):
+        prefix = f"reg_n{size}_"
+        text = (
+            f"at {size} images the unregularised gap is "
+            f"{present.points(100 * values[prefix + 'unregularized_gap'])} and "
+            f"{values[prefix + 'best_regularizer']} is best on validation"
+        )
+        if f"{prefix}batchnorm_minus_none" in values:
+            gain = values[f"{prefix}batchnorm_minus_none"]
+            interval = _points_interval(
+                values[f"{prefix}batchnorm_minus_none_ci_low"],
+                values[f"{prefix}batchnorm_minus_none_ci_high"],
+            )
+            text += f" (BatchNorm minus none on test: {present.points(100 * gain)}, {interval})"
+        parts.append(text)
+    overfit = values["reg_overfit_sizes"]
+    regime = (
+        f"Over-fitting is visible (at least {present.points(100 * claims.MIN_OVERFIT_GAP)}) at "
+        f"{overfit.replace(',', ', ')} images."
+        if overfit
+        else "At none of these sizes does the unregularised network over-fit enough to rank "
+        "regularisers."
+    )
+    return (
+        f"The same study at {len(parts)} training-set sizes, {values['reg_seeds']} seeds each: "
+        + "; ".join(parts)
+        + f". {regime} The headline above is the {values['reg_train_images']}-image study, "
+        "the size declared before the runs."
+    )
