@@ -219,14 +219,21 @@ ARCHITECTURES = {
 # one on ``transfer_repeats_finetuned``); grouped cross-validation uses ``cv_folds`` folds and
 # fine-tunes again per fold when ``cv_fine_tune`` (the full profile: five fine-tunings of the top
 # blocks on cached feature maps, about five minutes on two cores; the smoke profile skips them).
+# The dissertation's networks (ported torchvision MobileNetV2 and VGG16, the 2015 InceptionV3)
+# run at ``backbone_image_sizes`` rather than ``image_size``: the crops' median short side is
+# 140 px, so 128 px keeps their detail, and VGG16 (30 GFLOP an image at 224 px, 10 at 128) runs
+# at 64 px to fit the build's budget. ``fine_tune_ports`` gives each one's number of fine-tuned
+# last blocks; per fold only the one best on validation is fine-tuned again
+# (``cv_fine_tune_ports``); ``cost_sample`` images time each network's extraction.
+# ResNet50 stays listed: no ImageNet weights for it are reachable offline.
 _MASK_BACKBONES = (
     "efficientnet_lite0",
     "efficientnet_lite1",
     "efficientnet_lite2",
     "resnet50",
-    "vgg16",
-    "inception_v3",
-    "mobilenet_v2",
+    "mobilenet_v2_torchvision",
+    "vgg16_torchvision",
+    "inception_v3_fid",
 )
 MASK_DETECTION = {
     "smoke": {
@@ -248,6 +255,10 @@ MASK_DETECTION = {
         "fine_tune_blocks": 2,
         "fine_tune_patience": 2,
         "fine_tune_learning_rate": 1e-4,
+        "backbone_image_sizes": {},
+        "fine_tune_ports": {},
+        "cv_fine_tune_ports": "winner",
+        "cost_sample": 32,
         "n_boot": 200,
         "severities": (3,),
         "robustness_limit": 60,
@@ -275,6 +286,18 @@ MASK_DETECTION = {
         "fine_tune_blocks": 2,
         "fine_tune_patience": 2,
         "fine_tune_learning_rate": 1e-4,
+        "backbone_image_sizes": {
+            "mobilenet_v2_torchvision": 128,
+            "inception_v3_fid": 128,
+            "vgg16_torchvision": 64,
+        },
+        "fine_tune_ports": {
+            "mobilenet_v2_torchvision": 2,
+            "inception_v3_fid": 1,
+            "vgg16_torchvision": 1,
+        },
+        "cv_fine_tune_ports": "winner",
+        "cost_sample": 64,
         "n_boot": 1000,
         "severities": (1, 3, 5),
         "robustness_limit": 120,

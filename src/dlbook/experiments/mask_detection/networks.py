@@ -1,0 +1,141 @@
+"""Chapter 4, section 4b: what each transfer network costs, and how the dissertation's compare.
+
+Every backbone with weights here runs at its own input size (``dataset.network_size``). For each,
+``network_costs`` counts the FLOPs of one forward pass at that size (``methods.costs``), times
+feature extraction on a sample of ``cost_sample`` images (uncached) and extrapolates to the whole
+data set, and adds what fine-tuning cost: the boundary maps (the frozen bottom, estimated from its
+share of the FLOPs), the training on the chapter's split and, for the networks cross-validated
+fold by fold, the per-fold training. The sum over the dissertation's networks is what they add
+to a cold build.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dlbook.book import present
+from dlbook.experiments.mask_detection.classifiers import display_name, fine_tune_blocks, plural
+from dlbook.experiments.mask_detection.dataset import Chapter, images_for, network_size
+from dlbook.facemask import features, runtime
+from dlbook.methods import backbones, costs
+from dlbook.methods.backbones import fine_tune
+
+
+def bottom_share(name: str, blocks: int, size: int) -> float:
+    """The share of a forward pass's FLOPs spent below the cut before the last ``blocks`` blocks."""
+    model = backbones.build(name, weights=None)
+    bottom, _, _ = fine_tune.split(model, blocks)
+    shape = (size, size, 3)
+    return costs.count_flops(bottom, shape) / costs.count_flops(model, shape)
+
+
+def network_cost(chapter: Chapter, name: str, models: dict, cv: dict) -> dict:
+    """One network's cost in the chapter (see the module docstring); seconds are wall-clock."""
+    s, count = chapter.run.settings, len(chapter.images)
+    size = network_size(s, name)
+    sample = images_for(chapter, name).images[: s["cost_sample"]]
+    rate = features.benchmark(name, sample, runtime_name=runtime.choose_runtime(count), quiet=True)
+    row = {
+        "network": name,
+        "input_size": size,
+        "gflop_per_image": costs.count_flops(
+            backbones.build(name, weights=None), (size,) * 2 + (3,)
+        )
+        / 1e9,
+        "extraction_images_per_s": rate,
+        "extraction_seconds_estimate": count / rate,
+    }
+    tuned = models["runs"].get(f"{name}_finetuned")
+    if tuned is not None:
+        blocks = fine_tune_blocks(s, name)
+        row["fine_tune_blocks"] = blocks
+        row["maps_seconds_estimate"] = row["extraction_seconds_estimate"] * bottom_share(
+            name, blocks, size
+        )
+        row["fine_tune_seconds"] = tuned.info["seconds"] - tuned.info["maps_seconds"]
+        row["fine_tune_cv_seconds"] = cv.get("fine_tune_cv_seconds", {}).get(tuned.name, 0.0)
+    parts = ("extraction_seconds_estimate", "maps_seconds_estimate", "fine_tune_seconds")
+    row["cold_seconds_estimate"] = sum(row.get(key, 0.0) for key in parts) + row.get(
+        "fine_tune_cv_seconds", 0.0
+    )
+    return row
+
+
+def network_costs(chapter: Chapter, models: dict, cv: dict) -> dict:
+    """``network_cost`` of every backbone with weights here, and the dissertation's total (saved).
+
+    Returns
+    -------
+    dict with ``table`` (one row per network) and ``values`` (``<network>_<measure>`` keys,
+    ``ported_networks_cold_seconds_estimate``).
+    """
+    names = [name for name, run in models["runs"].items() if run.kind == "head"]
+    rows = [network_cost(chapter, name, models, cv) for name in names]
+    table = pd.DataFrame(rows).set_index("network")
+    values = {}
+    for name, row in table.iterrows():
+        for key, value in row.items():
+            if pd.notna(value):
+                values[f"{name}_{key}"] = (
+                    int(value) if key.endswith(("_size", "_blocks")) else float(value)
+                )
+    ports = [name for name in names if name in chapter.run.settings.get("fine_tune_ports", {})]
+    values["ported_networks"] = ports
+    values["ported_networks_cold_seconds_estimate"] = float(
+        table.loc[ports, "cold_seconds_estimate"].sum() if ports else 0.0
+    )
+    chapter.run.save(values)
+    return {"table": table, "values": values}
+
+
+def costs_table(found: dict) -> pd.DataFrame:
+    """The cost table for the page: one row per network."""
+    columns = {
+        "input_size": "input px",
+        "gflop_per_image": "GFLOP/image",
+        "extraction_images_per_s": "images/s",
+        "extraction_seconds_estimate": "extraction s (est.)",
+        "fine_tune_blocks": "blocks tuned",
+        "maps_seconds_estimate": "maps s (est.)",
+        "fine_tune_seconds": "fine-tune s",
+        "fine_tune_cv_seconds": "per-fold fine-tunes s",
+        "cold_seconds_estimate": "cold build s (est.)",
+    }
+    table = found["table"].reindex(columns=list(columns)).rename(columns=columns)
+    table.index = table.index.map(display_name)
+    return present.table(
+        table.rename_axis("network"),
+        index=True,
+        missing={
+            "blocks tuned": "not fine-tuned",
+            "maps s (est.)": "-",
+            "fine-tune s": "-",
+            "per-fold fine-tunes s": "-",
+        },
+    )
+
+
+def story_costs(found: dict, settings: dict) -> str:
+    v, table = found["values"], found["table"]
+    ports = v["ported_networks"]
+    if not ports:
+        return (
+            "The dissertation's networks are not run in this profile; the table gives what each "
+            "backbone that is run costs."
+        )
+    sizes = ", ".join(
+        f"{display_name(name)} at {int(table.loc[name, 'input_size'])} px "
+        f"({present.number(table.loc[name, 'gflop_per_image'])} GFLOP an image)"
+        for name in ports
+    )
+    minutes = v["ported_networks_cold_seconds_estimate"] / 60
+    folds = [name for name in ports if table.loc[name].get("fine_tune_cv_seconds", 0) > 0]
+    return (
+        f"The dissertation's networks ran at {sizes}. Extraction was timed on "
+        f"{plural(settings['cost_sample'], 'image')} and extrapolated to the whole data set; "
+        f"with the fine-tuning they add about **{present.number(minutes, 2)} minutes** to a cold build on this "
+        "machine (the target is at most 10 minutes on two cores). Each was fine-tuned on the "
+        "chapter's split; fold by fold only "
+        + (", ".join(display_name(name) for name in folds) or "none")
+        + ", the best of them on validation, to stay within that budget."
+    )
