@@ -67,7 +67,7 @@ def train_models(chapter: Chapter) -> dict:
     )
     runs = train_heads(chapter, compared, chapter.run.seed)
     runs["custom_cnn"] = train_cnn(chapter.small, ds.split, s, chapter.run.seed, name="custom_cnn")
-    for name in (s["fine_tune_backbone"], *s.get("fine_tune_ports", {})):
+    for name in (s["fine_tune_backbone"], *s.get("fine_tune_ports", ())):
         tuned = train_fine_tuned(chapter, runs.get(name), s, chapter.run.seed)
         if tuned is not None:
             runs[tuned.name] = tuned
@@ -281,9 +281,9 @@ def train_fine_tuned(
 
 
 def fine_tune_blocks(settings: dict, name: str) -> int:
-    """How many last blocks of backbone ``name`` are fine-tuned: its ``fine_tune_ports`` entry,
+    """How many last blocks of backbone ``name`` are fine-tuned: its ``fine_tune_cuts`` entry,
     else ``fine_tune_blocks``."""
-    return int(settings.get("fine_tune_ports", {}).get(name, settings["fine_tune_blocks"]))
+    return int(settings.get("fine_tune_cuts", {}).get(name, settings["fine_tune_blocks"]))
 
 
 def fine_tune_maps(name: str, images: np.ndarray, settings: dict) -> np.ndarray:
@@ -303,7 +303,7 @@ def fine_tune_top(
 ) -> dict:
     """``fine_tune.train_top`` of backbone ``name`` (ImageNet weights) with the chapter's settings.
 
-    ``settings``: ``fine_tune_blocks`` (or the backbone's ``fine_tune_ports`` entry),
+    ``settings``: ``fine_tune_blocks`` (or the backbone's ``fine_tune_cuts`` entry),
     ``fine_tune_epochs`` (the cap), ``fine_tune_patience``, ``fine_tune_learning_rate``; the
     other arguments and the result as in ``train_top``.
     """

@@ -44,7 +44,7 @@ def evaluate_test_split(chapter: Chapter, found: dict, models: dict) -> dict:
         runs, ds.labels, ds.split, subsets, chapter.run.settings["n_boot"], chapter.run.seed
     )
     best = choose_best(table, [name for name, run in runs.items() if run.kind != "cnn"])
-    ports = chapter.run.settings.get("fine_tune_ports", {})
+    ports = chapter.run.settings.get("fine_tune_cuts", {})
     ported = [name for name, run in runs.items() if run.backbone in ports]
     kept = {k: v for k, v in values.items() if not k.startswith("custom_cnn_")}
     kept.update(
@@ -214,7 +214,9 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     for name, run in models["runs"].items():
         if run.kind != "head":
             continue
-        feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, False)
+        feats = features.extract(
+            run.backbone, images_for(chapter, run.backbone).images, progress=False
+        )
         fitted = classify.cross_validate_head(feats, ds.labels, ds.groups, folds, chapter.run.seed)
         probs[name], heads[name] = fitted["probs"], fitted
     seconds = {}
@@ -259,9 +261,14 @@ def cv_fine_tuned(runs: dict, table: pd.DataFrame, settings: dict) -> list[Model
     if not settings["cv_fine_tune"] or not tuned:
         return []
     ports = [
-        name for name, run in tuned.items() if run.backbone in settings.get("fine_tune_ports", {})
+        name for name, run in tuned.items() if run.backbone in settings.get("fine_tune_ports", ())
     ]
-    if ports and settings.get("cv_fine_tune_ports", "all") == "winner":
+    which = settings.get("cv_fine_tune_ports", "all")
+    if which not in ("all", "winner", "none"):
+        raise ValueError(f"cv_fine_tune_ports={which!r}; use 'all', 'winner' or 'none'")
+    if which == "none":
+        ports = []
+    if ports and which == "winner":
         ports = [choose_best(table, ports)]
     chosen = [name for name, run in tuned.items() if run.backbone == settings["fine_tune_backbone"]]
     return [tuned[name] for name in chosen + ports]

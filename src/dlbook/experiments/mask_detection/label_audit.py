@@ -61,7 +61,7 @@ def audit_labels(chapter: Chapter, models: dict, evaluation: dict, cv: dict) -> 
         "test_errors_largest_group": int(np.bincount(ds.groups[errors]).max()) if len(errors) else 0,
         "test_errors_in_mixed_label_groups": int(mixed[errors].sum()),
     }  # fmt: skip
-    feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, False)
+    feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, progress=False)
     train = np.flatnonzero(ds.split == "train")
     nearest, distance = (np.zeros(0, np.int64), np.zeros(0))
     if len(errors):

@@ -5,8 +5,11 @@ Every backbone with weights here runs at its own input size (``dataset.network_s
 feature extraction on a sample of ``cost_sample`` images (uncached) and extrapolates to the whole
 data set, and adds what fine-tuning cost: the boundary maps (the frozen bottom, estimated from its
 share of the FLOPs), the training on the chapter's split and, for the networks cross-validated
-fold by fold, the per-fold training. The sum over the dissertation's networks is what they add
-to a cold build.
+fold by fold, the per-fold training. For a network with a chosen cut (``fine_tune_cuts``), one
+epoch's cost is also estimated from the FLOPs of its top blocks (forward and backward, about
+three forward passes) at the rate its extraction reached, which is how a network too costly to
+fine-tune is recognised. The sum over the dissertation's networks is what they add to a cold
+build.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from dlbook.facemask import features, runtime
 from dlbook.methods import backbones, costs
 from dlbook.methods.backbones import fine_tune
 
+TRAINING_PASSES = 3
+"""A training step costs about three forward passes (forward, and backward through two products)."""
+
 
 def bottom_share(name: str, blocks: int, size: int) -> float:
     """The share of a forward pass's FLOPs spent below the cut before the last ``blocks`` blocks."""
@@ -27,6 +33,12 @@ def bottom_share(name: str, blocks: int, size: int) -> float:
     bottom, _, _ = fine_tune.split(model, blocks)
     shape = (size, size, 3)
     return costs.count_flops(bottom, shape) / costs.count_flops(model, shape)
+
+
+def epoch_seconds_estimate(share: float, rate: float, train_images: int) -> float:
+    """Seconds of one fine-tuning epoch over ``train_images``: the top's ``1 - share`` of a
+    forward pass, ``TRAINING_PASSES`` times, at the ``rate`` (images/s) extraction reached."""
+    return (1 - share) * TRAINING_PASSES * train_images / rate
 
 
 def network_cost(chapter: Chapter, name: str, models: dict, cv: dict) -> dict:
@@ -46,12 +58,17 @@ def network_cost(chapter: Chapter, name: str, models: dict, cv: dict) -> dict:
         "extraction_seconds_estimate": count / rate,
     }
     tuned = models["runs"].get(f"{name}_finetuned")
-    if tuned is not None:
+    share = None
+    if name in s.get("fine_tune_cuts", {}) or tuned is not None:
         blocks = fine_tune_blocks(s, name)
+        share = bottom_share(name, blocks, size)
         row["fine_tune_blocks"] = blocks
-        row["maps_seconds_estimate"] = row["extraction_seconds_estimate"] * bottom_share(
-            name, blocks, size
+        row["fine_tune_epoch_seconds_estimate"] = epoch_seconds_estimate(
+            share, rate, int((chapter.images.split == "train").sum())
         )
+    if tuned is not None:
+        row["maps_seconds_estimate"] = row["extraction_seconds_estimate"] * share
+        row["fine_tune_epochs"] = tuned.info["epochs"]
         row["fine_tune_seconds"] = tuned.info["seconds"] - tuned.info["maps_seconds"]
         row["fine_tune_cv_seconds"] = cv.get("fine_tune_cv_seconds", {}).get(tuned.name, 0.0)
     parts = ("extraction_seconds_estimate", "maps_seconds_estimate", "fine_tune_seconds")
@@ -76,10 +93,9 @@ def network_costs(chapter: Chapter, models: dict, cv: dict) -> dict:
     for name, row in table.iterrows():
         for key, value in row.items():
             if pd.notna(value):
-                values[f"{name}_{key}"] = (
-                    int(value) if key.endswith(("_size", "_blocks")) else float(value)
-                )
-    ports = [name for name in names if name in chapter.run.settings.get("fine_tune_ports", {})]
+                whole = key.endswith(("_size", "_blocks", "_epochs"))
+                values[f"{name}_{key}"] = int(value) if whole else float(value)
+    ports = [name for name in names if name in chapter.run.settings.get("fine_tune_cuts", {})]
     values["ported_networks"] = ports
     values["ported_networks_cold_seconds_estimate"] = float(
         table.loc[ports, "cold_seconds_estimate"].sum() if ports else 0.0
@@ -95,7 +111,9 @@ def costs_table(found: dict) -> pd.DataFrame:
         "gflop_per_image": "GFLOP/image",
         "extraction_images_per_s": "images/s",
         "extraction_seconds_estimate": "extraction s (est.)",
-        "fine_tune_blocks": "blocks tuned",
+        "fine_tune_blocks": "blocks cut",
+        "fine_tune_epoch_seconds_estimate": "s an epoch (est.)",
+        "fine_tune_epochs": "epochs",
         "maps_seconds_estimate": "maps s (est.)",
         "fine_tune_seconds": "fine-tune s",
         "fine_tune_cv_seconds": "per-fold fine-tunes s",
@@ -107,7 +125,9 @@ def costs_table(found: dict) -> pd.DataFrame:
         table.rename_axis("network"),
         index=True,
         missing={
-            "blocks tuned": "not fine-tuned",
+            "blocks cut": "-",
+            "s an epoch (est.)": "-",
+            "epochs": "not fine-tuned",
             "maps s (est.)": "-",
             "fine-tune s": "-",
             "per-fold fine-tunes s": "-",
@@ -129,13 +149,32 @@ def story_costs(found: dict, settings: dict) -> str:
         for name in ports
     )
     minutes = v["ported_networks_cold_seconds_estimate"] / 60
-    folds = [name for name in ports if table.loc[name].get("fine_tune_cv_seconds", 0) > 0]
-    return (
+    tuned = [name for name in ports if name in settings["fine_tune_ports"]]
+    frozen = [name for name in ports if name not in tuned]
+    folds = [name for name in tuned if table.loc[name].get("fine_tune_cv_seconds", 0) > 0]
+    text = (
         f"The dissertation's networks ran at {sizes}. Extraction was timed on "
-        f"{plural(settings['cost_sample'], 'image')} and extrapolated to the whole data set; "
-        f"with the fine-tuning they add about **{present.number(minutes, 2)} minutes** to a cold build on this "
-        "machine (the target is at most 10 minutes on two cores). Each was fine-tuned on the "
-        "chapter's split; fold by fold only "
-        + (", ".join(display_name(name) for name in folds) or "none")
-        + ", the best of them on validation, to stay within that budget."
+        f"{plural(settings['cost_sample'], 'image')} and extrapolated to the whole data set; with "
+        f"the fine-tuning they add about **{present.number(minutes, 2)} minutes** to a cold build "
+        "on this machine (the target is at most 10 minutes on two cores)."
     )
+    if tuned:
+        text += (
+            f" {' and '.join(map(display_name, tuned))} were fine-tuned on the chapter's split; "
+            "fold by fold "
+            + (
+                f"only {' and '.join(map(display_name, folds))}, the best of them on validation"
+                if folds and len(folds) < len(tuned)
+                else ("all of them" if folds else "none of them")
+            )
+            + ", to stay within that budget."
+        )
+    for name in frozen:
+        epoch = table.loc[name, "fine_tune_epoch_seconds_estimate"]
+        text += (
+            f" {display_name(name)} stays frozen: one epoch of its last "
+            f"{plural(int(table.loc[name, 'fine_tune_blocks']), 'block')} would take about "
+            f"{present.number(epoch, 2)} s here, {present.number(epoch * settings['fine_tune_epochs'] / 60, 2)} "
+            f"minutes for the {settings['fine_tune_epochs']}-epoch cap on one split."
+        )
+    return text
