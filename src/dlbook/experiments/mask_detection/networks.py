@@ -17,7 +17,12 @@ from __future__ import annotations
 import pandas as pd
 
 from dlbook.book import present
-from dlbook.experiments.mask_detection.classifiers import display_name, fine_tune_blocks, plural
+from dlbook.experiments.mask_detection.classifiers import (
+    display_name,
+    fine_tune_blocks,
+    missing_weights,
+    plural,
+)
 from dlbook.experiments.mask_detection.dataset import Chapter, images_for, network_size
 from dlbook.facemask import features, runtime
 from dlbook.methods import backbones, costs
@@ -139,6 +144,12 @@ def story_costs(found: dict, settings: dict) -> str:
     v, table = found["values"], found["table"]
     ports = v["ported_networks"]
     if not ports:
+        missing = [name for name in settings.get("fine_tune_cuts", {}) if name not in table.index]
+        if missing:
+            return (
+                f"{', '.join(map(display_name, missing))}: not measured, "
+                f"{missing_weights(missing[0])}. The table gives what each backbone run costs."
+            )
         return (
             "The dissertation's networks are not run in this profile; the table gives what each "
             "backbone that is run costs."
