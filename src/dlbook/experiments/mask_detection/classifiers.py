@@ -63,7 +63,8 @@ def train_models(chapter: Chapter) -> dict:
     compared = [str(name) for name in status.index[status["available"]]]
     chapter.run.save(
         {f"{name}_available": bool(ok) for name, ok in status["available"].items()}
-        | {"transfer_networks_compared": compared}
+        # results are flat, so the list is saved as one comma-separated string
+        | {"transfer_networks_compared": ",".join(compared)}
     )
     runs = train_heads(chapter, compared, chapter.run.seed)
     runs["custom_cnn"] = train_cnn(chapter.small, ds.split, s, chapter.run.seed, name="custom_cnn")

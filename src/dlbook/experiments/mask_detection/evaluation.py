@@ -230,7 +230,7 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     values = {
         "cv_folds": int(s["cv_folds"]),
         "cv_images": int(len(ds)),
-        "cv_fine_tuned_models": [name for name in probs if name.endswith("_finetuned")],
+        "cv_fine_tuned_models": ",".join(name for name in probs if name.endswith("_finetuned")),
     }
     for name, metric_summary in summary.items():
         for metric in CV_METRICS:

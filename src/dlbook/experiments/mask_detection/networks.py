@@ -101,7 +101,7 @@ def network_costs(chapter: Chapter, models: dict, cv: dict) -> dict:
                 whole = key.endswith(("_size", "_blocks", "_epochs"))
                 values[f"{name}_{key}"] = int(value) if whole else float(value)
     ports = [name for name in names if name in chapter.run.settings.get("fine_tune_cuts", {})]
-    values["ported_networks"] = ports
+    values["ported_networks"] = ",".join(ports)
     values["ported_networks_cold_seconds_estimate"] = float(
         table.loc[ports, "cold_seconds_estimate"].sum() if ports else 0.0
     )
@@ -142,7 +142,7 @@ def costs_table(found: dict) -> pd.DataFrame:
 
 def story_costs(found: dict, settings: dict) -> str:
     v, table = found["values"], found["table"]
-    ports = v["ported_networks"]
+    ports = [name for name in v["ported_networks"].split(",") if name]
     if not ports:
         missing = [name for name in settings.get("fine_tune_cuts", {}) if name not in table.index]
         if missing:
