@@ -36,12 +36,23 @@ class ModelRun:
     info: dict = field(default_factory=dict)
 
 
+PORTED_NAMES = {
+    "mobilenet_v2_torchvision": "MobileNetV2",
+    "vgg16_torchvision": "VGG16",
+    "inception_v3_fid": "InceptionV3 (2015)",
+}
+"""The dissertation's networks, ported from official ImageNet weights, as the page names them."""
+
+
 def display_name(token: str) -> str:
-    """A model's name for the page: ``claims.human``, which also knows every EfficientNet-Lite."""
+    """A model's name for the page: ``claims.human``, which also knows every EfficientNet-Lite,
+    and the names of the ported networks (``PORTED_NAMES``)."""
     base = token.removesuffix("_finetuned")
+    suffix = ", fine-tuned" if token.endswith("_finetuned") else ""
     if base.startswith("efficientnet_lite"):
-        name = "EfficientNet-Lite" + base.removeprefix("efficientnet_lite")
-        return name + (", fine-tuned" if token.endswith("_finetuned") else "")
+        return "EfficientNet-Lite" + base.removeprefix("efficientnet_lite") + suffix
+    if base in PORTED_NAMES:
+        return PORTED_NAMES[base] + suffix
     return claims.human(token)
 
 
