@@ -233,3 +233,35 @@ def test_each_network_runs_at_its_own_size_and_cut():
     assert smoke["backbones"] == ("efficientnet_lite0",) and not smoke["fine_tune_ports"]
     assert classifiers.missing_weights("resnet50") == "no ImageNet weights reachable offline"
     assert "weights fetch" in classifiers.missing_weights("vgg16_torchvision")
+
+
+def test_the_cost_story_says_whether_the_ten_minute_target_is_met():
+    import pandas as pd
+
+    from dlbook.book import profiles
+    from dlbook.experiments.mask_detection import networks
+
+    settings = profiles.get("full", "mask_detection")
+    table = pd.DataFrame(
+        {
+            "input_size": [128, 64],
+            "gflop_per_image": [0.2, 2.5],
+            "fine_tune_blocks": [2, 1],
+            "fine_tune_epoch_seconds_estimate": [9.0, 40.0],
+            "fine_tune_cv_seconds": [200.0, np.nan],
+        },
+        index=["mobilenet_v2_torchvision", "vgg16_torchvision"],
+    )
+    values = {
+        "ported_networks": "mobilenet_v2_torchvision,vgg16_torchvision",
+        "ported_networks_cold_seconds_estimate": 300.0,
+        "network_costs_timing_load_average": 1.0,
+        "network_costs_timing_cpu_threads": 2,
+    }
+    text = networks.story_costs({"table": table, "values": values}, settings)
+    assert "about **5 minutes**" in text and "two cores, met." in text
+    assert "VGG16 stays frozen: one epoch of its last block would take about 40 s" in text
+    values.update(ported_networks_cold_seconds_estimate=900.0, network_costs_timing_load_average=8)
+    text = networks.story_costs({"table": table, "values": values}, settings)
+    assert "missed here: other work shared these cores" in text
+    assert networks.epoch_seconds_estimate(0.75, 100.0, 2000) == pytest.approx(15.0)

@@ -166,6 +166,7 @@ def story_costs(found: dict, settings: dict) -> str:
         for name in ports
     )
     minutes = v["ported_networks_cold_seconds_estimate"] / 60
+    load, threads = v["network_costs_timing_load_average"], v["network_costs_timing_cpu_threads"]
     tuned = [name for name in ports if name in settings["fine_tune_ports"]]
     frozen = [name for name in ports if name not in tuned]
     folds = [name for name in tuned if pd.notna(table.loc[name].get("fine_tune_cv_seconds"))]
@@ -173,14 +174,13 @@ def story_costs(found: dict, settings: dict) -> str:
         f"The dissertation's networks ran at {sizes}. Extraction was timed on "
         f"{plural(settings['cost_sample'], 'image')} and extrapolated to the whole data set; with "
         f"the fine-tuning they add about **{present.number(minutes, 2)} minutes** to a cold build "
-        f"on this machine ({plural(v['network_costs_timing_cpu_threads'], 'CPU core')}, 1-minute load "
-        f"average {present.number(v['network_costs_timing_load_average'], 2)} while it was timed); the "
+        f"on this machine ({plural(threads, 'CPU core')}, 1-minute load "
+        f"average {present.number(load, 2)} while it was timed); the "
         "target is at most 10 minutes on two cores"
         + (", met" if minutes <= 10 else ", missed here")
         + (
             ": other work shared these cores, and every figure in the table is wall-clock time."
-            if minutes > 10
-            and v["network_costs_timing_load_average"] > v["network_costs_timing_cpu_threads"]
+            if minutes > 10 and load > threads
             else "."
         )
     )
