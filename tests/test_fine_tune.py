@@ -119,3 +119,21 @@ def test_train_top_lowers_the_training_loss_from_its_starting_head():
     assert log_loss(trained["probs"][train], labels[train]) < log_loss(
         start["probs"][train], labels[train]
     )
+
+
+@pytest.mark.parametrize(
+    "name, blocks, boundary",
+    [
+        ("mobilenet_v2_torchvision", 2, "features_17_conv_0_0"),
+        ("inception_v3_fid", 1, "mixed_10.tower_1_conv"),
+        ("vgg16_torchvision", 1, "block5_conv1"),
+    ],
+)
+def test_the_ported_networks_cut_at_their_blocks_and_the_halves_compose(name, blocks, boundary):
+    from dlbook.methods import backbones
+
+    backbone = backbones.build(name, weights=None)
+    bottom, top, found = fine_tune.split(backbone, blocks)
+    assert found == boundary
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(top(bottom(x)), backbone(x), rtol=1e-5, atol=1e-5)

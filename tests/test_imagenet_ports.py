@@ -133,7 +133,7 @@ def test_vgg16_loader_takes_the_thirteen_convolutions(built):
     tree = {"VGG16_0": convs, "NetLinLayer_0": {"Conv_0": {"kernel": np.zeros((1, 1, 64, 1))}}}
     torchvision_ports.load_vgg16(model, tree)
     np.testing.assert_array_equal(
-        model.get_layer("conv_12").get_weights()[0], convs["Conv_12"]["kernel"]
+        model.get_layer("block5_conv3").get_weights()[0], convs["Conv_12"]["kernel"]
     )
     del convs["Conv_7"]
     with pytest.raises(ValueError, match="expected"):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from dlbook.book import claims, context
 from dlbook.core import results
@@ -173,3 +174,94 @@ def test_test_curves_count_only_the_test_split():
     assert curves["right"]["confusion"].tolist() == [[2, 0], [0, 2]]
     assert curves["wrong"]["confusion"].tolist() == [[0, 2], [2, 0]]
     assert curves["right"]["fpr"][-1] == 1.0 and curves["right"]["tpr"][-1] == 1.0
+
+
+def test_per_fold_fine_tuning_takes_the_lite_model_and_the_best_port_on_validation():
+    import pandas as pd
+
+    from dlbook.experiments.mask_detection import evaluation
+
+    runs = {
+        name: ModelRun(name, np.zeros(2), kind, backbone=name.removesuffix("_finetuned"))
+        for name, kind in [
+            ("efficientnet_lite0_finetuned", "finetuned"),
+            ("mobilenet_v2_torchvision_finetuned", "finetuned"),
+            ("inception_v3_fid_finetuned", "finetuned"),
+            ("vgg16_torchvision", "head"),
+        ]
+    }
+    table = pd.DataFrame(
+        {"val_accuracy": [0.99, 0.97, 0.98, 1.0], "val_log_loss": [0.1, 0.1, 0.1, 0.1]},
+        index=list(runs),
+    )
+    settings = {
+        "cv_fine_tune": True,
+        "fine_tune_backbone": "efficientnet_lite0",
+        "fine_tune_ports": ("mobilenet_v2_torchvision", "inception_v3_fid"),
+        "cv_fine_tune_ports": "winner",
+    }
+    names = lambda chosen: [run.name for run in chosen]  # noqa: E731
+    assert names(evaluation.cv_fine_tuned(runs, table, settings)) == [
+        "efficientnet_lite0_finetuned",
+        "inception_v3_fid_finetuned",
+    ]
+    settings["cv_fine_tune_ports"] = "all"
+    assert len(evaluation.cv_fine_tuned(runs, table, settings)) == 3
+    settings["cv_fine_tune_ports"] = "none"
+    assert names(evaluation.cv_fine_tuned(runs, table, settings)) == [
+        "efficientnet_lite0_finetuned"
+    ]
+    settings["cv_fine_tune"] = False
+    assert evaluation.cv_fine_tuned(runs, table, settings) == []
+    settings.update(cv_fine_tune=True, cv_fine_tune_ports="best")
+    with pytest.raises(ValueError, match="cv_fine_tune_ports='best'"):
+        evaluation.cv_fine_tuned(runs, table, settings)
+
+
+def test_each_network_runs_at_its_own_size_and_cut():
+    from dlbook.book import profiles
+    from dlbook.experiments.mask_detection import classifiers, dataset
+
+    full = profiles.get("full", "mask_detection")
+    assert dataset.network_size(full, "vgg16_torchvision") == 64
+    assert dataset.network_size(full, "efficientnet_lite0") == full["image_size"]
+    assert classifiers.fine_tune_blocks(full, "inception_v3_fid") == 1
+    assert classifiers.fine_tune_blocks(full, "efficientnet_lite0") == full["fine_tune_blocks"]
+    assert set(full["fine_tune_ports"]) <= set(full["fine_tune_cuts"]) <= set(full["backbones"])
+    assert "resnet50" in full["backbones"]
+    smoke = profiles.get("smoke", "mask_detection")
+    assert smoke["backbones"] == ("efficientnet_lite0",) and not smoke["fine_tune_ports"]
+    assert classifiers.missing_weights("resnet50") == "no ImageNet weights reachable offline"
+    assert "weights fetch" in classifiers.missing_weights("vgg16_torchvision")
+
+
+def test_the_cost_story_says_whether_the_ten_minute_target_is_met():
+    import pandas as pd
+
+    from dlbook.book import profiles
+    from dlbook.experiments.mask_detection import networks
+
+    settings = profiles.get("full", "mask_detection")
+    table = pd.DataFrame(
+        {
+            "input_size": [128, 64],
+            "gflop_per_image": [0.2, 2.5],
+            "fine_tune_blocks": [2, 1],
+            "fine_tune_epoch_seconds_estimate": [9.0, 40.0],
+            "fine_tune_cv_seconds": [200.0, np.nan],
+        },
+        index=["mobilenet_v2_torchvision", "vgg16_torchvision"],
+    )
+    values = {
+        "ported_networks": "mobilenet_v2_torchvision,vgg16_torchvision",
+        "ported_networks_cold_seconds_estimate": 300.0,
+        "network_costs_timing_load_average": 1.0,
+        "network_costs_timing_cpu_threads": 2,
+    }
+    text = networks.story_costs({"table": table, "values": values}, settings)
+    assert "about **5 minutes**" in text and "two cores, met." in text
+    assert "VGG16 stays frozen: one epoch of its last block would take about 40 s" in text
+    values.update(ported_networks_cold_seconds_estimate=900.0, network_costs_timing_load_average=8)
+    text = networks.story_costs({"table": table, "values": values}, settings)
+    assert "missed here: other work shared these cores" in text
+    assert networks.epoch_seconds_estimate(0.75, 100.0, 2000) == pytest.approx(15.0)

@@ -5,6 +5,8 @@ Measures, on the images the book uses where the dataset is present (synthetic ph
 - backbone feature extraction, images/s, through each runtime of ``dlbook.facemask.runtime`` (Keras
   reference, ``tf.function``, TFLite fp32 with XNNPACK, ONNX Runtime where installed), with
   each one's largest relative difference from the Keras features;
+- the dissertation's networks (``PORTED_NETWORKS``) through the fast runtime, each at the input
+  size chapter 4 runs it at, images/s, where their weight files are here;
 - ``predict`` end to end (decode, model, CSV rows), the old one-image-at-a-time path and the
   batched one, images/s;
 - NumPy-vs-Keras CNN training throughput (chapter 1's benchmark);
@@ -186,6 +188,42 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+PORTED_NETWORKS = ("mobilenet_v2_torchvision", "inception_v3_fid", "vgg16_torchvision")
+"""The dissertation's networks chapter 4 measures from ported ImageNet weights."""
+
+
+def ported_network_paths(files: list[Path], profile: str) -> dict:
+    """images/s (by wall clock and per CPU-second) of each of ``PORTED_NETWORKS``' features on
+    ``files``, decoded at the size chapter 4 runs it at, through the fast runtime; a network
+    whose weights are not here gets None and a note saying why."""
+    from dlbook.book import profiles
+    from dlbook.facemask import data
+    from dlbook.methods import backbones
+
+    settings = profiles.get(profile, "mask_detection")
+    out = {}
+    for name in PORTED_NETWORKS:
+        size = settings.get("backbone_image_sizes", {}).get(name, settings["image_size"])
+        ok, why = backbones.available(name)
+        out[f"network_image_size_{name}"] = int(size)
+        if not ok:
+            out[f"features_per_s_{name}"] = None
+            out[f"features_note_{name}"] = why
+            continue
+        images = np.stack([data.decode_image(f, size) for f in files])
+        model = backbones.load(name)
+        key = f"{name}|{backbones.weights_sha256(name)}"
+        compiled = runtime.compile_model(
+            model, images.shape[1:], runtime.FAST_RUNTIME, cache_key=key
+        )
+        compiled.predict_batch(images[: compiled.batch_size])  # warm-up (tracing, allocation)
+        _, wall, cpu = timed(lambda compiled=compiled, images=images: compiled(images))
+        out[f"features_per_s_{name}"] = len(images) / wall
+        out[f"features_per_cpu_s_{name}"] = len(images) / cpu
+        out[f"features_gflop_per_image_{name}"] = costs.count_flops(model, images.shape[1:]) / 1e9
+    return out
+
+
 def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
     """Run every measurement, print the table, write ``bench.json``; return the report."""
     from dlbook.book import profiles
@@ -216,6 +254,7 @@ def run(profile: str = "smoke", data_dir=None, results_dir=None) -> dict:
         report["features_images"] = len(images)
         with logs.progress(5, "bench", "step") as bar:
             report.update(feature_paths(features["backbone"], images))
+            report.update(ported_network_paths(files[: settings["feature_images"]], profile))
             bar.update()
             model_path = _shipped_model(
                 out_dir, features["backbone"], features["image_size"], tmp / "model"
@@ -275,6 +314,9 @@ _SUMMARY_ROWS = (
     ("feature extraction, tf.function", "features_per_s_function", "features_per_cpu_s_function"),
     ("feature extraction, TFLite + XNNPACK", "features_per_s_tflite", "features_per_cpu_s_tflite"),
     ("feature extraction, ONNX Runtime", "features_per_s_onnx", "features_per_cpu_s_onnx"),
+    ("features, MobileNetV2 (chapter 4 size)", "features_per_s_mobilenet_v2_torchvision", "features_per_cpu_s_mobilenet_v2_torchvision"),
+    ("features, InceptionV3 (chapter 4 size)", "features_per_s_inception_v3_fid", "features_per_cpu_s_inception_v3_fid"),
+    ("features, VGG16 (chapter 4 size)", "features_per_s_vgg16_torchvision", "features_per_cpu_s_vgg16_torchvision"),
     ("predict, one image at a time", "predict_per_s_one_at_a_time", "predict_per_cpu_s_one_at_a_time"),
     ("predict, batched, Keras", "predict_per_s_batched_keras", "predict_per_cpu_s_batched_keras"),
     ("predict, batched, tf.function", "predict_per_s_batched_function", "predict_per_cpu_s_batched_function"),

@@ -9,6 +9,8 @@ chapter calls them, by module:
 - ``classifiers``: ``train_models`` (frozen-backbone heads, the custom CNN, a fine-tuned
   backbone).
 - ``evaluation``: ``evaluate_test_split``, ``cross_validate`` and ``calibrate_best``.
+- ``networks``: ``network_costs`` (each transfer network's input size, FLOPs, extraction and
+  fine-tuning time, and what the dissertation's networks add to a cold build).
 - ``leakage``: ``measure_leakage`` (grouped against random splits) and ``claims_table``.
 - ``label_audit``: ``audit_labels`` (every test error, suspected label issues).
 - ``shipping``: ``ship_best`` (one Keras file) and ``export_tflite``.

@@ -1,8 +1,10 @@
 """Chapter 4, section 2: the classifiers.
 
 Linear heads on frozen ImageNet backbones, the custom CNN of chapter 3 trained from scratch, and
-one backbone whose last blocks are fine-tuned (``dlbook.methods.backbones.fine_tune``). Each is a
-``ModelRun``: its P(with_mask) for every image and what it takes to rebuild it.
+backbones whose last blocks are fine-tuned (``dlbook.methods.backbones.fine_tune``): the
+``fine_tune_backbone`` and the dissertation's networks in ``fine_tune_ports``, each cut before its
+own number of blocks. Each is a ``ModelRun``: its P(with_mask) for every image and what it takes
+to rebuild it. Every backbone runs at its own input size (``dataset.network_size``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from dlbook.book import claims, present
-from dlbook.experiments.mask_detection.dataset import Chapter
+from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.facemask import classify, data, features
 from dlbook.methods import backbones, heads
-from dlbook.methods.backbones import fine_tune
+from dlbook.methods.backbones import fine_tune, pypi_weights
 
 
 @dataclass
@@ -34,12 +36,23 @@ class ModelRun:
     info: dict = field(default_factory=dict)
 
 
+PORTED_NAMES = {
+    "mobilenet_v2_torchvision": "MobileNetV2",
+    "vgg16_torchvision": "VGG16",
+    "inception_v3_fid": "InceptionV3 (2015)",
+}
+"""The dissertation's networks, ported from official ImageNet weights, as the page names them."""
+
+
 def display_name(token: str) -> str:
-    """A model's name for the page: ``claims.human``, which also knows every EfficientNet-Lite."""
+    """A model's name for the page: ``claims.human``, which also knows every EfficientNet-Lite,
+    and the names of the ported networks (``PORTED_NAMES``)."""
     base = token.removesuffix("_finetuned")
+    suffix = ", fine-tuned" if token.endswith("_finetuned") else ""
     if base.startswith("efficientnet_lite"):
-        name = "EfficientNet-Lite" + base.removeprefix("efficientnet_lite")
-        return name + (", fine-tuned" if token.endswith("_finetuned") else "")
+        return "EfficientNet-Lite" + base.removeprefix("efficientnet_lite") + suffix
+    if base in PORTED_NAMES:
+        return PORTED_NAMES[base] + suffix
     return claims.human(token)
 
 
@@ -58,12 +71,18 @@ def train_models(chapter: Chapter) -> dict:
     """
     s, ds = chapter.run.settings, chapter.images
     status = backbone_status(s["backbones"])
-    chapter.run.save({f"{name}_available": bool(ok) for name, ok in status["available"].items()})
-    runs = train_heads(chapter, status.index[status["available"]], chapter.run.seed)
+    compared = [str(name) for name in status.index[status["available"]]]
+    chapter.run.save(
+        {f"{name}_available": bool(ok) for name, ok in status["available"].items()}
+        # results are flat, so the list is saved as one comma-separated string
+        | {"transfer_networks_compared": ",".join(compared)}
+    )
+    runs = train_heads(chapter, compared, chapter.run.seed)
     runs["custom_cnn"] = train_cnn(chapter.small, ds.split, s, chapter.run.seed, name="custom_cnn")
-    tuned = train_fine_tuned(chapter, runs.get(s["fine_tune_backbone"]), s, chapter.run.seed)
-    if tuned is not None:
-        runs[tuned.name] = tuned
+    for name in (s["fine_tune_backbone"], *s.get("fine_tune_ports", ())):
+        tuned = train_fine_tuned(chapter, runs.get(name), s, chapter.run.seed)
+        if tuned is not None:
+            runs[tuned.name] = tuned
     seconds = {name: run.info.get("seconds", np.nan) for name, run in runs.items()}
     return {"status": status, "runs": runs, "seconds": seconds}
 
@@ -93,14 +112,25 @@ def story_models(models: dict, settings: dict) -> str:
     )
     tuned = [run for run in runs.values() if run.kind == "finetuned"]
     if tuned:
-        info = tuned[0].info
+        parts = [
+            f"{display_name(run.backbone)} ({plural(fine_tune_blocks(settings, run.backbone), 'block')}"
+            f", {plural(run.info['epochs'], 'epoch')})"
+            for run in tuned
+        ]
         text += (
-            f" Fine-tuning {display_name(tuned[0].backbone)} ran {info['epochs']} epochs "
-            f"(cap {settings['fine_tune_epochs']})."
+            f" Fine-tuning the last blocks (at most {settings['fine_tune_epochs']} epochs, early "
+            f"stopping on validation loss): {'; '.join(parts)}."
         )
     else:
         text += " Fine-tuning is not run in this profile."
     return text
+
+
+def missing_weights(name: str) -> str:
+    """Why backbone ``name`` has no weights here, in words a reader can act on."""
+    if name in pypi_weights.SOURCES:
+        return "its weight file is not fetched (`python -m dlbook weights fetch`)"
+    return "no ImageNet weights reachable offline"
 
 
 def backbone_status(names) -> pd.DataFrame:
@@ -108,7 +138,7 @@ def backbone_status(names) -> pd.DataFrame:
     rows = []
     for name in names:
         ok, _ = backbones.available(name)
-        note = "ImageNet weights installed" if ok else "weights not available offline"
+        note = "ImageNet weights here" if ok else f"not measured: {missing_weights(name)}"
         rows.append({"backbone": name, "available": ok, "note": note})
     return pd.DataFrame(rows).set_index("backbone")
 
@@ -133,7 +163,7 @@ def train_heads(chapter: Chapter, names, seed: int = 0, progress: bool = False) 
     runs = {}
     for name in names:
         start = time.perf_counter()
-        feats = features.extract(name, ds.images, progress=progress)
+        feats = features.extract(name, images_for(chapter, name).images, progress=progress)
         head, strength = fit_head(feats, ds.labels, ds.split, seed)
         runs[name] = ModelRun(
             name,
@@ -216,7 +246,7 @@ def refit_transfer(
     fine-tuned run is then fine-tuned from that head on ``maps`` (``fine_tune_maps``).
     """
     ds = chapter.images
-    feats = features.extract(run.backbone, ds.images, progress=False)
+    feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, progress=False)
     head, _ = fit_head(feats, ds.labels, split, seed)
     if run.kind == "head":
         return head.predict_proba(feats)[:, 1]
@@ -245,7 +275,7 @@ def train_fine_tuned(
         raise ValueError(f"run.kind={run.kind!r}: fine-tuning starts from a frozen-backbone run")
     ds = chapter.images
     start = time.perf_counter()
-    maps = fine_tune_maps(run.backbone, ds.images, settings)
+    maps = fine_tune_maps(run.backbone, images_for(chapter, run.backbone).images, settings)
     maps_s = time.perf_counter() - start
     found = fine_tune_top(
         run.backbone, maps, ds.labels, ds.split == "train", ds.split == "val", run.head,
@@ -267,9 +297,15 @@ def train_fine_tuned(
     )
 
 
+def fine_tune_blocks(settings: dict, name: str) -> int:
+    """How many last blocks of backbone ``name`` are fine-tuned: its ``fine_tune_cuts`` entry,
+    else ``fine_tune_blocks``."""
+    return int(settings.get("fine_tune_cuts", {}).get(name, settings["fine_tune_blocks"]))
+
+
 def fine_tune_maps(name: str, images: np.ndarray, settings: dict) -> np.ndarray:
     """Feature maps of ``images`` where fine-tuning starts (cached): the frozen part runs once."""
-    return fine_tune.boundary_maps(name, images, settings["fine_tune_blocks"])
+    return fine_tune.boundary_maps(name, images, fine_tune_blocks(settings, name))
 
 
 def fine_tune_top(
@@ -284,12 +320,13 @@ def fine_tune_top(
 ) -> dict:
     """``fine_tune.train_top`` of backbone ``name`` (ImageNet weights) with the chapter's settings.
 
-    ``settings``: ``fine_tune_blocks``, ``fine_tune_epochs`` (the cap), ``fine_tune_patience``,
-    ``fine_tune_learning_rate``; the other arguments and the result as in ``train_top``.
+    ``settings``: ``fine_tune_blocks`` (or the backbone's ``fine_tune_cuts`` entry),
+    ``fine_tune_epochs`` (the cap), ``fine_tune_patience``, ``fine_tune_learning_rate``; the
+    other arguments and the result as in ``train_top``.
     """
     return fine_tune.train_top(
         functools.partial(backbones.load, name), maps, labels, train, val, head,
-        blocks=settings["fine_tune_blocks"], epochs=settings["fine_tune_epochs"],
+        blocks=fine_tune_blocks(settings, name), epochs=settings["fine_tune_epochs"],
         patience=settings["fine_tune_patience"],
         learning_rate=settings["fine_tune_learning_rate"], seed=seed,
     )  # fmt: skip

@@ -7,7 +7,7 @@ file metadata alone, writes ``splits.csv`` and saves the counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ class Chapter:
     images : the images at ``settings["image_size"]`` (the backbones' size).
     small : the same images, same order, at ``settings["cnn_image_size"]`` (the custom CNN's).
     meta : file metadata of each image (format, colour mode, size), one row per image.
+    resized : the same images at other sizes, decoded on first use (``images_for``).
     """
 
     run: context.Run
@@ -36,6 +37,7 @@ class Chapter:
     images: data.ImageSet
     small: data.ImageSet
     meta: pd.DataFrame
+    resized: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def load(run: context.Run) -> Chapter:
@@ -49,6 +51,29 @@ def load(run: context.Run) -> Chapter:
     if images.paths != small.paths:
         raise RuntimeError("the two image sizes decoded different files")
     return Chapter(run, folder, images, small, audit.file_metadata(folder, images.paths))
+
+
+def network_size(settings: dict, backbone: str) -> int:
+    """The input side in pixels backbone ``backbone`` is run at: its entry in
+    ``settings["backbone_image_sizes"]``, else ``settings["image_size"]``."""
+    return int(settings.get("backbone_image_sizes", {}).get(backbone, settings["image_size"]))
+
+
+def images_for(chapter: Chapter, backbone: str) -> data.ImageSet:
+    """The chapter's images at the size ``backbone`` is run at (same files, order and split)."""
+    settings = chapter.run.settings
+    size = network_size(settings, backbone)
+    if size == settings["image_size"]:
+        return chapter.images
+    if size not in chapter.resized:
+        found = data.load_face_mask(
+            chapter.data_dir, image_size=size, limit=settings["limit"], seed=chapter.run.seed,
+            progress=False,
+        )  # fmt: skip
+        if found.paths != chapter.images.paths:
+            raise RuntimeError(f"the images at {size} px decoded different files")
+        chapter.resized[size] = found
+    return chapter.resized[size]
 
 
 def stratified_pick(labels: np.ndarray, chosen: np.ndarray, limit: int, seed: int) -> np.ndarray:

@@ -7,6 +7,8 @@ split; cross-validation holds every image out once with near-duplicate groups ke
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
@@ -18,7 +20,7 @@ from dlbook.experiments.mask_detection.classifiers import (
     fine_tune_maps,
     fine_tune_top,
 )
-from dlbook.experiments.mask_detection.dataset import Chapter
+from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.facemask import classify, data, features
 from dlbook.methods import metrics
 
@@ -42,6 +44,8 @@ def evaluate_test_split(chapter: Chapter, found: dict, models: dict) -> dict:
         runs, ds.labels, ds.split, subsets, chapter.run.settings["n_boot"], chapter.run.seed
     )
     best = choose_best(table, [name for name, run in runs.items() if run.kind != "cnn"])
+    ports = chapter.run.settings.get("fine_tune_cuts", {})
+    ported = [name for name, run in runs.items() if run.backbone in ports]
     kept = {k: v for k, v in values.items() if not k.startswith("custom_cnn_")}
     kept.update(
         {
@@ -49,6 +53,8 @@ def evaluate_test_split(chapter: Chapter, found: dict, models: dict) -> dict:
             "best_model": best,
             "best_model_val_accuracy": float(table.loc[best, "val_accuracy"]),
             "selected_on": "validation",
+            "transfer_network_won_validation": runs[best].backbone,
+            "ported_model_won_validation": choose_best(table, ported) if ported else None,
         }
     )
     chapter.run.save(kept)
@@ -208,27 +214,24 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     for name, run in models["runs"].items():
         if run.kind != "head":
             continue
-        feats = features.extract(run.backbone, ds.images, progress=False)
+        feats = features.extract(
+            run.backbone, images_for(chapter, run.backbone).images, progress=False
+        )
         fitted = classify.cross_validate_head(feats, ds.labels, ds.groups, folds, chapter.run.seed)
         probs[name], heads[name] = fitted["probs"], fitted
-    tuned = [run for run in models["runs"].values() if run.kind == "finetuned"]
-    if s["cv_fine_tune"] and tuned and tuned[0].backbone in heads:
-        run = tuned[0]
-        fitted = heads[run.backbone]
-        maps = fine_tune_maps(run.backbone, ds.images, s)
-        oof = np.full(len(ds), np.nan)
-        for k, fold in enumerate(np.unique(folds)):
-            held_out = folds == fold
-            val = fitted["val"][k]
-            result = fine_tune_top(
-                run.backbone, maps, ds.labels, ~held_out & ~val, val, fitted["heads"][k], s,
-                chapter.run.seed + k,
-            )  # fmt: skip
-            oof[held_out] = result["probs"][held_out]
-        probs[run.name] = oof
+    seconds = {}
+    for run in cv_fine_tuned(models["runs"], evaluation["table"], s):
+        if run.backbone in heads:
+            start = time.perf_counter()
+            probs[run.name] = fine_tune_folds(chapter, run, heads[run.backbone], folds)
+            seconds[run.name] = time.perf_counter() - start
     per_fold = {name: metrics.fold_metrics(ds.labels, p, folds) for name, p in probs.items()}
     summary = {name: metrics.summarise_folds(table) for name, table in per_fold.items()}
-    values = {"cv_folds": int(s["cv_folds"]), "cv_images": int(len(ds))}
+    values = {
+        "cv_folds": int(s["cv_folds"]),
+        "cv_images": int(len(ds)),
+        "cv_fine_tuned_models": ",".join(name for name in probs if name.endswith("_finetuned")),
+    }
     for name, metric_summary in summary.items():
         for metric in CV_METRICS:
             values.update(interval_keys(f"{name}_cv_{metric}", metric_summary[metric]))
@@ -243,7 +246,52 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
         "values": values,
         "best": best,
         "fine_tune_seconds": models["runs"][best].info.get("seconds") if best_tuned else None,
+        "fine_tune_cv_seconds": seconds,
     }
+
+
+def cv_fine_tuned(runs: dict, table: pd.DataFrame, settings: dict) -> list[ModelRun]:
+    """The fine-tuned runs cross-validated fold by fold (none unless ``cv_fine_tune``).
+
+    ``fine_tune_backbone``'s, and of the ``fine_tune_ports`` runs all of them
+    (``cv_fine_tune_ports == "all"``) or the one with the best validation accuracy on the
+    chapter's split (``"winner"``): fine-tuning costs minutes a fold.
+    """
+    tuned = {name: run for name, run in runs.items() if run.kind == "finetuned"}
+    if not settings["cv_fine_tune"] or not tuned:
+        return []
+    ports = [
+        name for name, run in tuned.items() if run.backbone in settings.get("fine_tune_ports", ())
+    ]
+    which = settings.get("cv_fine_tune_ports", "all")
+    if which not in ("all", "winner", "none"):
+        raise ValueError(f"cv_fine_tune_ports={which!r}; use 'all', 'winner' or 'none'")
+    if which == "none":
+        ports = []
+    if ports and which == "winner":
+        ports = [choose_best(table, ports)]
+    chosen = [name for name, run in tuned.items() if run.backbone == settings["fine_tune_backbone"]]
+    return [tuned[name] for name in chosen + ports]
+
+
+def fine_tune_folds(chapter: Chapter, run: ModelRun, fitted: dict, folds: np.ndarray) -> np.ndarray:
+    """Out-of-fold P(with_mask) of ``run``'s recipe fine-tuned again on each fold, shape (N,).
+
+    Each fold starts from that fold's head (``fitted``, from ``classify.cross_validate_head``)
+    and stops early on the fold's own grouped validation part.
+    """
+    s, ds = chapter.run.settings, chapter.images
+    maps = fine_tune_maps(run.backbone, images_for(chapter, run.backbone).images, s)
+    oof = np.full(len(ds), np.nan)
+    for k, fold in enumerate(np.unique(folds)):
+        held_out = folds == fold
+        val = fitted["val"][k]
+        result = fine_tune_top(
+            run.backbone, maps, ds.labels, ~held_out & ~val, val, fitted["heads"][k], s,
+            chapter.run.seed + k,
+        )  # fmt: skip
+        oof[held_out] = result["probs"][held_out]
+    return oof
 
 
 def cv_table(cv: dict) -> pd.DataFrame:

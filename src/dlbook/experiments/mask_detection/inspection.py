@@ -12,7 +12,12 @@ import pandas as pd
 
 from dlbook.book import present
 from dlbook.experiments.mask_detection.classifiers import ModelRun, display_name
-from dlbook.experiments.mask_detection.dataset import Chapter, stratified_pick
+from dlbook.experiments.mask_detection.dataset import (
+    Chapter,
+    images_for,
+    network_size,
+    stratified_pick,
+)
 from dlbook.facemask import classify, corruptions, data, features
 
 
@@ -114,9 +119,10 @@ def saliency_examples(
 
 def look_inside(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     """Occlusion saliency of the best model on correct and wrong test images (saved)."""
-    ds, best = chapter.images, evaluation["best"]
+    best = evaluation["best"]
     run = models["runs"][best]
-    predict = classifier(run, chapter.run.settings["image_size"])
+    ds = images_for(chapter, run.backbone)
+    predict = classifier(run, network_size(chapter.run.settings, run.backbone))
     found = saliency_examples(
         predict, ds, run.probs, chapter.run.settings["saliency_per_kind"], chapter.run.seed
     )
@@ -174,10 +180,12 @@ def stress_test(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     """Accuracy of the best model and the custom CNN under corruptions (saved)."""
     s, ds, best = chapter.run.settings, chapter.images, evaluation["best"]
     runs = models["runs"]
+    sized = images_for(chapter, runs[best].backbone)
     pick = stratified_pick(ds.labels, ds.split == "test", s["robustness_limit"], chapter.run.seed)
     tables = {
         best: robustness(
-            classifier(runs[best], s["image_size"]), ds.images[pick], ds.labels[pick],
+            classifier(runs[best], network_size(s, runs[best].backbone)), sized.images[pick],
+            ds.labels[pick],
             s["severities"], chapter.run.seed,
         ),
         "custom_cnn": robustness(

@@ -11,7 +11,7 @@ import numpy as np
 
 from dlbook.book import present
 from dlbook.experiments.mask_detection.classifiers import display_name, plural
-from dlbook.experiments.mask_detection.dataset import Chapter
+from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.experiments.mask_detection.evaluation import best_cv_model, interval_keys
 from dlbook.facemask import audit, features
 from dlbook.methods import metrics
@@ -61,7 +61,7 @@ def audit_labels(chapter: Chapter, models: dict, evaluation: dict, cv: dict) -> 
         "test_errors_largest_group": int(np.bincount(ds.groups[errors]).max()) if len(errors) else 0,
         "test_errors_in_mixed_label_groups": int(mixed[errors].sum()),
     }  # fmt: skip
-    feats = features.extract(run.backbone, ds.images, progress=False)
+    feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, progress=False)
     train = np.flatnonzero(ds.split == "train")
     nearest, distance = (np.zeros(0, np.int64), np.zeros(0))
     if len(errors):

@@ -19,7 +19,7 @@ from dlbook.experiments.mask_detection.classifiers import (
     refit_transfer,
     train_cnn,
 )
-from dlbook.experiments.mask_detection.dataset import Chapter
+from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.experiments.mask_detection.evaluation import CV_METRICS
 from dlbook.facemask import data
 from dlbook.methods import metrics
@@ -77,7 +77,8 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     best_run = runs[best]
     tuned = best_run.kind == "finetuned"
     transfer_repeats = s["transfer_repeats_finetuned"] if tuned else s["transfer_repeats"]
-    maps = fine_tune_maps(best_run.backbone, ds.images, s) if tuned else None
+    sized = images_for(chapter, best_run.backbone).images
+    maps = fine_tune_maps(best_run.backbone, sized, s) if tuned else None
     boot = {"n_boot": s["n_boot"], "seed": chapter.run.seed}
     rows = []
     for r in range(max(s["cnn_seeds"], transfer_repeats)):

@@ -17,7 +17,12 @@ import pandas as pd
 from dlbook.book import present
 from dlbook.core import logs
 from dlbook.experiments.mask_detection.classifiers import ModelRun, display_name
-from dlbook.experiments.mask_detection.dataset import Chapter, stratified_pick
+from dlbook.experiments.mask_detection.dataset import (
+    Chapter,
+    images_for,
+    network_size,
+    stratified_pick,
+)
 from dlbook.facemask import analyse, classify, data, deploy, predict, tflite
 from dlbook.methods import backbones
 
@@ -85,10 +90,12 @@ def ship_best(chapter: Chapter, models: dict, evaluation: dict, calibration: dic
         "temperature_fitted_on": "calib split",
     }
     path = ship_model(
-        runs[best], calibration["temperature"], chapter.run.settings["image_size"],
-        chapter.run.results_dir, provenance,
+        runs[best], calibration["temperature"],
+        network_size(chapter.run.settings, runs[best].backbone), chapter.run.results_dir,
+        provenance,
     )  # fmt: skip
-    gap = check_shipped_model(path, runs[best], calibration["probs_calibrated"], ds)
+    sized = images_for(chapter, runs[best].backbone)
+    gap = check_shipped_model(path, runs[best], calibration["probs_calibrated"], sized)
     save_mask_probs(chapter.run.results_dir / "mask_probs.npz", runs, ds)
     model, metadata = classify.load_shipped_model(path)
     # The demo page's conformal calibration, cached by the model file's sha256 now, so the

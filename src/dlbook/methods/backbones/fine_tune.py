@@ -1,7 +1,9 @@
 """Fine-tuning a backbone's last blocks and a linear head, on feature maps computed once.
 
-A backbone whose layers are named ``block<k>_...`` (EfficientNet-Lite) is cut before its last
-``blocks`` blocks (``split``). The frozen ``bottom`` runs once over every image
+A backbone is cut before its last ``blocks`` blocks (``split``). Blocks are read from layer names
+(``BLOCK_NAMES``): ``block<k>_...`` (EfficientNet-Lite, VGG16), ``features_<k>_...`` (torchvision's
+MobileNetV2, whose blocks are the inverted residuals and the final 1x1 convolution) and
+``mixed_<k>...`` (the 2015 InceptionV3, whose blocks are its Inception modules). The frozen ``bottom`` runs once over every image
 (``boundary_maps``, cached on disk); ``train_top`` then trains only the top blocks and a sigmoid
 head on those maps, so an epoch costs a fraction of a full pass. Batch-norm statistics stay
 frozen (the top runs in inference mode) and there is no augmentation.
@@ -13,6 +15,7 @@ from Keras's array shuffling, so the trained weights (and the chapter's numbers)
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -26,15 +29,31 @@ PREDICT_BATCH = 256  # maps per call of the fine-tuned model
 FIT_BATCH = 32
 
 
+BLOCK_NAMES = (
+    re.compile(r"^block(\d+)_"),
+    re.compile(r"^features_(\d+)_"),
+    re.compile(r"^mixed(?:_(\d+))?(?:\.|$)"),
+)
+"""Layer-name patterns of a block's layers, the block number in the group (``mixed``: block 0).
+A backbone's blocks follow the first pattern any of its layers matches."""
+
+
+def layer_blocks(backbone) -> dict[str, int]:
+    """``{layer name: block number}`` for the backbone's layers that belong to a block."""
+    for pattern in BLOCK_NAMES:
+        found = {}
+        for layer in backbone.layers:
+            match = pattern.match(layer.name)
+            if match:
+                found[layer.name] = int(match.group(1) or 0)
+        if found:
+            return found
+    return {}
+
+
 def block_numbers(backbone) -> list[int]:
-    """The sorted numbers ``k`` of the backbone's ``block<k>_...`` layers."""
-    return sorted(
-        {
-            int(layer.name.split("_")[0][5:])
-            for layer in backbone.layers
-            if layer.name.startswith("block") and layer.name.split("_")[0][5:].isdigit()
-        }
-    )
+    """The sorted block numbers of the backbone's layers (see ``BLOCK_NAMES``)."""
+    return sorted(set(layer_blocks(backbone).values()))
 
 
 def split(backbone, blocks: int):
@@ -49,15 +68,19 @@ def split(backbone, blocks: int):
     Raises
     ------
     ValueError
-        If ``blocks`` is not between 1 and the number of blocks minus one.
+        If ``blocks`` is not between 1 and the number of blocks minus one, or the block's first
+        layer does not take one tensor that everything after it depends on.
     """
     import keras
 
-    numbers = block_numbers(backbone)
+    owner = layer_blocks(backbone)
+    numbers = sorted(set(owner.values()))
     if not 1 <= blocks < len(numbers):
         raise ValueError(f"blocks={blocks!r} must be between 1 and {len(numbers) - 1}")
-    prefix = f"block{numbers[-blocks]}_"
-    first = next(layer for layer in backbone.layers if layer.name.startswith(prefix))
+    # Layers come in topological order, so the first layer of the block takes its input.
+    first = next(layer for layer in backbone.layers if owner.get(layer.name) == numbers[-blocks])
+    if isinstance(first.input, (list, tuple)):
+        raise ValueError(f"{backbone.name}: {first.name} takes several inputs; cannot cut there")
     bottom = keras.Model(backbone.input, first.input, name="bottom")
     top = keras.Model(first.input, backbone.output, name="top")
     return bottom, top, first.name

@@ -209,6 +209,8 @@ def build_vgg16(input_shape: tuple = (None, None, 3)):
     """torchvision VGG16's ``features`` in Keras: 13 ReLU convolutions, 5 max pools, then a
     global average pool; weights not loaded (``load_vgg16``).
 
+    Layers are named as in keras.applications (``block<b>_conv<i>``, ``block<b>_pool``).
+
     Returns
     -------
     keras.Model
@@ -218,14 +220,25 @@ def build_vgg16(input_shape: tuple = (None, None, 3)):
     from keras import layers
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x, index = imagenet_standardization()(inputs), 0
+    x = imagenet_standardization()(inputs)
     for block, widths in enumerate(VGG16_BLOCKS, start=1):
-        for width in widths:
-            x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv_{index}")(x)
-            index += 1
+        for number, width in enumerate(widths, start=1):
+            x = layers.Conv2D(
+                width, 3, padding="same", activation="relu", name=f"block{block}_conv{number}"
+            )(x)
         x = layers.MaxPooling2D(2, 2, name=f"block{block}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, x, name="vgg16_torchvision")
+
+
+def vgg16_conv_names() -> list[str]:
+    """The 13 convolutions' layer names in order, ``block<b>_conv<i>`` as in keras.applications
+    (which is also how ``fine_tune.split`` finds VGG16's blocks)."""
+    return [
+        f"block{block}_conv{number}"
+        for block, widths in enumerate(VGG16_BLOCKS, start=1)
+        for number in range(1, len(widths) + 1)
+    ]
 
 
 def vgg16_convs(tree: dict) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -250,7 +263,7 @@ def load_vgg16(model, tree: dict):
     The kernels are already (kh, kw, in, out); a shape that does not fit is a ValueError.
     """
     for index, (kernel, bias) in enumerate(vgg16_convs(tree)):
-        layer = model.get_layer(f"conv_{index}")
+        layer = model.get_layer(vgg16_conv_names()[index])
         expected = tuple(layer.kernel.shape)
         if kernel.shape != expected or bias.shape != expected[-1:]:
             raise ValueError(f"VGG16 Conv_{index} has shape {kernel.shape}, expected {expected}")
