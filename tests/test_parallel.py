@@ -132,3 +132,25 @@ def test_a_kernel_gets_its_share_of_the_cores():
     environment = schedule.kernel_environment(3, ray_address="head:6379")
     assert environment["DLBOOK_JOBS"] == "3" and environment["OMP_NUM_THREADS"] == "3"
     assert environment["DLBOOK_RAY_ADDRESS"] == "head:6379"
+
+
+def test_families_trained_in_two_workers_equal_the_serial_runs(
+    synthetic_data, tmp_path, monkeypatch
+):
+    import functools
+
+    from dlbook.experiments import architectures_training as training
+    from dlbook.facemask import data
+
+    images = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
+    splits = {name: images for name in ("train", "val", "test")}
+    options = {"epoch_cap": 2, "patience": 1, "batch_size": 16, "learning_rate": 1e-3}
+    two = functools.partial(parallel.map_tasks, jobs=2, chapter="architectures")
+    runs, curves = training.train_families(splits, ["ann", "cnn"], [0, 1], **options, map_tasks=two)
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "serial-cache"))  # train again, here
+    serial, serial_curves = training.train_families(splits, ["ann", "cnn"], [0, 1], **options)
+    columns = ["family", "seed", "val_acc", "test_acc", "epochs_used", "stopped_early"]
+    assert runs[columns].equals(serial[columns])
+    assert list(curves) == list(serial_curves)
+    for key, (accuracy, _seconds) in curves.items():
+        np.testing.assert_array_equal(accuracy, serial_curves[key][0])
