@@ -122,6 +122,8 @@ def test_the_dependency_graph_and_the_order_of_ready_chapters():
     assert graph == {"a": set(), "d": set(), "e": {"d"}, "pages": {"a", "d", "e"}}
     rank = schedule.priorities(graph, {"a": 50.0, "d": 40.0, "e": 30.0, "pages": 1.0})
     assert rank["d"] == 71.0 and rank["a"] == 51.0  # d first: e and the pages wait for it
+    unknown = schedule.priorities(graph, {})  # no earlier build: the longest chain first
+    assert unknown["d"] == 3.0 and unknown["a"] == 2.0
     with pytest.raises(ValueError, match="'a' waits for 'd', which the book lists after it"):
         schedule.waits_for((Chapter("a", "a.ipynb", after=("d",)), Chapter("d", "d.ipynb")))
 

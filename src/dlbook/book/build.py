@@ -277,6 +277,11 @@ def execute_chapter(
     return status, time.perf_counter() - started, cpu, error_text
 
 
+def _shown(path: Path, source_dir: Path) -> str:
+    """``path`` as the log shows it: relative to the checkout when it is inside it."""
+    return str(path.relative_to(source_dir) if path.is_relative_to(source_dir) else path)
+
+
 def _set_aside_results(results_dir: Path, name: str) -> None:
     """Move ``<name>.json`` to ``<name>.json.previous`` before the chapter executes again.
 
@@ -505,7 +510,7 @@ def build(
         if status == "ok":
             previous_keys[name] = key
             written = results_dir / f"{name}.json"
-            shown = f" -> {written.relative_to(source_dir)}" if written.exists() else ""
+            shown = f" -> {_shown(written, source_dir)}" if written.exists() else ""
             log(f"{prefix}: ok in {seconds:.1f} s{where}{shown}")
         else:
             previous_keys.pop(name, None)

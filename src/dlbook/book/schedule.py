@@ -55,7 +55,8 @@ def waits_for(chapters: Sequence) -> dict[str, set[str]]:
 def priorities(graph: dict[str, set[str]], seconds: dict[str, float]) -> dict[str, float]:
     """Each chapter's longest chain of ``seconds`` through the chapters that wait for it.
 
-    Started in decreasing order, the chapter others wait on (chapter 4, in this book) goes first.
+    Started in decreasing order, the chapter others wait on (chapter 4, in this book) goes first;
+    without a last build, the chapter with the longest chain of waiting chapters does.
     """
     waiting = {name: [n for n, deps in graph.items() if name in deps] for name in graph}
     found: dict[str, float] = {}
@@ -63,7 +64,7 @@ def priorities(graph: dict[str, set[str]], seconds: dict[str, float]) -> dict[st
     def chain(name: str) -> float:
         if name not in found:
             after = max((chain(n) for n in waiting[name]), default=0.0)
-            found[name] = float(seconds.get(name) or 0.0) + after
+            found[name] = float(seconds.get(name) or 1.0) + after  # no record: 1 s
         return found[name]
 
     return {name: chain(name) for name in graph}
