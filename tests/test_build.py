@@ -268,3 +268,14 @@ def test_the_books_chapters_wait_for_what_they_read():
     assert graph["reproducibility"] == graph["claims"] | {"claims"}
     if "real_photos" in graph:
         assert graph["real_photos"] == {"mask_detection"}
+
+
+def test_the_build_command_takes_jobs_and_a_ray_address(capsys):
+    from dlbook import cli
+
+    args = cli.make_parser().parse_args(["build", "--jobs", "3", "--ray-address", "head:6379"])
+    assert args.jobs == 3 and args.ray_address == "head:6379" and args.results_root is None
+    assert cli.make_parser().parse_args(["build"]).jobs is None  # the cores available
+    with pytest.raises(SystemExit):
+        cli.make_parser().parse_args(["build", "--jobs", "0"])
+    assert "--jobs '0': give a whole number of at least 1" in capsys.readouterr().err
