@@ -129,8 +129,11 @@ def test_the_dependency_graph_and_the_order_of_ready_chapters():
 
 
 def test_a_kernel_gets_its_share_of_the_cores():
-    assert schedule.core_share(jobs=2, executing=5, cores=2) == 1
-    assert schedule.core_share(jobs=4, executing=1, cores=8) == 8
+    assert schedule.core_share(jobs=2, at_once=5, cores=2) == 1
+    assert schedule.core_share(jobs=4, at_once=1, cores=8) == 8
+    graph = {"a": set(), "b": set(), "c": {"a"}, "pages": {"a", "b", "c"}}
+    assert schedule.width(graph, ["a", "b", "c", "pages"]) == 2
+    assert schedule.width(graph, ["c", "pages"]) == 1  # a chain: one chapter at a time
     environment = schedule.kernel_environment(3, ray_address="head:6379")
     assert environment["DLBOOK_JOBS"] == "3" and environment["OMP_NUM_THREADS"] == "3"
     assert environment["DLBOOK_RAY_ADDRESS"] == "head:6379"

@@ -533,7 +533,7 @@ def build(
                     finish(chapter.name, execute_chapter(*arguments(chapter.name)))
     else:
         to_run = [c.name for n, c in enumerate(chapters, start=1) if decide(n, c)]
-        share = schedule.core_share(jobs, len(to_run))
+        share = schedule.core_share(jobs, schedule.width(graph, to_run))
         environment = schedule.kernel_environment(share, ray_address)
         if to_run:
             log(schedule.plan_line(to_run, jobs, share, environment, ray_address))

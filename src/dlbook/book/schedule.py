@@ -81,11 +81,21 @@ def kernel_environment(share: int, ray_address: str | None = None) -> dict[str, 
     return environment
 
 
-def core_share(jobs: int, executing: int, cores: int | None = None) -> int:
+def width(graph: dict[str, set[str]], names: Sequence[str]) -> int:
+    """How many of the chapters ``names`` can run at once: the most on one level of the graph
+    (a chapter's level is one more than its deepest dependency's among ``names``)."""
+    level: dict[str, int] = {}
+    for name in names:  # book order lists a chapter after those it waits for
+        level[name] = 1 + max((level[d] for d in graph.get(name, ()) if d in level), default=0)
+    counts = [list(level.values()).count(value) for value in set(level.values())]
+    return max(counts, default=1)
+
+
+def core_share(jobs: int, at_once: int, cores: int | None = None) -> int:
     """Cores each chapter kernel gets: the available ``cores`` split between the chapters that
-    can run at once (``jobs``, at most the ``executing`` count), at least 1."""
+    can run at once (``jobs``, at most ``at_once``, from ``width``), at least 1."""
     cores = cores or parallel.available_cores()
-    return max(1, cores // max(1, min(jobs, executing)))
+    return max(1, cores // max(1, min(jobs, at_once)))
 
 
 def cpu_clock() -> float:
