@@ -28,14 +28,20 @@ def test_a_parallel_map_equals_the_serial_loop_in_task_order():
 
 def test_workers_run_in_other_processes_with_their_share_of_threads():
     def where(_task):
+        import threadpoolctl
+
         names = ("OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
-        return os.getpid(), tuple(os.environ.get(name) for name in names)
+        blas = {
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"
+        }
+        return os.getpid(), tuple(os.environ.get(name) for name in names), blas
 
     found = parallel.map_tasks(where, range(4), jobs=2)
-    assert os.getpid() not in {pid for pid, _ in found}
+    assert os.getpid() not in {pid for pid, _, _ in found}
     share = str(max(1, parallel.available_cores() // 2))
-    intra = str(len(os.sched_getaffinity(0)))  # the serial size: it changes trained floats
-    assert {threads for _, threads in found} == {(share, share, intra)}
+    serial = len(os.sched_getaffinity(0))  # the serial size: it changes floats
+    assert {threads for _, threads, _ in found} == {(str(serial), share, str(serial))}
+    assert {n for _, _, blas in found for n in blas} == {serial}  # NumPy's BLAS, as serial
 
 
 def test_jobs_1_is_the_plain_loop_in_this_process():
@@ -135,7 +141,8 @@ def test_a_kernel_gets_its_share_of_the_cores():
     assert schedule.width(graph, ["a", "b", "c", "pages"]) == 2
     assert schedule.width(graph, ["c", "pages"]) == 1  # a chain: one chapter at a time
     environment = schedule.kernel_environment(3, ray_address="head:6379")
-    assert environment["DLBOOK_JOBS"] == "3" and environment["OMP_NUM_THREADS"] == "3"
+    assert environment["DLBOOK_JOBS"] == "3" and environment["TF_NUM_INTEROP_THREADS"] == "3"
+    assert environment["OMP_NUM_THREADS"] == environment["TF_NUM_INTRAOP_THREADS"]
     assert environment["DLBOOK_RAY_ADDRESS"] == "head:6379"
 
 

@@ -10,13 +10,15 @@ A failing task does not stop the others: it is reported (stderr) naming the chap
 parameters as soon as it is gathered, and once every task has run one ``TaskFailures`` lists all
 the failures.
 
-Threads. Each worker sizes its thread pools to its share of the cores before TensorFlow starts
-(``thread_environment``): OpenMP/BLAS and TensorFlow's inter-op pool get ``cores // jobs``.
-TensorFlow's *intra-op* pool is different: how many threads split one convolution or matrix
-product changes the order of its sums, and a Keras training run on this book's CNN ends with
-different weights at 1 thread than at 2. So the intra-op pool keeps the size a serial run has
-(``serial_intra_op_threads``: every core available), and parallel results stay equal to serial
-ones; tasks then share cores through the operating system.
+Threads. Each worker sizes its thread pools before TensorFlow starts (``thread_environment``).
+TensorFlow's inter-op pool, which only decides which independent operations run side by side,
+gets the worker's share of the cores (``cores // jobs``). The pools that split one operation do
+not: how many threads share a convolution or a matrix product changes the order of its sums, and
+measured here, a Keras training run of this book's CNN ends with different weights at 1
+intra-op thread than at 2, and chapter 3's NumPy reference of EfficientNet-Lite2 moves in its
+ninth digit at 1 OpenBLAS thread. So TensorFlow's intra-op pool and OpenMP/BLAS keep the size a
+serial run has (``serial_intra_op_threads``: every core available), parallel results stay
+equal to serial ones, and the tasks share the cores through the operating system.
 """
 
 from __future__ import annotations
@@ -75,15 +77,14 @@ def _positive(value, name: str) -> int:
 def thread_environment(threads: int, intra_op_threads: int | None = None) -> dict[str, str]:
     """Environment variables that size a process's thread pools before its libraries start.
 
-    ``threads`` sizes OpenMP, the BLAS libraries and TensorFlow's inter-op pool (none of which
-    changes a result); ``intra_op_threads`` (default ``serial_intra_op_threads()``) sizes
-    TensorFlow's intra-op pool, which does (see the module docstring).
+    ``threads`` sizes TensorFlow's inter-op pool (which changes no result);
+    ``intra_op_threads`` (default ``serial_intra_op_threads()``) sizes TensorFlow's intra-op pool
+    and OpenMP/BLAS, whose size changes results in their last bits (see the module docstring).
     """
     threads = _positive(threads, "threads")
     intra = _positive(intra_op_threads or serial_intra_op_threads(), "intra_op_threads")
     shared = {
-        name: str(threads)
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        name: str(intra) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     }
     return {
         **shared,
@@ -239,5 +240,9 @@ def _parallel_outcomes(function, tasks, jobs, backend, address):
     jobs = min(jobs, len(tasks))
     # Ray's backend hands results back all at once; loky's one by one, as they are gathered.
     gathered = "list" if backend == "ray" else "generator"
-    parallel = joblib.Parallel(n_jobs=jobs, backend=backend, return_as=gathered)
-    yield from parallel(joblib.delayed(_in_worker)(function, task, environment) for task in tasks)
+    # loky would cap OpenMP/BLAS in its workers at cores // jobs; they keep the serial size.
+    inner = int(environment["OMP_NUM_THREADS"]) if backend == "loky" else None
+    with joblib.parallel_config(backend=backend, inner_max_num_threads=inner):
+        parallel = joblib.Parallel(n_jobs=jobs, return_as=gathered)
+        calls = (joblib.delayed(_in_worker)(function, task, environment) for task in tasks)
+        yield from parallel(calls)
