@@ -34,6 +34,7 @@ RAY_ADDRESS_VARIABLE = "DLBOOK_RAY_ADDRESS"
 JOBS_VARIABLE = "DLBOOK_JOBS"
 CORES_VARIABLE = "DLBOOK_CORES"
 INTRA_OP_VARIABLE = "DLBOOK_INTRA_OP_THREADS"
+FOLDER_VARIABLES = ("DLBOOK_DATA", "DLBOOK_CACHE")
 
 
 def available_cores() -> int:
@@ -235,6 +236,9 @@ def _parallel_outcomes(function, tasks, jobs, backend, address):
         cluster_cpus = _ray_backend(address)
         jobs = _positive(jobs if jobs is not None else cluster_cpus, "jobs")
         environment = thread_environment(1)  # Ray gives each task one CPU
+        # A Ray worker has its node's environment, not this one's: the data and cache folders go
+        # along (a node without them makes the cache folder and computes what it needs).
+        environment.update({n: os.environ[n] for n in FOLDER_VARIABLES if n in os.environ})
     else:
         environment = thread_environment(max(1, available_cores() // jobs))
     jobs = min(jobs, len(tasks))
