@@ -533,10 +533,11 @@ def build(
                     finish(chapter.name, execute_chapter(*arguments(chapter.name)))
     else:
         to_run = [c.name for n, c in enumerate(chapters, start=1) if decide(n, c)]
-        share = schedule.core_share(jobs, schedule.width(graph, to_run))
+        at_once = min(jobs, schedule.width(graph, to_run))
+        share = schedule.core_share(jobs, at_once)
         environment = schedule.kernel_environment(share, ray_address)
         if to_run:
-            log(schedule.plan_line(to_run, jobs, share, environment, ray_address))
+            log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
         rank = schedule.priorities(graph, schedule.last_seconds(previous_run))
         schedule.run_concurrently(
             to_run, graph, rank, jobs, execute_chapter, arguments, environment,

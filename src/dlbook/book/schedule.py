@@ -179,9 +179,8 @@ def last_seconds(previous_run: dict) -> dict[str, float]:
     }
 
 
-def plan_line(to_run: list[str], jobs: int, share: int, environment: dict, ray_address) -> str:
+def plan_line(to_run: list[str], at_once: int, share: int, environment: dict, ray_address) -> str:
     """One log line: how many chapters run at once, and the threads and tasks each kernel gets."""
-    at_once = min(jobs, len(to_run))
     tasks = (
         f"Run.map on the Ray cluster at {ray_address}"
         if ray_address

@@ -159,16 +159,17 @@ def _in_worker(function: Callable, task, environment: dict[str, str]) -> tuple[b
     return _attempt(function, task)
 
 
-def _ray_backend(address: str | None) -> int:
-    """Connect to the Ray cluster (or the Ray instance this process started), register Ray's
-    joblib backend, and return the cluster's CPU count."""
+def _ray_backend(address: str | None) -> tuple[int, bool]:
+    """Connect to the Ray cluster (or use the Ray instance this process started), register Ray's
+    joblib backend; return the cluster's CPU count and whether this call connected."""
     import ray
     from ray.util.joblib import register_ray
 
-    if not ray.is_initialized():
+    connected = not ray.is_initialized()
+    if connected:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     register_ray()
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, int(ray.cluster_resources().get("CPU", 1))), connected
 
 
 def map_tasks(
@@ -232,8 +233,9 @@ def _parallel_outcomes(function, tasks, jobs, backend, address):
     """Each task's ``(ok, value)`` from joblib workers, in task order, as they are gathered."""
     import joblib
 
+    connected = False
     if backend == "ray":
-        cluster_cpus = _ray_backend(address)
+        cluster_cpus, connected = _ray_backend(address)
         jobs = _positive(jobs if jobs is not None else cluster_cpus, "jobs")
         environment = thread_environment(1)  # Ray gives each task one CPU
         # A Ray worker has its node's environment, not this one's: the data and cache folders go
@@ -246,7 +248,13 @@ def _parallel_outcomes(function, tasks, jobs, backend, address):
     gathered = "list" if backend == "ray" else "generator"
     # loky would cap OpenMP/BLAS in its workers at cores // jobs; they keep the serial size.
     inner = int(environment["OMP_NUM_THREADS"]) if backend == "loky" else None
-    with joblib.parallel_config(backend=backend, inner_max_num_threads=inner):
-        parallel = joblib.Parallel(n_jobs=jobs, return_as=gathered)
-        calls = (joblib.delayed(_in_worker)(function, task, environment) for task in tasks)
-        yield from parallel(calls)
+    try:
+        with joblib.parallel_config(backend=backend, inner_max_num_threads=inner):
+            parallel = joblib.Parallel(n_jobs=jobs, return_as=gathered)
+            calls = (joblib.delayed(_in_worker)(function, task, environment) for task in tasks)
+            yield from parallel(calls)
+    finally:
+        if connected:  # leave the cluster now, not when a notebook kernel is killed
+            import ray
+
+            ray.shutdown()
