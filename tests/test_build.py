@@ -205,7 +205,7 @@ TIMED = """
 import json, os, time
 from dlbook.core import results
 started = time.time()
-time.sleep(3)
+time.sleep(5)
 results.save(results_dir, "{name}", {{"started": started, "ended": time.time(),
     "jobs": os.environ.get("DLBOOK_JOBS"), "interop": os.environ.get("TF_NUM_INTEROP_THREADS")}})
 """
