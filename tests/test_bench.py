@@ -98,3 +98,29 @@ def test_story_states_how_far_the_reference_path_is_from_the_arithmetic_ceiling(
     }
     text = bench.story(report)
     assert "60%" in text and "1.7 times" in text and "busy" not in text
+
+
+def test_the_reproducibility_page_shows_wall_and_cpu_time_and_use_per_chapter():
+    from dlbook.plots import book
+
+    run = {
+        "profile": "smoke", "seed": 0, "started_at": "2026-12-06T20:00:00+00:00", "cpu_count": 2,
+        "cores_available": 2, "platform": "Linux", "git_commit": "abc", "packages": {},
+        "data_manifest_sha256": "ab" * 32, "jobs": 2, "total_seconds": 100.0,
+        "cpu_seconds": 180.0, "utilisation": 1.8,
+        "chapters": {
+            "fundamentals": {"status": "ok", "seconds": 40.0, "cpu_seconds": 50.0,
+                             "utilisation": 1.25, "cached": False},
+            "conformal": {"status": "ok", "seconds": 22.0, "cached": True},
+        },
+    }  # fmt: skip
+    table = book.show_chapter_table(run).data
+    assert list(table["CPU seconds"]) == ["50", "not measured"]
+    assert list(table["CPU use"]) == ["125.0%", "not measured"]
+    text = book.describe_run(run)
+    assert "up to 2 chapters at once" in text and "100 s of wall time for 180 s of CPU" in text
+    assert "180% of one core, out of the 200%" in text
+    shares = bench.build_shares_from(run)
+    assert shares["build_cpu_seconds_fundamentals"] == 50.0
+    assert shares["build_utilisation_fundamentals"] == 1.25
+    assert shares["build_utilisation"] == 1.8 and shares["build_wall_seconds"] == 100.0

@@ -1,6 +1,7 @@
 """The build on a synthetic dataset: results, run.json, caching, failures that lose nothing."""
 
 import json
+import re
 import shutil
 
 import nbformat
@@ -198,3 +199,83 @@ def test_a_docstring_edit_in_conformal_reaches_only_the_chapters_that_use_it():
         if target in build.reached_modules(paths.REPO_ROOT / "chapters" / chapter.notebook)
     ]
     assert reaching == ["mask_detection", "conformal"]
+
+
+TIMED = """
+import json, os, time
+from dlbook.core import results
+started = time.time()
+time.sleep(5)
+results.save(results_dir, "{name}", {{"started": started, "ended": time.time(),
+    "jobs": os.environ.get("DLBOOK_JOBS"), "interop": os.environ.get("TF_NUM_INTEROP_THREADS")}})
+"""
+
+
+def test_independent_chapters_run_at_once_and_a_dependant_waits(book, synthetic_data):
+    for name in ("alpha", "beta", "gamma"):
+        _notebook(book / "chapters" / f"{name}.ipynb", name.title(), TIMED.format(name=name))
+    chapters = (
+        build.Chapter("alpha", "alpha.ipynb"),
+        build.Chapter("beta", "beta.ipynb"),
+        build.Chapter("gamma", "gamma.ipynb", after=("alpha",)),
+    )
+    lines = []
+    report = build.build(
+        profile="smoke", data_dir=synthetic_data, verify=False, chapters=chapters,
+        source_dir=book, render_book=False, jobs=2, log=lines.append,
+    )  # fmt: skip
+    assert report.failed == []
+    out = book / "results" / "smoke"
+    found = {name: json.loads((out / f"{name}.json").read_text()) for name in report.chapters}
+    alpha, beta, gamma = found["alpha"], found["beta"], found["gamma"]
+    assert alpha["started"] < beta["ended"] and beta["started"] < alpha["ended"]  # at once
+    assert gamma["started"] >= alpha["ended"]  # after the chapter it reads
+    share = str(max(1, build.parallel.available_cores() // 2))
+    assert {f["jobs"] for f in found.values()} == {share} == {f["interop"] for f in found.values()}
+    assert any("up to 2 at once" in line for line in lines)
+    assert sum("in worker" in line for line in lines) == 3
+    run = json.loads((out / "run.json").read_text())
+    assert list(run["chapters"]) == ["alpha", "beta", "gamma"] and run["jobs"] == 2
+    for info in run["chapters"].values():
+        assert info["status"] == "ok" and info["cpu_seconds"] > 0
+        assert info["utilisation"] == pytest.approx(info["cpu_seconds"] / info["seconds"], abs=0.02)
+    assert run["cpu_seconds"] >= sum(i["cpu_seconds"] for i in run["chapters"].values()) * 0.9
+    assert run["utilisation"] == pytest.approx(run["cpu_seconds"] / run["total_seconds"], 0.05)
+
+
+def test_jobs_1_is_the_serial_build_in_book_order(book, synthetic_data):
+    lines = []
+    build.build(
+        profile="smoke", data_dir=synthetic_data, verify=False, chapters=CHAPTERS,
+        source_dir=book, render_book=False, jobs=1, log=lines.append,
+    )  # fmt: skip
+    shapes = [re.sub(r"\d+\.\d", "T", line) for line in lines]
+    assert shapes == [
+        "[1/2] alpha: executing chapters/alpha.ipynb ...",
+        "[1/2] alpha: ok in T s -> results/smoke/alpha.json",
+        "[2/2] beta: executing chapters/beta.ipynb ...",
+        "[2/2] beta: ok in T s -> results/smoke/beta.json",
+        "build of profile 'smoke' finished in T s",
+    ]
+
+
+def test_the_books_chapters_wait_for_what_they_read():
+    graph = build.schedule.waits_for(build.CHAPTERS + build.PAGES)
+    for name in ("active_learning", "conformal", "future_work"):
+        assert graph[name] == {"mask_detection"}
+    assert graph["fundamentals"] == graph["architectures"] == set()
+    assert graph["claims"] == {c.name for c in build.CHAPTERS}
+    assert graph["reproducibility"] == graph["claims"] | {"claims"}
+    if "real_photos" in graph:
+        assert graph["real_photos"] == {"mask_detection"}
+
+
+def test_the_build_command_takes_jobs_and_a_ray_address(capsys):
+    from dlbook import cli
+
+    args = cli.make_parser().parse_args(["build", "--jobs", "3", "--ray-address", "head:6379"])
+    assert args.jobs == 3 and args.ray_address == "head:6379" and args.results_root is None
+    assert cli.make_parser().parse_args(["build"]).jobs is None  # the cores available
+    with pytest.raises(SystemExit):
+        cli.make_parser().parse_args(["build", "--jobs", "0"])
+    assert "--jobs '0': give a whole number of at least 1" in capsys.readouterr().err

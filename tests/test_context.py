@@ -1,5 +1,7 @@
 """The run context every chapter starts with, and the content-keyed cache behind it."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,18 @@ def test_write_json_and_file_sha256(tmp_path):
     import hashlib
 
     assert cache.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_map_is_the_loop_with_the_chapter_named_in_failures(tmp_path, monkeypatch):
+    from dlbook.core import parallel
+
+    run = context.start("smoke", "conformal", seed=3, results_dir=tmp_path / "r")
+    draw = lambda seed: float(np.random.default_rng(seed).random())  # noqa: E731
+    seeds = [run.seed + s for s in range(4)]
+    assert run.map(draw, seeds, jobs=2) == [draw(s) for s in seeds]
+    monkeypatch.setenv("DLBOOK_JOBS", "1")  # what a serial build gives its chapters
+    assert run.map(lambda _: os.getpid(), [0, 1]) == [os.getpid()] * 2
+    with pytest.raises(
+        parallel.TaskFailures, match=r"^conformal: 1 of 2 tasks failed: task 1 \(0\)"
+    ):
+        run.map(lambda x: 1 / x, [1, 0], jobs=2)

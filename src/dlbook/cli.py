@@ -22,11 +22,20 @@ def _build(args) -> int:
             allow_data_mismatch=args.allow_data_mismatch,
             force=args.force,
             render_book=not args.no_render,
+            results_root=args.results_root,
+            jobs=args.jobs,
+            ray_address=args.ray_address,
         )
     except (build.BuildError, data.DataError, ValueError) as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--jobs {text!r}: give a whole number of at least 1")
+    return int(text)
 
 
 def _manifest(args) -> int:
@@ -279,6 +288,19 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="execute even unchanged chapters")
     build.add_argument("--no-render", action="store_true", help="execute only, skip jupyter-book")
     build.add_argument("--no-verify", action="store_true", help="skip the manifest check")
+    build.add_argument(
+        "--jobs",
+        type=_jobs,
+        help="chapters executed at once, each after those it reads "
+        "(default: $DLBOOK_JOBS or the cores available; 1: one after the other)",
+    )
+    build.add_argument(
+        "--ray-address",
+        help="run the chapters' parallel tasks on this Ray cluster (default: $DLBOOK_RAY_ADDRESS)",
+    )
+    build.add_argument(
+        "--results-root", help="folder of the results/<profile> folders (default: results)"
+    )
     build.add_argument(
         "--allow-data-mismatch",
         action="store_true",

@@ -164,17 +164,33 @@ def predict_paths(model_path: Path, files: list[Path], reference_count: int) -> 
 
 
 def build_shares(results_dir: Path) -> dict:
-    """Seconds and share of each chapter in the last build's ``run.json`` (empty if none)."""
+    """``build_shares_from`` the last build's ``run.json`` in ``results_dir`` (empty if none)."""
     run_file = results_dir / "run.json"
     if not run_file.exists():
         return {}
-    chapters = json.loads(run_file.read_text()).get("chapters", {})
+    return build_shares_from(json.loads(run_file.read_text()))
+
+
+def build_shares_from(run: dict) -> dict:
+    """Each chapter's wall seconds and share of their sum, and, where the build measured them,
+    its CPU seconds and utilisation (CPU / wall seconds); the build's own wall seconds, CPU
+    seconds and utilisation (from ``run.json``: with chapters at once, the wall time is less
+    than the chapters' sum)."""
+    chapters = run.get("chapters", {})
     seconds = {name: float(info.get("seconds") or 0.0) for name, info in chapters.items()}
     total = sum(seconds.values())
     out = {"build_seconds_total": total}
     for name, value in seconds.items():
         out[f"build_seconds_{name}"] = value
         out[f"build_share_{name}"] = value / total if total else None
+        for key in ("cpu_seconds", "utilisation"):
+            if chapters[name].get(key) is not None:
+                out[f"build_{key}_{name}"] = chapters[name][key]
+    if run.get("cpu_seconds") is not None:
+        out["build_wall_seconds"] = run["total_seconds"]
+        out["build_cpu_seconds"] = run["cpu_seconds"]
+        out["build_utilisation"] = run["utilisation"]
+        out["build_jobs"] = run.get("jobs", 1)
     return out
 
 

@@ -6,6 +6,12 @@ Each chapter is executed with the same four parameters (``profile``, ``seed``, `
 notebook, the ``dlbook`` modules it imports (directly or through others), the profile, the seed
 or the data changed. A failing chapter is recorded in ``results/<profile>/run.json`` and fails the
 build, but the other chapters still run and keep their results.
+
+With ``jobs`` above 1, chapters that do not wait for each other (``Chapter.after``, declared in
+``DEPENDS_ON``) execute at once, each kernel in its own process with its share of the cores
+(``dlbook.book.schedule``); ``jobs=1`` is the serial build, in book order. Either way only this
+process writes ``run.json`` (each chapter's wall and CPU seconds, and the build's) and
+``chapter_keys.json``.
 """
 
 from __future__ import annotations
@@ -14,18 +20,18 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from dlbook.book import profiles
-from dlbook.core import cache, logs, paths
+from dlbook.book import profiles, schedule
+from dlbook.book.html_check import check_html
+from dlbook.core import cache, logs, parallel, paths
 from dlbook.facemask import data
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "logo.png")
@@ -51,11 +57,13 @@ PACKAGES_REPORTED = (
 
 @dataclass(frozen=True)
 class Chapter:
-    """A notebook of the book: its results name and file in ``chapters/``."""
+    """A notebook of the book: its results name and file in ``chapters/``, and the chapters it
+    waits for in a parallel build (``schedule.EVERY_EARLIER``: all those listed before it)."""
 
     name: str
     notebook: str
     always_run: bool = False  # pages that summarise the others' results run every build
+    after: tuple[str, ...] = ()
 
 
 CHAPTERS = (
@@ -72,6 +80,24 @@ PAGES = (
     Chapter("claims", "claims.ipynb", always_run=True),
     Chapter("reproducibility", "reproducibility.ipynb", always_run=True),
 )
+
+DEPENDS_ON = {
+    # mask_probs.npz (chapter 4's probabilities) picks the models chapter 6 conforms.
+    "conformal": ("mask_detection",),
+    # Chapters 5-7 read the shared backbone features (``features.face_mask_features``) that chapter
+    # 4 extracts first: after it, they find them in the cache instead of extracting them again.
+    "active_learning": ("mask_detection",),
+    "future_work": ("mask_detection",),
+    # Reads chapter 4's shipped models in results/<profile>/models/.
+    "real_photos": ("mask_detection",),
+    # The claims page judges every chapter's results; the reproducibility page shows run.json.
+    "claims": (schedule.EVERY_EARLIER,),
+    "reproducibility": (schedule.EVERY_EARLIER,),
+}
+"""Which chapter reads another's results, models or cache entries, found by reading the code;
+``Chapter.after`` of the book's chapters comes from here."""
+CHAPTERS = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in CHAPTERS)
+PAGES = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in PAGES)
 
 
 class BuildError(Exception):
@@ -222,11 +248,14 @@ def _describe_failure(error: Exception) -> str:
 
 def execute_chapter(
     chapter: Chapter, source: Path, output: Path, parameters: dict, cwd: Path
-) -> tuple[str, float, str | None]:
-    """Execute one notebook with papermill; return (status, seconds, error or None)."""
+) -> tuple[str, float, float, str | None]:
+    """Execute one notebook with papermill; return (status, seconds, CPU seconds, error or None).
+
+    The CPU seconds are this process's and its kernel's (user + system, ``schedule.cpu_clock``).
+    """
     import papermill
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), schedule.cpu_clock()
     try:
         # The kernel inherits this stderr: TensorFlow's native start-up lines are held back.
         with logs.quiet_native_stderr():
@@ -245,7 +274,13 @@ def execute_chapter(
         status, error_text = "ok", None
     if output.exists():
         tidy_parameter_cells(output, _display_paths(parameters))
-    return status, time.perf_counter() - started, error_text
+    cpu = schedule.cpu_clock() - cpu_started
+    return status, time.perf_counter() - started, cpu, error_text
+
+
+def _shown(path: Path, source_dir: Path) -> str:
+    """``path`` as the log shows it: relative to the checkout when it is inside it."""
+    return str(path.relative_to(source_dir) if path.is_relative_to(source_dir) else path)
 
 
 def _set_aside_results(results_dir: Path, name: str) -> None:
@@ -351,6 +386,8 @@ def build(
     source_dir: Path = paths.REPO_ROOT,
     build_dir: Path | None = None,
     results_root: Path | None = None,
+    jobs: int | None = None,
+    ray_address: str | None = None,
     log=print,
 ) -> BuildReport:
     """Execute the chapters of ``profile`` and render the book; return what happened.
@@ -362,6 +399,11 @@ def build(
         Pages with ``always_run`` (claims, reproducibility) run every time.
     force : execute even chapters whose inputs did not change.
     render_book : run ``jupyter-book build`` after a successful execution.
+    jobs : chapters executed at once, each after the chapters it waits for (``Chapter.after``);
+        default ``$DLBOOK_JOBS`` or the cores available. 1: one after the other in book order,
+        and every ``Run.map`` in the chapters a plain loop.
+    ray_address : a Ray cluster for the chapters' ``Run.map`` tasks (default
+        ``$DLBOOK_RAY_ADDRESS``; None: this machine).
 
     Raises
     ------
@@ -375,6 +417,11 @@ def build(
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"only={unknown} names unknown chapters; use some of {names}")
+    jobs = parallel.default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs} must be at least 1")
+    ray_address = parallel.resolve_ray_address(ray_address)
+    graph = schedule.waits_for(chapters)
     source_dir = Path(source_dir)
     build_dir = Path(build_dir or source_dir / "_build")
     book_dir = build_dir / "executed" / profile
@@ -383,7 +430,7 @@ def build(
     cache_file = book_dir / "chapter_keys.json"
     logs.set_tensorflow_log_level()  # inherited by the kernels, before they import TensorFlow
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), schedule.cpu_clock()
     folder, data_info = _resolve_data(data_dir, verify, allow_data_mismatch, log)
     _stage_book_files(source_dir, book_dir)
     previous_keys = json.loads(cache_file.read_text()) if cache_file.exists() else {}
@@ -395,6 +442,9 @@ def build(
         "git_commit": git_commit(source_dir),
         "packages": package_versions(),
         "cpu_count": os.cpu_count(),
+        "cores_available": parallel.available_cores(),
+        "jobs": jobs,
+        "ray_address": ray_address,
         "platform": platform.platform(),
         **data_info,
         "chapters": {},
@@ -406,7 +456,19 @@ def build(
         "data_dir": str(folder),
         "results_dir": str(results_dir),
     }
-    for number, chapter in enumerate(chapters, start=1):
+    plans = {}
+
+    def record(name: str, info: dict) -> None:
+        """Put a chapter's outcome in run.json (book order); only this process writes it."""
+        done = {**run["chapters"], name: info}
+        run["chapters"] = {n: done[n] for n in names if n in done}
+        executed = [c for c in run["chapters"].values() if not c.get("cached")]
+        run["seconds_executing"] = round(sum(c["seconds"] for c in executed), 1)
+        run["cpu_seconds_executing"] = round(sum(c.get("cpu_seconds", 0.0) for c in executed), 1)
+        cache.write_json(run_file, run)
+
+    def decide(number: int, chapter: Chapter) -> bool:
+        """Log and record a chapter that need not run; True when it must be executed."""
         source = source_dir / "chapters" / chapter.notebook
         output = book_dir / "chapters" / chapter.notebook
         sources = sources_sha256(reached_modules(source))
@@ -415,6 +477,7 @@ def build(
         before = previous_run.get("chapters", {}).get(chapter.name)
         unchanged = previous_keys.get(chapter.name) == key and output.exists()
         prefix = f"[{number}/{len(chapters)}] {chapter.name}"
+        plans[chapter.name] = (chapter, source, output, key, prefix)
         if (
             not force
             and not chapter.always_run
@@ -422,36 +485,72 @@ def build(
             and before["status"] == "ok"
             and (unchanged or not selected)
         ):
-            info = {**before, "cached": True}
             log(f"{prefix}: up to date ({before['seconds']:.1f} s when it last ran)")
-        elif not selected:
-            info = {"status": "not run", "seconds": 0.0, "error": None, "cached": False}
+            record(chapter.name, {**before, "cached": True})
+            return False
+        if not selected:
             log(f"{prefix}: not selected and never ran")
-        else:
-            log(f"{prefix}: executing {source.relative_to(source_dir)} ...")
-            _set_aside_results(results_dir, chapter.name)
-            status, seconds, error = execute_chapter(
-                chapter, source, output, parameters, cwd=source.parent
+            record(
+                chapter.name, {"status": "not run", "seconds": 0.0, "error": None, "cached": False}
             )
-            info = {"status": status, "seconds": round(seconds, 1), "error": error, "cached": False}
-            if status == "ok":
-                previous_keys[chapter.name] = key
-                written = results_dir / f"{chapter.name}.json"
-                where = f" -> {written.relative_to(source_dir)}" if written.exists() else ""
-                log(f"{prefix}: ok in {seconds:.1f} s{where}")
-            else:
-                previous_keys.pop(chapter.name, None)
-                log(f"{prefix}: FAILED after {seconds:.1f} s: {error}")
-            cache.write_json(cache_file, previous_keys)
-        run["chapters"][chapter.name] = info
-        run["seconds_executing"] = round(
-            sum(c["seconds"] for c in run["chapters"].values() if not c.get("cached")), 1
+            return False
+        return True
+
+    def begin(name: str, where: str = "") -> None:
+        _chapter, source, _output, _key, prefix = plans[name]
+        log(f"{prefix}: executing {source.relative_to(source_dir)}{where} ...")
+        _set_aside_results(results_dir, name)
+
+    def finish(name: str, result: tuple, where: str = "") -> None:
+        status, seconds, cpu, error = result
+        _chapter, _source, _output, key, prefix = plans[name]
+        info = {"status": status, "seconds": round(seconds, 1), "error": error, "cached": False}
+        info.update(
+            cpu_seconds=round(cpu, 1), utilisation=round(cpu / seconds, 3) if seconds else None
         )
-        cache.write_json(run_file, run)
+        if status == "ok":
+            previous_keys[name] = key
+            written = results_dir / f"{name}.json"
+            shown = f" -> {_shown(written, source_dir)}" if written.exists() else ""
+            log(f"{prefix}: ok in {seconds:.1f} s{where}{shown}")
+        else:
+            previous_keys.pop(name, None)
+            log(f"{prefix}: FAILED after {seconds:.1f} s{where}: {error}")
+        cache.write_json(cache_file, previous_keys)
+        record(name, info)
+
+    def arguments(name: str) -> tuple:
+        chapter, source, output, _key, _prefix = plans[name]
+        return chapter, source, output, parameters, source.parent
+
+    if jobs == 1:
+        serial = {parallel.JOBS_VARIABLE: "1"}  # every Run.map a plain loop, as before
+        if ray_address:
+            serial[parallel.RAY_ADDRESS_VARIABLE] = ray_address
+        for number, chapter in enumerate(chapters, start=1):
+            if decide(number, chapter):
+                begin(chapter.name)
+                with schedule.environment(serial):
+                    finish(chapter.name, execute_chapter(*arguments(chapter.name)))
+    else:
+        to_run = [c.name for n, c in enumerate(chapters, start=1) if decide(n, c)]
+        at_once = min(jobs, schedule.width(graph, to_run))
+        share = schedule.core_share(jobs, at_once)
+        environment = schedule.kernel_environment(share, ray_address)
+        if to_run:
+            log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
+        rank = schedule.priorities(graph, schedule.last_seconds(previous_run))
+        schedule.run_concurrently(
+            to_run, graph, rank, jobs, execute_chapter, arguments, environment,
+            on_start=lambda name, slot: begin(name, f" in worker {slot}"),
+            on_done=lambda name, result, slot, pid: finish(
+                name, result, f" (worker {slot}, pid {pid}, {result[2]:.1f} CPU s)"
+            ),
+        )  # fmt: skip
     report.chapters = run["chapters"]
+    schedule.record_totals(run, started, cpu_started)
 
     if report.failed:
-        run["total_seconds"] = round(time.perf_counter() - started, 1)
         cache.write_json(run_file, run)
         details = "; ".join(f"{n} ({run['chapters'][n]['error']})" for n in report.failed)
         raise BuildError(
@@ -466,108 +565,7 @@ def build(
         run["html_problems"] = len(problems)
         for problem in problems:
             log(f"page problem: {problem}")
-    run["total_seconds"] = round(time.perf_counter() - started, 1)
+    schedule.record_totals(run, started, cpu_started)
     cache.write_json(run_file, run)
     log(f"build of profile {profile!r} finished in {run['total_seconds']:.1f} s")
     return report
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking the rendered pages as a reader would
-
-
-MACHINERY = (
-    ("PosixPath(", "a Python path repr"),
-    ("WARNING:", "a library warning"),
-    ("Traceback", "a traceback"),
-    ("URLError", "a network error"),
-)
-MISSING_CELLS = {"nan", "NaN", "None", "<NA>", "NaT"}
-LONG_DECIMALS = re.compile(r"(?<![\w.])-?\d+\.\d{5,}(?![\w.])")
-"""A number with 5 or more decimals; flagged when it also has more than 4 significant digits."""
-ROOT_PATH = re.compile(r"/root/[\w.~/-]+")
-NETWORK = re.compile(r"^(https?:)?//", re.IGNORECASE)
-
-
-def _too_precise(number: str) -> bool:
-    """5 or more decimals, more than 4 significant digits: ``0.849123`` is, ``0.00249`` is not."""
-    return len(number.lstrip("-").lstrip("0").replace(".", "").lstrip("0")) > 4
-
-
-def _page_problems(text_html: str, name: str, checkout: Path, ids_of) -> list[str]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(text_html, "html.parser")
-    problems = []
-    maths = [
-        tag.get("src", "")
-        for tag in soup.find_all("script")
-        if re.search(r"mathjax|katex", tag.get("src", ""), re.IGNORECASE)
-    ]
-    if maths and all(NETWORK.match(src) for src in maths):
-        problems.append(f"{name}: maths is loaded only from the network ({maths[0]})")
-    body = soup.find("main") or soup.body or soup
-    for tag in body.find_all(["script", "style"]):
-        tag.decompose()
-    text = body.get_text(" ")
-    for needle, what in MACHINERY:
-        if needle in text:
-            problems.append(f"{name}: {what} ({needle!r}) on the page")
-    for path in sorted(set(ROOT_PATH.findall(text))):
-        problems.append(f"{name}: a path of the build machine ({path})")
-    if str(checkout) in text:
-        problems.append(f"{name}: a path of the checkout ({checkout})")
-    for cell in body.find_all(["td", "th"]):
-        value = cell.get_text(" ", strip=True)
-        if value in MISSING_CELLS:
-            problems.append(f"{name}: a table cell reads {value!r}")
-        elif any(_too_precise(number) for number in LONG_DECIMALS.findall(value)):
-            problems.append(f"{name}: a table cell with 5 or more decimals ({value!r})")
-    for link in body.find_all("a", href=True):
-        href = link["href"]
-        if NETWORK.match(href) or "#" not in href or href.startswith(("#", "mailto:")):
-            continue
-        target, anchor = href.split("#", 1)
-        ids = ids_of(target)
-        if ids is None:
-            problems.append(f"{name}: a link to a missing page ({href})")
-        elif anchor and anchor not in ids:
-            problems.append(f"{name}: a link to a missing section ({href})")
-    return problems
-
-
-def check_html(folder, checkout=None) -> list[str]:
-    """What a reader should never see on the rendered pages under ``folder``, one line each.
-
-    Looks for machinery (a ``PosixPath(`` repr, ``WARNING:``, a ``Traceback``, a ``URLError``, a
-    path under ``/root/`` or of the ``checkout``), table cells reading nan or None or with 5 or
-    more decimals, maths (MathJax or KaTeX) loaded only from the network, and links to a section
-    of another page that does not exist. The theme's own pages (search, index) are skipped.
-    """
-    from bs4 import BeautifulSoup
-
-    folder = Path(folder)
-    checkout = Path(checkout or paths.REPO_ROOT)
-    cache: dict[Path, set[str] | None] = {}
-    problems = []
-    skipped = {"search.html", "genindex.html", "py-modindex.html"}
-    for page in sorted(folder.rglob("*.html")):
-        relative = page.relative_to(folder)
-        if page.name in skipped or relative.parts[0].startswith("_"):
-            continue
-
-        def ids_of(target: str, page=page) -> set[str] | None:
-            path = (page.parent / target).resolve() if target else page.resolve()
-            if path not in cache:
-                cache[path] = (
-                    {
-                        tag["id"]
-                        for tag in BeautifulSoup(path.read_text(), "html.parser").find_all(id=True)
-                    }
-                    if path.is_file()
-                    else None
-                )
-            return cache[path]
-
-        problems += _page_problems(page.read_text(), relative.as_posix(), checkout, ids_of)
-    return problems

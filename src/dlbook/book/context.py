@@ -8,7 +8,8 @@ Every chapter starts the same way::
 and every experiment takes ``run``: its settings (``run.settings``, from ``dlbook.book.profiles``),
 its seed, the data folder and the one place its numbers go (``run.save``). Work worth keeping
 between builds goes through ``dlbook.core.cache`` (``cached_array``, keyed by content). Nothing
-else writes files.
+else writes files. Independent runs (seeds, folds, grid points) go through ``run.map``, which
+runs them in parallel (``dlbook.core.parallel``) with the results of a plain loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlbook.book import profiles
-from dlbook.core import paths, results
+from dlbook.core import parallel, paths, results
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,17 @@ class Run:
     def load_all(self) -> dict[str, dict]:
         """``{chapter: results}`` of every chapter saved so far under this profile."""
         return results.load_all(self.results_dir)
+
+    def map(self, function, tasks, jobs: int | None = None) -> list:
+        """``[function(task) for task in tasks]``, the tasks in parallel, results in task order.
+
+        Through ``parallel.map_tasks``: worker processes here, or the Ray cluster the build was
+        given; ``jobs`` defaults to ``$DLBOOK_JOBS`` (which the build sets to this chapter's
+        share of the cores) or the cores available. A failing task is reported naming this
+        chapter and the task's parameters; the others finish, then ``parallel.TaskFailures``
+        lists every failure. Each task must carry its own seed.
+        """
+        return parallel.map_tasks(function, tasks, jobs=jobs, chapter=self.chapter)
 
     def part(self, section: str) -> Run:
         """The same run with another section's settings (``profiles.get(profile, section)``).

@@ -36,6 +36,7 @@ def families(run: Run) -> dict:
         patience=settings["patience"],
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],
+        map_tasks=run.map,
     )
     seconds = architectures_training.equal_time_seconds(curves, settings["equal_time_seconds"])
     equal_time = architectures_training.accuracy_at_equal_time(curves, seconds)

@@ -60,6 +60,7 @@ def train_families(
     patience: int,
     batch_size: int,
     learning_rate: float,
+    map_tasks=None,
 ) -> tuple[pd.DataFrame, dict]:
     """Train every family once per seed to early stopping on the validation split (Adam, constant
     learning rate, best validation epoch kept), then score it once on the test split.
@@ -72,6 +73,8 @@ def train_families(
     epoch_cap, patience : at most ``epoch_cap`` epochs; stop after ``patience`` epochs without a
         lower validation loss.
     batch_size, learning_rate : the shared budget.
+    map_tasks : how the independent (family, seed) runs are run, ``run.map`` for one (default: a
+        plain loop); each run is seeded by its own seed, so the results do not depend on it.
 
     Returns
     -------
@@ -86,37 +89,44 @@ def train_families(
         raise ValueError(f"families has unknown names {unknown}; use {tuple(models.BUILDERS)}")
     if len(seeds) == 0:
         raise ValueError("seeds is empty; give at least one seed")
-    train, val, test = splits["train"], splits["val"], splits["test"]
-    input_shape = train.images.shape[1:]
-    rows, curves = [], {}
-    for family in families:
-        for seed in seeds:
-            fit = convergence.fit_to_convergence(
-                functools.partial(models.build, family, input_shape, NUM_CLASSES),
-                (train.images, train.labels),
-                (val.images, val.labels),
-                epoch_cap=epoch_cap,
-                patience=patience,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                seed=int(seed),
-            )
-            train_s = float(np.sum(fit.epoch_s))
-            rows.append(
-                {
-                    "family": family,
-                    "seed": int(seed),
-                    "val_acc": training.accuracy(fit.model, val.images, val.labels),
-                    "test_acc": training.accuracy(fit.model, test.images, test.labels),
-                    "epochs_used": fit.epochs_used,
-                    "stopped_early": fit.stopped_early,
-                    "converged": fit.converged,
-                    "train_s": train_s,
-                    "images_per_s": len(train.labels) * fit.epochs_used / train_s,
-                }
-            )
-            curves[(family, int(seed))] = (fit.history["val_accuracy"], fit.epoch_s)
+    budget = {"epoch_cap": epoch_cap, "patience": patience, "batch_size": batch_size,
+              "learning_rate": learning_rate}  # fmt: skip
+    tasks = [{"family": family, "seed": int(seed)} for family in families for seed in seeds]
+    train_one = functools.partial(_train_one, splits=splits, budget=budget)
+    done = (map_tasks or _loop)(train_one, tasks)
+    rows = [row for row, _ in done]
+    curves = {(row["family"], row["seed"]): curve for row, curve in done}
     return pd.DataFrame(rows), curves
+
+
+def _loop(function, tasks) -> list:
+    return [function(task) for task in tasks]
+
+
+def _train_one(task: dict, splits: dict[str, data.ImageSet], budget: dict) -> tuple[dict, tuple]:
+    """One (family, seed) run of ``train_families``: its row and its (accuracy, seconds) curve."""
+    family, seed = task["family"], task["seed"]
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    fit = convergence.fit_to_convergence(
+        functools.partial(models.build, family, train.images.shape[1:], NUM_CLASSES),
+        (train.images, train.labels),
+        (val.images, val.labels),
+        seed=seed,
+        **budget,
+    )
+    train_s = float(np.sum(fit.epoch_s))
+    row = {
+        "family": family,
+        "seed": seed,
+        "val_acc": training.accuracy(fit.model, val.images, val.labels),
+        "test_acc": training.accuracy(fit.model, test.images, test.labels),
+        "epochs_used": fit.epochs_used,
+        "stopped_early": fit.stopped_early,
+        "converged": fit.converged,
+        "train_s": train_s,
+        "images_per_s": len(train.labels) * fit.epochs_used / train_s,
+    }
+    return row, (fit.history["val_accuracy"], fit.epoch_s)
 
 
 def equal_time_seconds(curves: dict, requested: float) -> float:

@@ -8,6 +8,7 @@ functions format tables for the page and the ``story_*`` functions word the resu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -141,27 +142,32 @@ def shift(run: Run, models: dict) -> pd.DataFrame:
     images (``conformal_studies.shift_study``) of this chapter's own backbone head."""
     settings, seed = run.settings, run.seed
     own = models["own"]["backbone_logreg"]
+    # The corrupted images' features are the slow part, one corruption per task.
+    shifted = run.map(
+        functools.partial(
+            _shifted,
+            model=own,
+            feature_settings=settings["features"],
+            data_dir=run.data_dir,
+            seed=seed,
+            limit=settings["shift_limit"],
+        ),
+        [tuple(corruption) for corruption in settings["shift"]],
+    )
     tables = [
-        studies.shift_study(
-            own,
-            conformal_models.shifted_probabilities(
-                own,
-                kind,
-                severity,
-                settings["features"],
-                run.data_dir,
-                seed,
-                settings["shift_limit"],
-            ),
-            settings["shift_alphas"],
-            settings["resplits"],
-            seed,
-        )
-        for kind, severity in settings["shift"]
+        studies.shift_study(own, probs, settings["shift_alphas"], settings["resplits"], seed)
+        for probs in shifted
     ]
     table = pd.concat(tables, ignore_index=True)
     run.save({**studies.shift_keys(table), "shift_model": own.name})
     return table
+
+
+def _shifted(corruption: tuple[str, int], **options) -> ModelProbs:
+    """``conformal_models.shifted_probabilities`` of one (kind, severity): a ``run.map`` task."""
+    kind, severity = corruption
+    model = options.pop("model")
+    return conformal_models.shifted_probabilities(model, kind, severity, **options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ central training is judged once, by ``dlbook.book.claims``; the story quotes its
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -337,12 +338,15 @@ def _landmark_detector():
     return detect.load_detector("mtcnn")
 
 
-def _synthetic_split(fs, folder, rows: np.ndarray, work: int, size: int, seed: int) -> dict:
-    """Faces ``rows`` of ``fs`` drawn in every fit, their labels and backbone features."""
-    faces = np.stack([data.decode_image(folder / fs.paths[i], work) for i in rows])
+def _synthetic_split(task: tuple, paths, backbone: str, folder, work: int, size: int) -> dict:
+    """Faces ``rows`` (of ``paths``) drawn in every fit, their labels and backbone features;
+    ``task`` is ``(rows, seed)``, one split (a ``run.map`` task: landmarks and features are the
+    slow part)."""
+    rows, seed = task
+    faces = np.stack([data.decode_image(folder / paths[i], work) for i in rows])
     marks = mf.cached_landmarks(faces, _landmark_detector)
     images, labels, source = mf.synthetic_set(faces, marks, size, seed)
-    feats = features.extract(fs.backbone, images, progress=False)
+    feats = features.extract(backbone, images, progress=False)
     found = int((~np.isnan(marks).any((1, 2))).sum())
     return {"marks": marks, "images": images, "labels": labels, "source": source,
             "features": feats, "found": found}  # fmt: skip
@@ -373,13 +377,16 @@ def mask_fit(run: Run) -> Section:
     folder = data.resolve_data_dir(run.data_dir, download=False)
     rng = np.random.default_rng(seed)
     work, size = settings["fit_work_size"], settings["features"]["image_size"]
-    sets = {}
-    for split, count in (
-        ("train", settings["fit_train_faces"]),
-        ("test", settings["fit_test_faces"]),
-    ):
-        rows = _pick(np.flatnonzero((fs.split == split) & (fs.labels == 0)), count, rng)
-        sets[split] = _synthetic_split(fs, folder, rows, work, size, seed + (split == "test"))
+    counts = {"train": settings["fit_train_faces"], "test": settings["fit_test_faces"]}
+    tasks = [  # the rows are drawn here, in this order, from the one generator
+        (_pick(np.flatnonzero((fs.split == split) & (fs.labels == 0)), count, rng),
+         seed + (split == "test"))
+        for split, count in counts.items()
+    ]  # fmt: skip
+    split_sets = functools.partial(
+        _synthetic_split, paths=fs.paths, backbone=fs.backbone, folder=folder, work=work, size=size
+    )
+    sets = dict(zip(counts, run.map(split_sets, tasks), strict=True))
     classifier = heads.fit_logistic(
         sets["train"]["features"], sets["train"]["labels"], settings["fit_c"], seed
     )

@@ -193,7 +193,24 @@ def describe_run(run: dict) -> str:
         f"{run['cpu_count']} CPU cores ({run['platform']}); commit `{commit[:12]}`"
         f"{' with uncommitted changes' if commit.endswith('-dirty') else ''}. "
         f"Data: the face-mask images, {verified} (manifest sha256 "
-        f"`{run['data_manifest_sha256'][:16]}…`). {timing}. Packages: {packages}."
+        f"`{run['data_manifest_sha256'][:16]}…`). {timing}.{describe_use(run)} "
+        f"Packages: {packages}."
+    )
+
+
+def describe_use(run: dict) -> str:
+    """How busy the build kept the machine: chapters at once, wall and CPU time, CPU use (a
+    sentence with a leading space; empty for a record without them)."""
+    if run.get("cpu_seconds") is None or not run.get("total_seconds"):
+        return ""
+    jobs = run.get("jobs", 1)
+    at_once = "one chapter at a time" if jobs == 1 else f"up to {jobs} chapters at once"
+    cores = run.get("cores_available") or run["cpu_count"]
+    return (
+        f" It ran {at_once} and took {present.number(run['total_seconds'])} s of wall time for "
+        f"{present.number(run['cpu_seconds'])} s of CPU time: a CPU use of "
+        f"{present.percent(run['utilisation'], 0)} of one core, out of the "
+        f"{present.percent(cores, 0)} that its {cores} cores allow."
     )
 
 
@@ -202,7 +219,9 @@ _STATUS_WORDS = {"ok": "ran", "failed": "failed", "not run": "not run"}
 
 def chapter_table(run: dict):
     """One row per page, in book order, as a DataFrame: whether this build ran it or reused it
-    unchanged, and its seconds when it last ran."""
+    unchanged, its wall seconds when it last ran and, where the build measured them, its CPU
+    seconds (the kernel's process tree, user + system) and CPU use (CPU over wall seconds: 2.0
+    is two cores busy throughout)."""
     import pandas as pd
 
     from dlbook.book.build import CHAPTERS, PAGES
@@ -220,20 +239,27 @@ def chapter_table(run: dict):
                 else _STATUS_WORDS.get(info["status"], info["status"])
             ),
             "seconds": info["seconds"] if info["status"] != "not run" else None,
+            "CPU seconds": info.get("cpu_seconds") if info["status"] != "not run" else None,
+            "CPU use": info.get("utilisation") if info["status"] != "not run" else None,
             "error": info.get("error") or "",
         }
         for name, info in chapters
     ]
-    columns = ["page", "this build", "seconds", "error"]
+    columns = ["page", "this build", "seconds", "CPU seconds", "CPU use", "error"]
     frame = pd.DataFrame(rows, columns=columns)
     if not frame["error"].astype(bool).any():
         frame = frame.drop(columns="error")
+    if frame["CPU seconds"].isna().all():  # a record from before the build measured CPU time
+        frame = frame.drop(columns=["CPU seconds", "CPU use"])
     return frame
 
 
 def show_chapter_table(run: dict):
     """:func:`chapter_table` formatted for the page by ``dlbook.book.present``."""
-    return present.show(chapter_table(run), missing={"seconds": "never ran"})
+    frame = chapter_table(run)
+    missing = {"seconds": "never ran", "CPU seconds": "not measured", "CPU use": "not measured"}
+    percent = ["CPU use"] if "CPU use" in frame else []
+    return present.show(frame, missing=missing, percent_columns=percent)
 
 
 def plot_chapter_seconds(run: dict):

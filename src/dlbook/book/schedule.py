@@ -1,0 +1,212 @@
+"""Chapters in parallel: which chapter waits for which, in what order, on how many cores.
+
+``waits_for`` turns the ``after`` fields of ``build.Chapter`` into a graph; ``priorities`` orders
+the chapters ready at one moment (the longest remaining chain first, from the last build's
+seconds, so the chapter the others wait on starts early); ``run_concurrently`` executes them,
+``jobs`` at a time, each in its own worker process whose notebook kernel gets its share of the
+cores (``kernel_environment``). The build's parent process alone writes ``run.json`` and
+``chapter_keys.json``, from the ``on_done`` callback.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from dlbook.core import parallel
+
+EVERY_EARLIER = "*"
+"""In ``Chapter.after``: every chapter listed before this one (the summary pages)."""
+
+
+def waits_for(chapters: Sequence) -> dict[str, set[str]]:
+    """``{chapter: names it waits for}`` among ``chapters`` (book order).
+
+    A name in ``after`` that is not among ``chapters`` is not waited for (a build of a subset);
+    ``EVERY_EARLIER`` stands for every chapter listed before.
+
+    Raises
+    ------
+    ValueError
+        If a chapter waits for one listed after it (the book order must respect the graph).
+    """
+    position = {chapter.name: i for i, chapter in enumerate(chapters)}
+    graph = {}
+    for i, chapter in enumerate(chapters):
+        names = set()
+        for name in chapter.after:
+            if name == EVERY_EARLIER:
+                names |= {c.name for c in chapters[:i]}
+            elif name in position:
+                if position[name] > i:
+                    raise ValueError(
+                        f"chapter {chapter.name!r} waits for {name!r}, which the book lists after "
+                        "it; list it earlier or drop the dependency"
+                    )
+                names.add(name)
+        graph[chapter.name] = names
+    return graph
+
+
+def priorities(graph: dict[str, set[str]], seconds: dict[str, float]) -> dict[str, float]:
+    """Each chapter's longest chain of ``seconds`` through the chapters that wait for it.
+
+    Started in decreasing order, the chapter others wait on (chapter 4, in this book) goes first;
+    without a last build, the chapter with the longest chain of waiting chapters does.
+    """
+    waiting = {name: [n for n, deps in graph.items() if name in deps] for name in graph}
+    found: dict[str, float] = {}
+
+    def chain(name: str) -> float:
+        if name not in found:
+            after = max((chain(n) for n in waiting[name]), default=0.0)
+            found[name] = float(seconds.get(name) or 1.0) + after  # no record: 1 s
+        return found[name]
+
+    return {name: chain(name) for name in graph}
+
+
+def kernel_environment(share: int, ray_address: str | None = None) -> dict[str, str]:
+    """What a chapter's kernel runs with beside others: its ``share`` of the cores for its own
+    thread pools and ``Run.map`` workers (``parallel.thread_environment``), and the Ray
+    cluster's address when there is one."""
+    environment = parallel.thread_environment(share)
+    environment[parallel.JOBS_VARIABLE] = str(share)
+    if ray_address:
+        environment[parallel.RAY_ADDRESS_VARIABLE] = ray_address
+    return environment
+
+
+def width(graph: dict[str, set[str]], names: Sequence[str]) -> int:
+    """How many of the chapters ``names`` can run at once: the most on one level of the graph
+    (a chapter's level is one more than its deepest dependency's among ``names``)."""
+    level: dict[str, int] = {}
+    for name in names:  # book order lists a chapter after those it waits for
+        level[name] = 1 + max((level[d] for d in graph.get(name, ()) if d in level), default=0)
+    counts = [list(level.values()).count(value) for value in set(level.values())]
+    return max(counts, default=1)
+
+
+def core_share(jobs: int, at_once: int, cores: int | None = None) -> int:
+    """Cores each chapter kernel gets: the available ``cores`` split between the chapters that
+    can run at once (``jobs``, at most ``at_once``, from ``width``), at least 1."""
+    cores = cores or parallel.available_cores()
+    return max(1, cores // max(1, min(jobs, at_once)))
+
+
+def cpu_clock() -> float:
+    """CPU seconds (user + system) of this process and of its children that ended (a chapter's
+    kernel, once papermill shut it down); deltas of it measure a chapter's process tree."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _in_worker(execute: Callable, environment: dict[str, str], arguments: tuple):
+    """In a worker process: the kernel's environment, then ``execute(*arguments)``."""
+    os.environ.update(environment)
+    return execute(*arguments), os.getpid()
+
+
+def run_concurrently(
+    names: Sequence[str],
+    graph: dict[str, set[str]],
+    rank: dict[str, float],
+    jobs: int,
+    execute: Callable,
+    arguments: Callable[[str], tuple],
+    environment: dict[str, str],
+    on_start: Callable[[str, int], None],
+    on_done: Callable[[str, object, int, int], None],
+) -> None:
+    """Execute the chapters ``names``, at most ``jobs`` at once, each after those it waits for.
+
+    Parameters
+    ----------
+    names : the chapters to execute, in book order; the graph's other chapters count as done.
+    graph, rank : from ``waits_for`` and ``priorities``; ties go to the book order.
+    execute, arguments : ``execute(*arguments(name))`` runs one chapter; ``execute`` must be a
+        module-level function (worker processes import it).
+    environment : set in each worker before ``execute`` (so in its kernel).
+    on_start, on_done : called in this process with ``(name, slot)`` just before a chapter is
+        handed to a worker and ``(name, result, slot, worker pid)`` when it ends, failed or not; a
+        chapter runs after its dependencies have ended, whatever their status (as in a serial
+        build).
+    """
+    pending = list(names)
+    finished = {name for name in graph if name not in pending}
+    order = {name: i for i, name in enumerate(names)}
+    free = list(range(1, jobs + 1))
+    running = {}
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        while pending or running:
+            ready = [n for n in pending if graph.get(n, set()) <= finished]
+            ready.sort(key=lambda n: (-rank.get(n, 0.0), order[n]))
+            for name in ready[: len(free)]:
+                slot = free.pop(0)
+                pending.remove(name)
+                on_start(name, slot)
+                future = pool.submit(_in_worker, execute, environment, arguments(name))
+                running[future] = (name, slot, time.perf_counter())
+            if not running:
+                raise ValueError(f"chapters {pending} wait for each other; check their `after`")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: running[f][2]):
+                name, slot, _started = running.pop(future)
+                result, pid = future.result()
+                finished.add(name)
+                free.append(slot)
+                free.sort()
+                on_done(name, result, slot, pid)
+
+
+def record_totals(run: dict, started: float, cpu_started: float) -> None:
+    """The build's wall seconds, CPU seconds (this process and every chapter's) and their ratio."""
+    run["total_seconds"] = round(time.perf_counter() - started, 1)
+    run["cpu_seconds"] = round(cpu_clock() - cpu_started, 1)
+    run["utilisation"] = round(run["cpu_seconds"] / run["total_seconds"], 3)
+
+
+def last_seconds(previous_run: dict) -> dict[str, float]:
+    """Each chapter's seconds in the last build (what the scheduler expects it to take)."""
+    return {
+        name: info.get("seconds") or 0.0 for name, info in previous_run.get("chapters", {}).items()
+    }
+
+
+def plan_line(to_run: list[str], at_once: int, share: int, environment: dict, ray_address) -> str:
+    """One log line: how many chapters run at once, and the threads and tasks each kernel gets."""
+    tasks = (
+        f"Run.map on the Ray cluster at {ray_address}"
+        if ray_address
+        else (f"Run.map with {environment[parallel.JOBS_VARIABLE]} worker(s)")
+    )
+    return (
+        f"executing {len(to_run)} chapter(s), up to {at_once} at once, each kernel with "
+        f"{share} core(s): TensorFlow intra-op {environment['TF_NUM_INTRAOP_THREADS']} threads, "
+        f"inter-op {environment['TF_NUM_INTEROP_THREADS']}, OpenMP "
+        f"{environment['OMP_NUM_THREADS']}; {tasks}"
+    )
+
+
+class environment:
+    """Set environment variables for a block (the serial build's kernels), then restore them."""
+
+    def __init__(self, changes: dict[str, str]):
+        self.changes, self.saved = changes, {}
+
+    def __enter__(self):
+        self.saved = {name: os.environ.get(name) for name in self.changes}
+        os.environ.update(self.changes)
+
+    def __exit__(self, *exc):
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
