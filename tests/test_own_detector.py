@@ -1,0 +1,108 @@
+"""The book's own one-stage detector: targets round-trip, shapes, the backbone cut, a tiny fit."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlbook.facemask.detect.own import model as own
+from dlbook.facemask.detect.own import targets
+
+BOXES = np.array([[10.0, 12.0, 22.0, 26.0], [40.0, 8.0, 90.0, 70.0], [100.0, 100.0, 108.5, 109.0]])
+LABELS = np.array([0, 1, 2])
+
+
+def test_encode_marks_each_centre_once_with_shapes_as_documented():
+    encoded = targets.encode(BOXES, LABELS, (16, 16), stride=8, n_classes=3)
+    assert encoded["heatmap"].shape == (16, 16, 3)
+    assert encoded["size"].shape == encoded["offset"].shape == (16, 16, 2)
+    assert encoded["mask"].shape == (16, 16, 1)
+    assert encoded["mask"].sum() == 3
+    for c in range(3):  # exactly one peak of 1 per class, at the face's centre cell
+        assert (encoded["heatmap"][:, :, c] == 1.0).sum() == 1
+    cx, cy = (BOXES[1, 0] + BOXES[1, 2]) / 2 / 8, (BOXES[1, 1] + BOXES[1, 3]) / 2 / 8
+    assert encoded["heatmap"][int(cy), int(cx), 1] == 1.0
+    assert 0 < encoded["heatmap"][int(cy), int(cx) + 1, 1] < 1  # the Gaussian's shoulder
+
+
+def test_encode_then_decode_gives_the_boxes_back():
+    encoded = targets.encode(BOXES, LABELS, (16, 16), stride=8, n_classes=3)
+    boxes, labels, scores = targets.decode(
+        encoded["heatmap"], encoded["size"], encoded["offset"], stride=8, min_score=0.99
+    )
+    order = np.argsort(labels)
+    np.testing.assert_array_equal(labels[order], LABELS)
+    np.testing.assert_allclose(boxes[order], BOXES, atol=1e-4)
+    np.testing.assert_allclose(scores, 1.0)
+
+
+def test_decode_keeps_peaks_only_and_ranks_by_score():
+    heatmap = np.zeros((6, 6, 2))
+    heatmap[2, 2, 0], heatmap[2, 3, 0] = 0.9, 0.7  # 0.7 sits next to a larger peak: not a peak
+    heatmap[5, 0, 1] = 0.5
+    zeros = np.zeros((6, 6, 2))
+    boxes, labels, scores = targets.decode(heatmap, zeros, zeros, stride=4, min_score=0.1)
+    np.testing.assert_allclose(scores, [0.9, 0.5])
+    np.testing.assert_array_equal(labels, [0, 1])
+    np.testing.assert_allclose(boxes[0], [8 - 2, 8 - 2, 8 + 2, 8 + 2])  # exp(0) cells = 4 px
+
+
+def test_encode_rejects_a_label_outside_the_classes():
+    with pytest.raises(ValueError, match="labels"):
+        targets.encode(BOXES, np.array([0, 1, 3]), (16, 16), stride=8, n_classes=3)
+
+
+def test_letterbox_scales_the_long_side_and_pads():
+    image = Image.fromarray(np.full((50, 100, 3), 200, np.uint8))
+    pixels, scale = own.letterbox(image, 64)
+    assert pixels.shape == (64, 64, 3) and scale == pytest.approx(0.64)
+    assert pixels[:32, :64].min() == 200 and pixels[32:].max() == 0
+
+
+def test_found_boxes_map_back_to_photo_pixels():
+    encoded = targets.encode(BOXES * 2, LABELS, (32, 32), stride=8, n_classes=3)
+    predicted = [encoded["heatmap"][None], encoded["size"][None], encoded["offset"][None]]
+    ((boxes, labels, _),) = own.found_boxes(predicted, [2.0], [(120, 120)], 8, 0.99, 10)
+    np.testing.assert_allclose(boxes[np.argsort(labels)], BOXES, atol=1e-4)
+
+
+def test_block_boundaries_cut_lite0_at_strides_8_and_16():
+    # Lite0 halves the resolution in blocks 1, 3, 5 and 11: stride 8 ends before block 5
+    assert own.block_boundaries("efficientnet_lite0") == {8: "block5_", 16: "block11_"}
+
+
+def test_head_outputs_have_the_documented_shapes():
+    head = own.build_head({8: 5, 16: 7}, n_classes=3, width=8, depth=1)
+    heat, size, offset = head.predict_on_batch([np.zeros((2, 6, 6, 5)), np.zeros((2, 3, 3, 7))])
+    assert heat.shape == (2, 6, 6, 3) and size.shape == offset.shape == (2, 6, 6, 2)
+    # the heatmap starts at the prior probability everywhere
+    np.testing.assert_allclose(1 / (1 + np.exp(-heat)), own.PRIOR, rtol=1e-5)
+
+
+def test_a_tiny_head_overfits_two_synthetic_photos():
+    import keras
+
+    rng = np.random.default_rng(0)
+    boxes = [np.array([[8.0, 8.0, 24.0, 24.0]]), np.array([[32.0, 16.0, 48.0, 40.0]])]
+    labels = [np.array([0]), np.array([1])]
+    maps = [np.zeros((2, 8, 8, 4), np.float16), np.zeros((2, 4, 4, 6), np.float16)]
+    for k, box in enumerate(boxes):  # a feature that says "face of class k here"
+        x0, y0, x1, y1 = (box[0] / 8).astype(int)
+        maps[0][k, y0:y1, x0:x1, k] = 1.0
+    maps[0] += rng.normal(0, 0.05, maps[0].shape).astype(np.float16)
+    target = targets.encode_many(list(zip(boxes, labels, strict=True)), (8, 8), 8, 3)
+    keras.utils.set_random_seed(0)
+    head = own.build_head({8: 4, 16: 6}, n_classes=3, width=16, depth=1)
+    step = own.make_train_step(head, keras.optimizers.Adam(0.02))
+    losses = [own.train_epoch(step, maps, target, rng.permutation(2), 2)["loss"] for _ in range(80)]
+    assert losses[-1] < 0.2 * losses[0]
+    found = own.found_boxes(own.predict_maps(head, maps), [1.0, 1.0], [(64, 64)] * 2, 8, 0.3, 5)
+    for (got, got_labels, _), box, label in zip(found, boxes, labels, strict=True):
+        assert got_labels[0] == label[0]
+        np.testing.assert_allclose(got[0], box[0], atol=8)  # within one cell
+
+
+def test_keep_above_drops_low_scores():
+    found = [(BOXES, LABELS, np.array([0.9, 0.2, 0.5]))]
+    ((boxes, labels, scores),) = targets.keep_above(found, 0.5)
+    np.testing.assert_array_equal(labels, [0, 2])
+    np.testing.assert_allclose(scores, [0.9, 0.5])
