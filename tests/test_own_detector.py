@@ -51,11 +51,22 @@ def test_encode_rejects_a_label_outside_the_classes():
         targets.encode(BOXES, np.array([0, 1, 3]), (16, 16), stride=8, n_classes=3)
 
 
-def test_letterbox_scales_the_long_side_and_pads():
+def test_letterbox_scales_the_long_side_and_pads_to_a_multiple_of_16():
     image = Image.fromarray(np.full((50, 100, 3), 200, np.uint8))
     pixels, scale = own.letterbox(image, 64)
-    assert pixels.shape == (64, 64, 3) and scale == pytest.approx(0.64)
-    assert pixels[:32, :64].min() == 200 and pixels[32:].max() == 0
+    assert pixels.shape == (32, 64, 3) and scale == pytest.approx(0.64)
+    assert pixels.min() == 200
+    pixels, scale = own.letterbox(Image.fromarray(np.full((30, 100, 3), 9, np.uint8)), 64)
+    assert pixels.shape == (32, 64, 3)  # 19 rows of photo, then zeros up to 32
+    assert pixels[:19].min() == 9 and pixels[19:].max() == 0
+
+
+def test_pad_maps_squares_maps_of_several_shapes():
+    maps = [np.ones((2, 4, 3), np.float16), np.ones((4, 3, 3), np.float16)]
+    padded = own.pad_maps(maps, 4)
+    assert padded.shape == (2, 4, 4, 3)
+    assert padded[0].sum() == 2 * 4 * 3 and padded[0, 2:].max() == 0
+    assert padded[1].sum() == 4 * 3 * 3 and padded[1, :, 3:].max() == 0
 
 
 def test_found_boxes_map_back_to_photo_pixels():

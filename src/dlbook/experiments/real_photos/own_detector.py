@@ -69,20 +69,22 @@ def truth_of(photos: list[voc.Photo]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def prepare(photos: list[voc.Photo], input_size: int, backbone: str) -> dict:
-    """Letterboxed photos' backbone maps (cached), scales and sizes.
+    """Letterboxed photos' backbone maps (cached), squared by padding; scales and sizes.
 
     Returns
     -------
-    dict: ``maps`` [(N, S/8, S/8, c_8), (N, S/16, S/16, c_16)] float16, ``scales`` (N,),
-    ``sizes`` [(width, height)] * N.
+    dict: ``maps`` [(N, S/8, S/8, c_8), (N, S/16, S/16, c_16)] float16 (S: ``input_size``
+    rounded up to 16), ``scales`` (N,), ``sizes`` [(width, height)] * N.
     """
+    cells = -(-input_size // own.MULTIPLE) * own.MULTIPLE
     maps, scales = [[], []], []
     for start in range(0, len(photos), PREPARE_CHUNK):
         chunk = photos[start : start + PREPARE_CHUNK]
         boxed = [own.letterbox(Image.open(p.image_path), input_size) for p in chunk]
         scales += [scale for _, scale in boxed]
-        for k, part in enumerate(own.feature_maps(backbone, np.stack([b for b, _ in boxed]))):
-            maps[k].append(part)
+        per_stride = own.feature_maps(backbone, [image for image, _ in boxed])
+        for k, (stride, part) in enumerate(zip(own.STRIDES, per_stride, strict=True)):
+            maps[k].append(own.pad_maps(part, cells // stride))
     return {
         "maps": [np.concatenate(m) for m in maps],
         "scales": np.array(scales),

@@ -23,24 +23,34 @@ from dlbook.methods.backbones import efficientnet_lite
 STRIDES = (8, 16)
 """The backbone maps the head reads; the head predicts at the first."""
 MAPS_BATCH = 8  # photos per backbone call: 640 px inputs are large
+MULTIPLE = 16  # input sides are padded to a multiple of the coarsest stride
 FOCAL_ALPHA, FOCAL_BETA = 2.0, 4.0  # CenterNet's exponents
 PRIOR = 0.1  # initial heatmap probability, so early focal loss is not swamped by background
 
 
 def letterbox(image: Image.Image, input_size: int) -> tuple[np.ndarray, float]:
-    """The photo scaled (long side ``input_size``) and padded with zeros to a square.
+    """The photo scaled so its long side is ``input_size``, padded with zeros (bottom, right) to
+    a multiple of ``MULTIPLE`` pixels on each side.
+
+    Only up to the multiple, not to a square: the backbone then spends no work on padding
+    (about a third of a square for these photos); ``pad_maps`` squares the maps instead.
 
     Returns
     -------
-    (pixels (input_size, input_size, 3) uint8, scale): input pixels = photo pixels * scale.
+    (pixels (H, W, 3) uint8 with max(H, W) = input_size rounded up to ``MULTIPLE``, scale):
+    input pixels = photo pixels * scale.
     """
     image = image.convert("RGB")
     scale = input_size / max(image.size)
     width = max(1, min(input_size, round(image.size[0] * scale)))
     height = max(1, min(input_size, round(image.size[1] * scale)))
-    pixels = np.zeros((input_size, input_size, 3), np.uint8)
+    pixels = np.zeros((_round_up(height), _round_up(width), 3), np.uint8)
     pixels[:height, :width] = np.asarray(image.resize((width, height), Image.BILINEAR))
     return pixels, scale
+
+
+def _round_up(size: int) -> int:
+    return -(-size // MULTIPLE) * MULTIPLE
 
 
 def block_boundaries(name: str, strides=STRIDES) -> dict[int, str]:
@@ -78,50 +88,66 @@ def multi_scale_model(name: str, strides=STRIDES):
     return keras.Model(backbone.input, outputs, name=f"{name}_maps")
 
 
-def _compute_maps(model, pixels: np.ndarray) -> list[np.ndarray]:
-    parts = [
-        model.predict_on_batch(pixels[i : i + MAPS_BATCH].astype(np.float32))
-        for i in range(0, len(pixels), MAPS_BATCH)
-    ]
-    return [
-        np.concatenate([np.asarray(p[k], np.float16) for p in parts]) for k in range(len(parts[0]))
-    ]
+def _compute_maps(model, images: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The model's maps of each image; images of one shape go through together."""
+    maps = [None] * len(images)
+    by_shape = {}
+    for k, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(k)
+    for index in by_shape.values():
+        for start in range(0, len(index), MAPS_BATCH):
+            chosen = index[start : start + MAPS_BATCH]
+            batch = np.stack([images[k] for k in chosen]).astype(np.float32)
+            outputs = model.predict_on_batch(batch)
+            for j, k in enumerate(chosen):
+                maps[k] = [np.asarray(out[j], np.float16) for out in outputs]
+    return maps
 
 
-def feature_maps(name: str, pixels: np.ndarray, strides=STRIDES) -> list[np.ndarray]:
+def feature_maps(name: str, images: list[np.ndarray], strides=STRIDES) -> list[list[np.ndarray]]:
     """The backbone's maps of letterboxed photos, cached per photo by weights and pixels.
 
     Parameters
     ----------
     name : an EfficientNet-Lite key of ``backbones.BACKBONES``.
-    pixels : ndarray, shape (N, S, S, 3), uint8: ``letterbox`` outputs.
+    images : list of N ndarrays (H, W, 3) uint8: ``letterbox`` outputs.
 
     Returns
     -------
-    list, one ndarray (N, S / s, S / s, c_s) float16 per stride ``s``.
+    list, per stride ``s``, of N ndarrays (H / s, W / s, c_s) float16.
     """
     weights = backbones.weights_sha256(name)
     keys = [
-        [cache.digest("own_detector_maps", name, weights, stride, p) for p in pixels]
+        [cache.digest("own_detector_maps", name, weights, stride, image) for image in images]
         for stride in strides
     ]
     todo = [
         k
-        for k in range(len(pixels))
+        for k in range(len(images))
         if not all(cache.entry("own_detector_maps", key[k], ".npy").exists() for key in keys)
     ]
     computed = {}
     if todo:
-        maps = _compute_maps(multi_scale_model(name, strides), pixels[todo])
-        computed = {k: [m[j] for m in maps] for j, k in enumerate(todo)}
-    result = [
+        maps = _compute_maps(multi_scale_model(name, strides), [images[k] for k in todo])
+        computed = dict(zip(todo, maps, strict=True))
+    return [
         [
             cache.cached_array("own_detector_maps", key[k], lambda k=k, s=s: computed[k][s])
-            for k in range(len(pixels))
+            for k in range(len(images))
         ]
         for s, key in enumerate(keys)
     ]
-    return [np.stack(maps) for maps in result]
+
+
+def pad_maps(maps: list[np.ndarray], cells: int) -> np.ndarray:
+    """Per-photo maps (h_k, w_k, c) stacked into (N, cells, cells, c), zeros at bottom and right.
+
+    Training and prediction pad alike, so the head learns that zero maps hold no face.
+    """
+    out = np.zeros((len(maps), cells, cells, maps[0].shape[-1]), np.float16)
+    for k, m in enumerate(maps):
+        out[k, : m.shape[0], : m.shape[1]] = m
+    return out
 
 
 def build_head(channels: dict[int, int], n_classes: int, width: int = 64, depth: int = 2):
@@ -191,7 +217,7 @@ def make_train_step(head, optimizer, size_weight: float = 1.0):
     ``head``'s weights once."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow inside
     def step(fine, coarse, target):
         with tf.GradientTape() as tape:
             losses = head_loss(head([fine, coarse], training=True), target, size_weight)
