@@ -117,3 +117,59 @@ def test_keep_above_drops_low_scores():
     ((boxes, labels, scores),) = targets.keep_above(found, 0.5)
     np.testing.assert_array_equal(labels, [0, 2])
     np.testing.assert_allclose(scores, [0.9, 0.5])
+
+
+def lite0_or_skip():
+    from dlbook.methods import backbones
+
+    ok, why = backbones.available("efficientnet_lite0")
+    if not ok:
+        pytest.skip(why)
+
+
+def test_lite0_maps_have_the_documented_shapes_and_are_cached():
+    lite0_or_skip()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(64, 96, 3), (32, 32, 3)]]
+    fine, coarse = own.feature_maps("efficientnet_lite0", images)
+    assert [m.shape for m in fine] == [(8, 12, 40), (4, 4, 40)]
+    assert [m.shape for m in coarse] == [(4, 6, 112), (2, 2, 112)]
+    assert fine[0].dtype == np.float16
+    again, _ = own.feature_maps("efficientnet_lite0", images[:1])  # read from the cache
+    np.testing.assert_array_equal(again[0], fine[0])
+
+
+def write_photo(folder, stem, boxes, labels, rng):
+    from dlbook.facemask.data import voc
+
+    pixels = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+    for x0, y0, x1, y1 in boxes.astype(int):
+        pixels[y0:y1, x0:x1] = 230  # a bright square stands for a face
+    path = folder / f"{stem}.jpg"
+    Image.fromarray(pixels).save(path)
+    return voc.Photo(stem, path, 64, 48, boxes, labels)
+
+
+def test_train_and_score_returns_found_lists_for_validation_and_test(tmp_path):
+    lite0_or_skip()
+    from dlbook.experiments.real_photos import own_detector as od
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([[8.0, 8.0, 24.0, 24.0], [36.0, 20.0, 56.0, 40.0]])
+    photos = [
+        write_photo(tmp_path, f"p{k}", boxes + k, np.array([0, k % 3]), rng) for k in range(5)
+    ]
+    settings = dict(od.DEFAULTS["smoke"], input_sizes=(64,), epochs=3, eval_every=1)
+    result = od.train_and_score(
+        {"train": photos[:3], "val": photos[3:4], "test": photos[4:]}, settings, 0
+    )
+    assert set(result["found"]) == {"val", "test"}
+    assert len(result["found"]["val"]) == len(result["found"]["test"]) == 1
+    boxes_found, labels, scores = result["found"]["test"][0]
+    assert boxes_found.shape == (len(labels), 4) and len(scores) == len(labels)
+    assert (scores >= settings["min_score"]).all() and (labels < 3).all()
+    assert (boxes_found[:, 2] <= 64).all() and (boxes_found[:, 3] <= 48).all()  # photo pixels
+    assert result["threshold"] in settings["thresholds"]
+    assert 1 <= result["epochs"] <= 3 and len(result["history"]) == 3
+    with pytest.raises(ValueError, match="settings lack"):
+        od.train_and_score({"train": photos, "val": photos}, {"epochs": 1}, 0)

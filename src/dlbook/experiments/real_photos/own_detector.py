@@ -41,6 +41,8 @@ DEFAULTS = {
         "batch": 4,
         "learning_rate": 2e-3,
         "size_weight": 1.0,
+        "dropout": 0.2,
+        "weight_decay": 1e-3,
         "min_score": 0.02,
         "max_boxes": 200,
         "thresholds": (0.1, 0.2, 0.3, 0.4, 0.5),
@@ -55,6 +57,8 @@ DEFAULTS = {
         "batch": 8,
         "learning_rate": 2e-3,
         "size_weight": 1.0,
+        "dropout": 0.2,
+        "weight_decay": 1e-3,
         "min_score": 0.02,
         "max_boxes": 300,
         "thresholds": (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6),
@@ -124,10 +128,11 @@ def train_at_size(parts: dict, prepared: dict, settings: dict, input_size: int, 
         own.STRIDES[0]: train["maps"][0].shape[-1],
         own.STRIDES[1]: train["maps"][1].shape[-1],
     }
-    head = own.build_head(channels, len(CLASSES), settings["width"], settings["depth"])
-    step = own.make_train_step(
-        head, keras.optimizers.Adam(settings["learning_rate"]), settings["size_weight"]
+    head = own.build_head(
+        channels, len(CLASSES), settings["width"], settings["depth"], settings["dropout"]
     )
+    optimizer = keras.optimizers.AdamW(settings["learning_rate"], settings["weight_decay"])
+    step = own.make_train_step(head, optimizer, settings["size_weight"])
     rng = np.random.default_rng(seed)
     truth_val = truth_of(parts["val"])
     history, best = [], (-1.0, 0, None)
