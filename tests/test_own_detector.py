@@ -173,3 +173,17 @@ def test_train_and_score_returns_found_lists_for_validation_and_test(tmp_path):
     assert 1 <= result["epochs"] <= 3 and len(result["history"]) == 3
     with pytest.raises(ValueError, match="settings lack"):
         od.train_and_score({"train": photos, "val": photos}, {"epochs": 1}, 0)
+
+
+def test_training_curves_mark_the_chosen_epoch():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.plots.own_detector import training_curves
+
+    history = [{"epoch": e, "loss": 3.0 / e, "focal": 2.0 / e, "box": 1.0 / e} for e in (1, 2, 3)]
+    history[1]["val_map50"] = 0.4
+    fig = training_curves(history, chosen_epoch=2)
+    left, right = fig.axes
+    assert len(left.lines) == 4 and left.lines[-1].get_xdata()[0] == 2  # 3 losses + marker
+    assert list(right.lines[0].get_ydata()) == [0.4]
