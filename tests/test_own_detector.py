@@ -187,3 +187,29 @@ def test_training_curves_mark_the_chosen_epoch():
     left, right = fig.axes
     assert len(left.lines) == 4 and left.lines[-1].get_xdata()[0] == 2  # 3 losses + marker
     assert list(right.lines[0].get_ydata()) == [0.4]
+
+
+def test_class_weights_favour_rare_classes_by_the_power_given():
+    labels = np.array([0] * 16 + [1] * 4 + [2])
+    np.testing.assert_allclose(own.class_weights(labels, 3, 0.5), [1.0, 2.0, 4.0])
+    np.testing.assert_allclose(own.class_weights(labels, 3, 0.0), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(own.class_weights(np.array([0, 0, 1]), 3, 1.0), [1.0, 2.0, 2.0])
+
+
+def test_averaged_weights_move_towards_the_new_ones():
+    first = own.averaged(None, [np.array([1.0, 2.0])], 0.6)
+    np.testing.assert_allclose(first[0], [1.0, 2.0])
+    second = own.averaged(first, [np.array([3.0, 2.0])], 0.6)
+    np.testing.assert_allclose(second[0], [1.8, 2.0])
+
+
+def test_a_rare_class_weight_raises_its_share_of_the_loss():
+    logits = np.zeros((1, 4, 4, 2), np.float32)
+    target = targets.encode_many(
+        [(np.array([[0.0, 0, 8, 8], [16, 16, 24, 24]]), np.array([0, 1]))], (4, 4), 8, 2
+    )
+    outputs = (logits, np.zeros((1, 4, 4, 2), np.float32), np.zeros((1, 4, 4, 2), np.float32))
+    plain = float(own.head_loss(outputs, target)[1])
+    weighted = float(own.head_loss(outputs, target, class_weights=[1.0, 3.0])[1])
+    # one positive per class, each costing log(2) * 0.5 ** 2 at probability 0.5
+    assert weighted - plain == pytest.approx(2 * np.log(2) * 0.25 / 2, rel=1e-4)

@@ -189,11 +189,13 @@ def build_head(
     return keras.Model([fine_in, coarse_in], [heat, size, offset], name="own_detector_head")
 
 
-def head_loss(outputs, target: dict, size_weight: float = 1.0):
+def head_loss(outputs, target: dict, size_weight: float = 1.0, class_weights=None):
     """CenterNet's loss of one batch: focal loss on the heatmap, L1 on size and offset.
 
     ``outputs`` as ``build_head`` returns them; ``target`` as ``targets.encode_many`` (tensors).
-    Both terms are divided by the number of face centres in the batch.
+    Both terms are divided by the number of face centres in the batch. ``class_weights``
+    (n_classes,) scales each class's positive (face-centre) term, so a rare class's few centres
+    are not outvoted (None: all 1).
 
     Returns
     -------
@@ -206,6 +208,8 @@ def head_loss(outputs, target: dict, size_weight: float = 1.0):
     heat = target["heatmap"]
     positive = tf.cast(tf.equal(heat, 1.0), tf.float32)
     pos_loss = -tf.math.log(prob) * (1 - prob) ** FOCAL_ALPHA * positive
+    if class_weights is not None:
+        pos_loss = pos_loss * tf.constant(np.asarray(class_weights, np.float32))
     neg_loss = (
         -tf.math.log(1 - prob) * prob**FOCAL_ALPHA * (1 - heat) ** FOCAL_BETA * (1 - positive)
     )
@@ -218,7 +222,7 @@ def head_loss(outputs, target: dict, size_weight: float = 1.0):
     return focal + box, focal, box
 
 
-def make_train_step(head, optimizer, size_weight: float = 1.0):
+def make_train_step(head, optimizer, size_weight: float = 1.0, class_weights=None):
     """A compiled function ``step(fine, coarse, target) -> (total, focal, box)`` that updates
     ``head``'s weights once."""
     import tensorflow as tf
@@ -226,7 +230,9 @@ def make_train_step(head, optimizer, size_weight: float = 1.0):
     @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow inside
     def step(fine, coarse, target):
         with tf.GradientTape() as tape:
-            losses = head_loss(head([fine, coarse], training=True), target, size_weight)
+            losses = head_loss(
+                head([fine, coarse], training=True), target, size_weight, class_weights
+            )
         grads = tape.gradient(losses[0], head.trainable_variables)
         optimizer.apply_gradients(zip(grads, head.trainable_variables, strict=True))
         return losses
@@ -259,6 +265,22 @@ def train_epoch(step, maps: list[np.ndarray], target: dict, order: np.ndarray, b
         sums += [float(v) for v in losses]
         batches += 1
     return dict(zip(("loss", "focal", "box"), (sums / max(batches, 1)).tolist(), strict=True))
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float) -> np.ndarray:
+    """Weights (n_classes,) float64: (faces of the commonest class / faces of class c) ** power,
+    1 for the commonest; a class without faces gets the largest weight seen."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.max() / np.maximum(counts, 1), np.nan) ** power
+    return np.where(np.isnan(weights), np.nanmax(weights), weights)
+
+
+def averaged(average: list[np.ndarray] | None, weights: list[np.ndarray], decay: float) -> list:
+    """Exponential moving average of weight lists: ``decay * average + (1 - decay) * weights``
+    (``weights`` itself when there is no average yet)."""
+    if average is None:
+        return [w.copy() for w in weights]
+    return [decay * a + (1 - decay) * w for a, w in zip(average, weights, strict=True)]
 
 
 def predict_maps(head, maps: list[np.ndarray], batch: int = 16) -> list[np.ndarray]:
