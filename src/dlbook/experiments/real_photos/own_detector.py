@@ -135,11 +135,16 @@ def train_at_size(parts: dict, prepared: dict, settings: dict, input_size: int, 
     head = own.build_head(
         channels, len(CLASSES), settings["width"], settings["depth"], settings["dropout"]
     )
-    optimizer = keras.optimizers.AdamW(settings["learning_rate"], settings["weight_decay"])
-    step = own.make_train_step(head, optimizer, settings["size_weight"])
+    steps = settings["epochs"] * -(-len(parts["train"]) // settings["batch"])
+    rate = keras.optimizers.schedules.CosineDecay(settings["learning_rate"], steps)
+    optimizer = keras.optimizers.AdamW(rate, settings["weight_decay"])
+    weights = own.class_weights(
+        np.concatenate([p.labels for p in parts["train"]]), len(CLASSES), settings["class_balance"]
+    )
+    step = own.make_train_step(head, optimizer, settings["size_weight"], weights)
     rng = np.random.default_rng(seed)
     truth_val = truth_of(parts["val"])
-    history, best = [], (-1.0, 0, None)
+    history, best, average = [], (-1.0, 0, None), None
     start = time.perf_counter()
     for epoch in range(1, settings["epochs"] + 1):
         order = rng.permutation(len(parts["train"]))
@@ -147,11 +152,15 @@ def train_at_size(parts: dict, prepared: dict, settings: dict, input_size: int, 
             "epoch": epoch,
             **own.train_epoch(step, train["maps"], target, order, settings["batch"]),
         }
+        current = head.get_weights()
+        average = own.averaged(average, current, settings["average"])
         if epoch % settings["eval_every"] == 0 or epoch == settings["epochs"]:
+            head.set_weights(average)  # validation scores the weights averaged over epochs
             found = found_of(head, prepared["val"], settings)
             row["val_map50"] = dm.average_precision(truth_val, found, CLASSES)["map50"]
             if row["val_map50"] > best[0]:
-                best = (row["val_map50"], epoch, head.get_weights())
+                best = (row["val_map50"], epoch, average)
+            head.set_weights(current)
         history.append(row)
     head.set_weights(best[2])
     return {
