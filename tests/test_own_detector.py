@@ -160,9 +160,8 @@ def test_train_and_score_returns_found_lists_for_validation_and_test(tmp_path):
         write_photo(tmp_path, f"p{k}", boxes + k, np.array([0, k % 3]), rng) for k in range(5)
     ]
     settings = dict(od.DEFAULTS["smoke"], input_sizes=(64,), epochs=3, eval_every=1)
-    result = od.train_and_score(
-        {"train": photos[:3], "val": photos[3:4], "test": photos[4:]}, settings, 0
-    )
+    parts = {"train": photos[:3], "val": photos[3:4], "test": photos[4:]}
+    result = od.train_and_score(parts, settings, 0)
     assert set(result["found"]) == {"val", "test"}
     assert len(result["found"]["val"]) == len(result["found"]["test"]) == 1
     boxes_found, labels, scores = result["found"]["test"][0]
@@ -173,6 +172,8 @@ def test_train_and_score_returns_found_lists_for_validation_and_test(tmp_path):
     assert 1 <= result["epochs"] <= 3 and len(result["history"]) == 3
     with pytest.raises(ValueError, match="settings lack"):
         od.train_and_score({"train": photos, "val": photos}, {"epochs": 1}, 0)
+    with pytest.raises(ValueError, match="schedule='linear'"):
+        od.train_and_score(parts, dict(settings, schedule="linear"), 0)
 
 
 def test_training_curves_mark_the_chosen_epoch():
