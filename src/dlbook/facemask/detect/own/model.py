@@ -12,6 +12,8 @@ an epoch over a few hundred photos takes seconds on a CPU.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -71,6 +73,7 @@ def block_boundaries(name: str, strides=STRIDES) -> dict[int, str]:
     return boundaries
 
 
+@functools.cache  # built once per process: loading the weights takes seconds
 def multi_scale_model(name: str, strides=STRIDES):
     """A Keras model from RGB [0, 255] images (N, H, W, 3) to the backbone's maps at ``strides``.
 
@@ -128,7 +131,7 @@ def feature_maps(name: str, images: list[np.ndarray], strides=STRIDES) -> list[l
     ]
     computed = {}
     if todo:
-        maps = _compute_maps(multi_scale_model(name, strides), [images[k] for k in todo])
+        maps = _compute_maps(multi_scale_model(name, tuple(strides)), [images[k] for k in todo])
         computed = dict(zip(todo, maps, strict=True))
     return [
         [
