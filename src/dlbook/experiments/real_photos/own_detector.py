@@ -215,7 +215,8 @@ def train_and_score(parts: dict[str, list[voc.Photo]], settings: dict, seed: int
     ``min_score``), ``threshold`` (chosen on validation), ``thresholds`` (validation precision,
     recall, F1 per threshold), ``input_size`` and ``epochs`` (chosen), ``sizes`` {input size:
     best validation mAP@0.5, epochs}, ``history`` (the chosen size's epochs), ``seconds``
-    {"features", "training", "test"}.
+    {"features", "training", "test"} (wall-clock; "test" includes the test photos' maps),
+    ``head`` (the chosen Keras head, to decode more photos with ``found_of``).
     """
     missing = [k for k in DEFAULTS["full"] if k not in settings]
     if missing:
