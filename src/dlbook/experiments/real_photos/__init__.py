@@ -3,6 +3,8 @@ annotated crowd photos with the COCO evaluator.
 
 - ``study``: the scenes and their split, the baseline rows and the external test;
 - ``improved``: the real-photo classifier, "not a face" and box shapes, chosen on validation;
+- ``own_detector``, ``own_rows``: (b), the book's own detector, and the pipeline chosen on
+  validation among all;
 - ``fit_check``: (c), a fit head trained on maskedfacenet against today's, on real faces;
 - ``speed``: its frames per second on one core at 640x480;
 - ``story``: the tables and sentences of the page.
@@ -10,6 +12,7 @@ annotated crowd photos with the COCO evaluator.
 
 from dlbook.experiments.real_photos.fit_check import fit_on_real_faces
 from dlbook.experiments.real_photos.improved import improved
+from dlbook.experiments.real_photos.own_rows import chosen_found, own_pipeline
 from dlbook.experiments.real_photos.speed import frame_rate
 from dlbook.experiments.real_photos.story import (
     PUBLISHED,
@@ -24,6 +27,7 @@ from dlbook.experiments.real_photos.story import (
     story_faces,
     story_fit,
     story_improved,
+    story_own,
     story_targets,
     validation_table,
 )
@@ -36,10 +40,12 @@ __all__ = [
     "MissingModelError",
     "Scenes",
     "baseline",
+    "chosen_found",
     "confusion_table",
     "fit_on_real_faces",
     "frame_rate",
     "improved",
+    "own_pipeline",
     "TARGETS",
     "recall_table",
     "rows_table",
@@ -51,6 +57,7 @@ __all__ = [
     "story_faces",
     "story_fit",
     "story_improved",
+    "story_own",
     "story_targets",
     "validation_table",
 ]

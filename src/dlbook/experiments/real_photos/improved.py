@@ -78,20 +78,18 @@ def heads(run, sc: Scenes) -> dict:
     return fitted
 
 
-def pipeline_found(
-    run, sc: Scenes, part: str, model, shape, use_det_score: bool, reject: bool = False
-) -> list:
-    """Detections of a part's photos classified by ``model``: (boxes, labels, scores) per photo.
+def classify_boxes(run, photos, boxes, det_scores, model, use_det_score: bool, reject: bool):
+    """Boxes of ``photos`` classified by ``model``: (boxes, labels, scores) per photo.
 
-    ``reject`` drops the boxes the head calls "not a face" (their likeliest class).
+    ``boxes`` and ``det_scores``: per photo, (n, 4) and (n,). ``use_det_score`` multiplies the
+    class probability by the detector's score; ``reject`` drops the boxes the head calls "not a
+    face" (their likeliest class).
     """
-    photos, dets = sc.parts[part], detections(sc, part)
-    boxes = [shape.apply(b, (p.width, p.height)) for p, (b, _) in zip(photos, dets, strict=True)]
     crops = pipe.crops_of(photos, boxes, run.settings["image_size"])
     probs = head_probs(model, _features(run, crops))
     labels, scores = head.head_verdicts(probs)
     if use_det_score:
-        scores = scores * np.concatenate([s for _, s in dets] + [np.zeros(0)])
+        scores = scores * np.concatenate(list(det_scores) + [np.zeros(0)])
     keep = probs.argmax(1) != len(CLASSES) if reject else np.ones(len(probs), bool)
     counts = [len(b) for b in boxes]
     return [
@@ -104,6 +102,15 @@ def pipeline_found(
             strict=True,
         )
     ]
+
+
+def pipeline_found(
+    run, sc: Scenes, part: str, model, shape, use_det_score: bool, reject: bool = False
+) -> list:
+    """Detections of a part's photos, reshaped by ``shape``, classified by ``model``."""
+    photos, dets = sc.parts[part], detections(sc, part)
+    boxes = [shape.apply(b, (p.width, p.height)) for p, (b, _) in zip(photos, dets, strict=True)]
+    return classify_boxes(run, photos, boxes, [s for _, s in dets], model, use_det_score, reject)
 
 
 def choose_on_validation(run, sc: Scenes, fitted: dict) -> tuple[list[dict], dict]:

@@ -24,6 +24,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from dlbook.book import profiles
 from dlbook.facemask.data import voc
 from dlbook.facemask.detect.own import model as own
 from dlbook.facemask.detect.own import targets
@@ -32,47 +33,8 @@ from dlbook.methods import detection_metrics as dm
 CLASSES = voc.SCENE_CLASSES
 PREPARE_CHUNK = 64  # photos letterboxed at once: bounds the memory held in pixels
 
-DEFAULTS = {
-    "smoke": {
-        "backbone": "efficientnet_lite0",
-        "input_sizes": (320,),
-        "width": 32,
-        "depth": 1,
-        "epochs": 4,
-        "eval_every": 2,
-        "batch": 4,
-        "learning_rate": 2e-3,
-        "size_weight": 1.0,
-        "dropout": 0.2,
-        "weight_decay": 1e-3,
-        "schedule": "constant",
-        "class_balance": 0.0,
-        "average": 0.0,
-        "min_score": 0.02,
-        "max_boxes": 200,
-        "thresholds": (0.1, 0.2, 0.3, 0.4, 0.5),
-    },
-    "full": {
-        "backbone": "efficientnet_lite0",
-        "input_sizes": (512,),
-        "width": 64,
-        "depth": 2,
-        "epochs": 24,
-        "eval_every": 2,
-        "batch": 8,
-        "learning_rate": 2e-3,
-        "size_weight": 1.0,
-        "dropout": 0.2,
-        "weight_decay": 1e-3,
-        "schedule": "constant",
-        "class_balance": 0.0,
-        "average": 0.0,
-        "min_score": 0.02,
-        "max_boxes": 300,
-        "thresholds": (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6),
-    },
-}
-"""Settings per profile; the chapter's profile block may pass its own dict of the same keys.
+DEFAULTS = {name: block["own_detector"] for name, block in profiles.REAL_PHOTOS.items()}
+"""Settings per profile, from the ``own_detector`` entry of ``profiles.REAL_PHOTOS``.
 
 ``width``/``depth``: the head's channels and separable convolutions; ``dropout``,
 ``weight_decay``: its regularisation; ``schedule``: "constant" or "cosine" learning rate;
