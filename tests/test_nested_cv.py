@@ -94,10 +94,17 @@ def _headline(nested_low, nested_high, **extra):
 def test_transfer_card_judges_the_nested_figure_when_the_headline_is_nested():
     from dlbook.book import claims
 
-    nested_keys = {"cv_nested": True, "nested_cv_folds": 5, "nested_cv_choices": "a,b,a,a,a"}
+    nested_keys = {
+        "cv_nested": True,
+        "nested_cv_folds": 5,
+        "nested_cv_choices": "efficientnet_lite0,vgg16_torchvision",
+    }
     plain = claims.judge("transfer_995", _headline(0.95, 0.97))
     judged = claims.judge("transfer_995", _headline(0.95, 0.97, **nested_keys))
     assert plain.verdict == claims.HOLDS and "nested folds would keep them apart" in plain.note
     assert judged.verdict == claims.FAILS
-    assert "nested grouped 5-fold" in judged.measured and "a,b,a,a,a" in judged.note
+    assert (
+        "nested grouped 5-fold" in judged.measured
+        and "Chosen per outer fold: EfficientNet-Lite0, VGG16" in judged.note
+    )
     assert "nested folds would keep them apart" not in judged.note

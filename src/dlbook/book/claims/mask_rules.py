@@ -333,7 +333,8 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
             "cross-validation test folds; nested folds would keep them apart"
         )
     if row.get("nested"):
-        notes.append(f"Chosen per outer fold: {mask.get('nested_cv_choices', '?')}")
+        choices = str(mask.get("nested_cv_choices", "")).split(",")
+        notes.append("Chosen per outer fold: " + ", ".join(human(c) for c in choices if c))
     else:
         notes.append(_audit_note(mask, best, row["cv"]))
     single = f"{best}_accuracy"
