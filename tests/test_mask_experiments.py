@@ -287,10 +287,10 @@ def test_probe_story_quotes_the_sweep_and_near_far_accuracy():
         "leakage_probe_far_items": 84, "leakage_probe_near_accuracy": 1.0,
         "leakage_probe_far_accuracy": 0.95, "leakage_probe_near_minus_far": 0.05,
         "leakage_probe_near_distance_max": 0.17, "leakage_probe_share_within_4": 0.0,
-        "leakage_probe_share_within_16": 0.8,
+        "leakage_probe_share_within_8": 0.25, "leakage_probe_share_within_16": 0.8,
     }  # fmt: skip
     text = leakage.story_probe({"values": values})
     assert "0.0% have a training image within Hamming distance 4" in text
-    assert "80.0% within 16" in text
+    assert "25.0% within 8 and 80.0% within 16" in text
     assert "score 100.0%" in text and "the other 84 95.0% (+5.0 points)" in text
     assert "11 points" in text  # one error among 9 near images

@@ -320,8 +320,9 @@ def story_probe(probe: dict) -> str:
     return (
         f"Measured rather than re-derived: of the {v['leakage_probe_test_images']} test images, "
         f"{present.percent(v[f'leakage_probe_share_within_{rule}'])} have a training image "
-        f"within Hamming distance {rule} of their difference hash (the split's own rule, so "
-        f"none are expected), {present.percent(v[f'leakage_probe_share_within_{widest}'])} "
+        f"within Hamming distance {rule} of their difference hash (the split's own rule, which "
+        f"should leave none), {present.percent(v[f'leakage_probe_share_within_{2 * rule}'])} "
+        f"within {2 * rule} and {present.percent(v[f'leakage_probe_share_within_{widest}'])} "
         f"within {widest}. In the feature space of {display_name(v['leakage_probe_backbone'])}, "
         f"the {v['leakage_probe_near_items']} test images nearest the training set (cosine "
         f"distance at most {present.number(v['leakage_probe_near_distance_max'])}, against a "

@@ -199,7 +199,8 @@ def story_nested(nested: dict) -> str:
         f"{display_name(name)} (C = {present.number(c)})"
         for name, c in zip(nested["choices"], nested["strengths"])
     )
-    gap = 100 * (v["nested_cv_accuracy"] - cv["summary"][plain]["accuracy"]["value"])
+    plain_accuracy = cv["summary"][plain]["accuracy"]["value"]
+    gap = 100 * (v["nested_cv_accuracy"] - plain_accuracy)
     return (
         f"Nested: inside each of the {v['nested_cv_folds']} outer folds, "
         f"{v['nested_cv_inner_folds']} inner grouped folds of its training part chose the "
@@ -207,7 +208,7 @@ def story_nested(nested: dict) -> str:
         "on the outer training part and scored once on the outer test fold. Per fold it picked "
         f"{picks}. The nested accuracy is **{present.percent(v['nested_cv_accuracy'], 2)}** "
         f"({present.interval(v['nested_cv_accuracy_ci_low'], v['nested_cv_accuracy_ci_high'])}), "
-        f"{present.points(gap, 2)} from the best plain cross-validated head "
-        f"({display_name(plain)}): the cost of choosing the winner on data that also scores it "
-        "is that difference, and the nested figure is the one the claims page judges."
+        f"against {present.percent(plain_accuracy, 2)} for the best plain cross-validated model "
+        f"({display_name(plain)}): {present.points(gap, 2)}. No choice behind the nested figure "
+        "saw the images that score it, so it is the one the claims page judges."
     )
