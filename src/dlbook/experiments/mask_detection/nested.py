@@ -14,6 +14,7 @@ here seconds on cached features.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +30,8 @@ from dlbook.methods import heads, metrics
 STRENGTHS = (0.01, 0.1, 1.0, 10.0)
 """Candidate values of the head's ``C``, the same as ``heads.fit_logistic_chosen_on_validation``."""
 INNER_FOLDS = 3
-"""Inner grouped folds of each outer training part that choose the configuration."""
+"""Inner grouped folds of each outer training part that choose the configuration, unless the
+profile's ``nested_inner_folds`` says otherwise."""
 
 
 def _log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -84,13 +86,17 @@ def inner_losses(
 
 
 def choose_configuration(
-    candidates: dict[str, np.ndarray], labels: np.ndarray, groups: np.ndarray, seed: int = 0
+    candidates: dict[str, np.ndarray],
+    labels: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    inner_folds: int = INNER_FOLDS,
 ) -> tuple[str, float]:
     """The (backbone, ``C``) with the lowest mean inner log-loss (``inner_losses``).
 
     Sees only what it is given: the rows of one outer training part.
     """
-    table = inner_losses(candidates, labels, groups, seed=seed)
+    table = inner_losses(candidates, labels, groups, inner_folds=inner_folds, seed=seed)
     best = table.sort_values(["log_loss", "accuracy"], ascending=[True, False]).iloc[0]
     return str(best.backbone), float(best.strength)
 
@@ -152,13 +158,15 @@ def nested_cross_validate(chapter: Chapter, models: dict, cv: dict) -> dict:
         name: features.extract(name, images_for(chapter, name).images, progress=False)
         for name in backbones
     }
-    found = nested_cross_validate_heads(candidates, ds.labels, ds.groups, cv["folds"], seed)
+    inner = int(chapter.run.settings.get("nested_inner_folds", INNER_FOLDS))
+    select = functools.partial(choose_configuration, inner_folds=inner)
+    found = nested_cross_validate_heads(candidates, ds.labels, ds.groups, cv["folds"], seed, select)
     per_fold = metrics.fold_metrics(ds.labels, found["probs"], cv["folds"])
     summary = metrics.summarise_folds(per_fold)
     values = {
         "cv_nested": True,
         "nested_cv_folds": int(len(np.unique(cv["folds"]))),
-        "nested_cv_inner_folds": INNER_FOLDS,
+        "nested_cv_inner_folds": inner,
         "nested_cv_candidates": ",".join(backbones),
         "nested_cv_choices": ",".join(found["choices"]),
         "nested_cv_strengths": ",".join(f"{c:g}" for c in found["strengths"]),
