@@ -265,3 +265,32 @@ def test_the_cost_story_says_whether_the_ten_minute_target_is_met():
     text = networks.story_costs({"table": table, "values": values}, settings)
     assert "missed here: other work shared these cores" in text
     assert networks.epoch_seconds_estimate(0.75, 100.0, 2000) == pytest.approx(15.0)
+
+
+def test_probe_hash_bits_agree_with_the_split_hamming_distance():
+    from dlbook.facemask import data
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (6, 32, 32, 1), dtype=np.uint8)
+    bits = leakage.hash_bits(gray)
+    assert bits.shape == (6, 64) and bits.dtype == bool
+    hashes = data.difference_hash(gray)
+    by_bits = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    assert np.array_equal(by_bits, data.hamming_distances(hashes, hashes))
+
+
+def test_probe_story_quotes_the_sweep_and_near_far_accuracy():
+    values = {
+        "leakage_probe_model": "efficientnet_lite0", "leakage_probe_backbone": "efficientnet_lite0",
+        "leakage_probe_test_images": 93, "leakage_probe_split_threshold": 4,
+        "leakage_probe_median_distance": 0.27, "leakage_probe_near_items": 9,
+        "leakage_probe_far_items": 84, "leakage_probe_near_accuracy": 1.0,
+        "leakage_probe_far_accuracy": 0.95, "leakage_probe_near_minus_far": 0.05,
+        "leakage_probe_near_distance_max": 0.17, "leakage_probe_share_within_4": 0.0,
+        "leakage_probe_share_within_8": 0.25, "leakage_probe_share_within_16": 0.8,
+    }  # fmt: skip
+    text = leakage.story_probe({"values": values})
+    assert "0.0% have a training image within Hamming distance 4" in text
+    assert "25.0% within 8 and 80.0% within 16" in text
+    assert "score 100.0%" in text and "the other 84 95.0% (+5.0 points)" in text
+    assert "11 points" in text  # one error among 9 near images

@@ -70,6 +70,11 @@ def _parts(mask: dict, row: dict, claimed: dict) -> list[Part]:
 
 
 def _how(mask: dict, row: dict) -> str:
+    if row.get("nested"):
+        return (
+            f"nested grouped {mask.get('nested_cv_folds', '?')}-fold cross-validation (backbone "
+            "and head chosen inside each outer fold)"
+        )
     if row["cv"]:
         return f"grouped {mask.get('cv_folds', '?')}-fold cross-validation"
     return "one grouped test split"
@@ -297,6 +302,9 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
     mask = results.get("mask_detection", {})
     best = mask.get("best_model")
     row = _row(mask, best) if best else None
+    if mask.get("cv_nested") and mask.get("nested_cv_accuracy") is not None:
+        # The headline's own protocol: every choice made inside each outer fold.
+        row = {"model": "nested", "prefix": "nested_cv_", "cv": True, "nested": True}
     external = external_test(results)
     comparison = comparison_text(mask)
     if row is None:
@@ -324,7 +332,11 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
             "The winner was chosen on a validation split whose images also sit in the "
             "cross-validation test folds; nested folds would keep them apart"
         )
-    notes.append(_audit_note(mask, best, row["cv"]))
+    if row.get("nested"):
+        choices = str(mask.get("nested_cv_choices", "")).split(",")
+        notes.append("Chosen per outer fold: " + ", ".join(human(c) for c in choices if c))
+    else:
+        notes.append(_audit_note(mask, best, row["cv"]))
     single = f"{best}_accuracy"
     if row["cv"] and mask.get(single) is not None:
         notes.append(
@@ -337,11 +349,11 @@ def judge_best_transfer_model(results: dict[str, dict], claim) -> Verdict:
     return decide(
         claim,
         _parts(mask, row, DISSERTATION_MODELS["inception_v3"]),
-        mask.get("cv_folds") if row["cv"] else None,
-        _row_text(mask, row, f"{human(best)}: "),
+        mask.get("nested_cv_folds" if row.get("nested") else "cv_folds") if row["cv"] else None,
+        _row_text(mask, row, "Nested choice: " if row.get("nested") else f"{human(best)}: "),
         regime_gaps=regime,
         needed=f"the winner chosen on validation and scored by at least {FOLDS.minimum} grouped folds",
         notes=notes,
-        budget=budget_of(mask, folds="cv_folds"),
+        budget=budget_of(mask, folds="nested_cv_folds" if row.get("nested") else "cv_folds"),
         external=external,
     )

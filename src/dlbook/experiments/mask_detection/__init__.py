@@ -9,9 +9,13 @@ chapter calls them, by module:
 - ``classifiers``: ``train_models`` (frozen-backbone heads, the custom CNN, a fine-tuned
   backbone).
 - ``evaluation``: ``evaluate_test_split``, ``cross_validate`` and ``calibrate_best``.
+- ``nested``: ``nested_cross_validate`` (backbone and head strength chosen inside each outer
+  fold, the figure the transfer claim is judged on).
 - ``networks``: ``network_costs`` (each transfer network's input size, FLOPs, extraction and
   fine-tuning time, and what the dissertation's networks add to a cold build).
-- ``leakage``: ``measure_leakage`` (grouped against random splits) and ``claims_table``.
+- ``leakage``: ``measure_leakage`` (grouped against random splits), ``probe_leakage``
+  (nearest training images in feature space, a hash-threshold sweep, near against far test
+  accuracy) and ``claims_table``.
 - ``label_audit``: ``audit_labels`` (every test error, suspected label issues).
 - ``shipping``: ``ship_best`` (one Keras file) and ``export_tflite``.
 - ``inspection``: ``look_inside`` (occlusion saliency) and ``stress_test`` (corruptions).

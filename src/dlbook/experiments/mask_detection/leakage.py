@@ -4,6 +4,11 @@ The custom CNN and the best transfer model are trained again on grouped splits (
 kept together) and on plain random splits of the same images, as public notebooks on this data
 do; the difference is what near-duplicates straddling train and test are worth. The
 dissertation's figures and verdicts come from ``dlbook.book.claims``.
+
+``probe_leakage`` measures what the grouped split leaves rather than re-applying its hash rule:
+each test image's nearest training image in the shipped backbone's feature space, a sweep of the
+hash threshold, and the shipped model's accuracy on the test images nearest the training set
+against the rest (``methods.leakage_probe``).
 """
 
 from __future__ import annotations
@@ -21,8 +26,13 @@ from dlbook.experiments.mask_detection.classifiers import (
 )
 from dlbook.experiments.mask_detection.dataset import Chapter, images_for
 from dlbook.experiments.mask_detection.evaluation import CV_METRICS
-from dlbook.facemask import data
-from dlbook.methods import metrics
+from dlbook.facemask import data, features
+from dlbook.methods import leakage_probe, metrics
+
+PROBE_THRESHOLDS = (0, 2, 4, 6, 8, 10, 12, 16)
+"""Hamming distances (of 64-bit difference hashes) swept around the split's own rule, 4."""
+PROBE_NEAR_SHARE = 0.1
+"""The share of test images, nearest the training set in feature space, counted as near."""
 
 # The dissertation's rows, by the claim id that judges each.
 MODEL_CLAIMS = {
@@ -239,3 +249,90 @@ def claims_table(run: context.Run) -> pd.DataFrame:
             }
         )
     return present.table(pd.DataFrame(rows), percent_columns=["claimed accuracy"])
+
+
+def hash_bits(gray: np.ndarray) -> np.ndarray:
+    """64-bit difference hashes as bits: ``gray`` (N, H, W, 1) uint8 -> (N, 64) bool."""
+    hashes = data.difference_hash(gray)
+    return np.unpackbits(hashes.view(np.uint8).reshape(len(hashes), 8), axis=1).astype(bool)
+
+
+def probe_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
+    """Leakage measured on the chapter's grouped split for the shipped model (saved).
+
+    Test against training images: cosine distance to the nearest one in the frozen features of
+    the shipped model's backbone; the share of test images with a training image within each
+    Hamming distance (``PROBE_THRESHOLDS``) of their difference hash at 32 px, the training
+    images' mirrors included as the split's rule includes them; and the shipped model's test
+    accuracy on the ``PROBE_NEAR_SHARE`` of test images nearest the training set against the
+    rest.
+
+    Returns
+    -------
+    dict with ``sweep`` (DataFrame), ``accuracy`` (``leakage_probe.near_far_accuracy``),
+    ``distance`` (M,) and ``values``.
+    """
+    ds, best = chapter.images, evaluation["best"]
+    run = models["runs"][best]
+    feats = features.extract(run.backbone, images_for(chapter, run.backbone).images, progress=False)
+    gray = data.load_face_mask(
+        chapter.data_dir, image_size=32, color_mode="grayscale", seed=chapter.run.seed,
+        progress=False,
+    )  # fmt: skip
+    order = {p: i for i, p in enumerate(gray.paths)}
+    gray_images = gray.images[[order[p] for p in ds.paths]]
+    test, train = ds.split == "test", ds.split == "train"
+    correct = (run.probs[test] >= 0.5) == ds.labels[test]
+    train_gray = gray_images[train]
+    found = leakage_probe.leakage_probe(
+        feats[test], feats[train], correct, hash_bits(gray_images[test]),
+        np.concatenate([hash_bits(train_gray), hash_bits(train_gray[:, :, ::-1])]),
+        PROBE_THRESHOLDS, PROBE_NEAR_SHARE,
+    )  # fmt: skip
+    near = found["accuracy"]
+    values = {
+        "leakage_probe_model": best,
+        "leakage_probe_backbone": run.backbone,
+        "leakage_probe_test_images": int(test.sum()),
+        "leakage_probe_split_threshold": int(data.DUPLICATE_MAX_DISTANCE),
+        "leakage_probe_median_distance": float(np.median(found["distance"])),
+        **{f"leakage_probe_{key}": value for key, value in near.items()},
+    }
+    for row in found["sweep"].itertuples():
+        values[f"leakage_probe_share_within_{row.threshold}"] = row.share_within
+    chapter.run.save(values)
+    return {**found, "values": values}
+
+
+def probe_table(probe: dict) -> pd.DataFrame:
+    """The hash-threshold sweep: test images with a training image within each distance."""
+    table = probe["sweep"].rename(
+        columns={"threshold": "Hamming distance at most", "test_items_within": "test images",
+                 "share_within": "share of test"}
+    )  # fmt: skip
+    return present.table(table, percent_columns=["share of test"])
+
+
+def story_probe(probe: dict) -> str:
+    v = probe["values"]
+    rule = v["leakage_probe_split_threshold"]
+    widest = max(PROBE_THRESHOLDS)
+    return (
+        f"Measured rather than re-derived: of the {v['leakage_probe_test_images']} test images, "
+        f"{present.percent(v[f'leakage_probe_share_within_{rule}'])} have a training image "
+        f"within Hamming distance {rule} of their difference hash (the split's own rule, which "
+        f"should leave none), {present.percent(v[f'leakage_probe_share_within_{2 * rule}'])} "
+        f"within {2 * rule} and {present.percent(v[f'leakage_probe_share_within_{widest}'])} "
+        f"within {widest}. In the feature space of {display_name(v['leakage_probe_backbone'])}, "
+        f"the {v['leakage_probe_near_items']} test images nearest the training set (cosine "
+        f"distance at most {present.number(v['leakage_probe_near_distance_max'])}, against a "
+        f"median of {present.number(v['leakage_probe_median_distance'])}) score "
+        f"{present.percent(v['leakage_probe_near_accuracy'])} with "
+        f"{display_name(v['leakage_probe_model'])} and the other "
+        f"{v['leakage_probe_far_items']} {present.percent(v['leakage_probe_far_accuracy'])} "
+        f"({present.points(100 * v['leakage_probe_near_minus_far'])}): leakage the hash misses "
+        "would show as near images scoring higher than far ones. One error among the "
+        f"{v['leakage_probe_near_items']} near images moves their accuracy by "
+        f"{present.number(100 / v['leakage_probe_near_items'], 2)} points, so a smaller gap "
+        "is noise."
+    )
