@@ -166,3 +166,61 @@ def test_families_trained_in_two_workers_equal_the_serial_runs(
     assert list(curves) == list(serial_curves)
     for key, (accuracy, _seconds) in curves.items():
         np.testing.assert_array_equal(accuracy, serial_curves[key][0])
+
+
+def _running_worker(pid: int) -> bool:
+    """A live process other than multiprocessing's resource tracker (which outlives pools)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and not any(
+            "resource_tracker" in part for part in process.cmdline()
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_terminated_concurrent_build_stops_its_workers():
+    """SIGTERM to the build stops the chapters' worker processes instead of orphaning them."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    from dlbook.book import schedule
+
+    started = []
+
+    def on_start(name, slot):
+        started.append(name)
+
+    def terminate_soon():
+        time.sleep(3.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    threading.Thread(target=terminate_soon, daemon=True).start()
+    with pytest.raises(SystemExit):
+        schedule.run_concurrently(
+            ["a", "b"],
+            {"a": set(), "b": set()},
+            {},
+            2,
+            time.sleep,
+            lambda name: (120,),
+            {},
+            on_start=on_start,
+            on_done=lambda *args: None,
+        )
+    assert started == ["a", "b"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+        alive = [pid for pid in left if _running_worker(pid)]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"worker processes still running: {alive}"

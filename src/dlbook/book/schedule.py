@@ -10,12 +10,17 @@ cores (``kernel_environment``). The build's parent process alone writes ``run.js
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import psutil
 
 from dlbook.core import parallel
 
@@ -143,26 +148,68 @@ def run_concurrently(
     free = list(range(1, jobs + 1))
     running = {}
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        while pending or running:
-            ready = [n for n in pending if graph.get(n, set()) <= finished]
-            ready.sort(key=lambda n: (-rank.get(n, 0.0), order[n]))
-            for name in ready[: len(free)]:
-                slot = free.pop(0)
-                pending.remove(name)
-                on_start(name, slot)
-                future = pool.submit(_in_worker, execute, environment, arguments(name))
-                running[future] = (name, slot, time.perf_counter())
-            if not running:
-                raise ValueError(f"chapters {pending} wait for each other; check their `after`")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: running[f][2]):
-                name, slot, _started = running.pop(future)
-                result, pid = future.result()
-                finished.add(name)
-                free.append(slot)
-                free.sort()
-                on_done(name, result, slot, pid)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool, _stopped_on_term():
+        try:
+            while pending or running:
+                ready = [n for n in pending if graph.get(n, set()) <= finished]
+                ready.sort(key=lambda n: (-rank.get(n, 0.0), order[n]))
+                for name in ready[: len(free)]:
+                    slot = free.pop(0)
+                    pending.remove(name)
+                    on_start(name, slot)
+                    future = pool.submit(_in_worker, execute, environment, arguments(name))
+                    running[future] = (name, slot, time.perf_counter())
+                if not running:
+                    raise ValueError(f"chapters {pending} wait for each other; check their `after`")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f][2]):
+                    name, slot, _started = running.pop(future)
+                    result, pid = future.result()
+                    finished.add(name)
+                    free.append(slot)
+                    free.sort()
+                    on_done(name, result, slot, pid)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or broken: stop the workers and the kernels they
+            # started, or they would run on, orphaned, and the pool's exit would wait for them.
+            stop_process_trees(list(pool._processes or {}))
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+@contextlib.contextmanager
+def _stopped_on_term():
+    """Within the block, SIGTERM raises ``SystemExit`` (as Ctrl-C raises ``KeyboardInterrupt``),
+    so a build stopped by ``kill`` also stops its chapters."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_process_trees(pids, timeout: float = 5.0) -> None:
+    """Terminate the processes ``pids`` and all their descendants; kill what outlives
+    ``timeout`` seconds."""
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            processes += root.children(recursive=True) + [root]
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def record_totals(run: dict, started: float, cpu_started: float) -> None:
