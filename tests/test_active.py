@@ -438,3 +438,21 @@ def test_distances_to_one_row_equal_the_general_formula_exactly():
     to_row = active._DistancesToRow(x)
     for i in (0, 17, 299):
         np.testing.assert_array_equal(to_row(i), active._squared_distances(x, x[i : i + 1])[:, 0])
+
+
+def test_by_target_table_keeps_close_targets_apart():
+    """Targets 98% and 98.5% of the ceiling get a column each (they once both read "98%")."""
+    import pandas as pd
+
+    from dlbook.experiments import active_learning as al
+
+    table = pd.DataFrame(
+        {
+            "strategy": ["margin"] * 3,
+            "target_fraction": [0.98, 0.985, 0.99],
+            "label_saving_vs_random": [0.1, 0.2, 0.3],
+        }
+    )
+    shown = al.by_target_table(table).data
+    assert list(shown.columns) == ["strategy", "target 98%", "target 98.5%", "target 99%"]
+    assert list(shown.iloc[0]) == ["margin", "10.0%", "20.0%", "30.0%"]

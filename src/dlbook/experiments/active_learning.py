@@ -297,7 +297,8 @@ def comparison_table(comparison: Comparison):
 def by_target_table(table: pd.DataFrame):
     """Test saving per strategy (rows) and target fraction of the validation ceiling (columns)."""
     wide = table.pivot(index="strategy", columns="target_fraction", values="label_saving_vs_random")
-    wide.columns = [f"target {present.percent(f, 0)}" for f in wide.columns]
+    # as many decimals as the fraction has: 0.98 and 0.985 must not both read "98%"
+    wide.columns = [f"target {round(100 * f, 2):g}%" for f in wide.columns]
     return present.show(wide.astype(float), percent_columns=list(wide.columns), index=True)
 
 
