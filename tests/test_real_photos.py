@@ -90,3 +90,17 @@ def test_fit_flags_count_real_worn_wrong_and_false_alarms():
     real = np.array([0, 0, 0, 0, 2, 2])  # four worn right, two worn wrong
     flags = fit_check._flags(np.array([1, 0, 0, 0, 1, 0], bool), real)
     assert flags == {"flags_incorrect": 0.5, "flags_with_mask": 0.25, "balanced_accuracy": 0.625}
+
+
+def test_shipped_fit_on_real_is_balanced_accuracy_with_an_interval():
+    """Flagging every worn-wrong face and half the worn-right ones is 0.75 balanced accuracy."""
+    from types import SimpleNamespace
+
+    from dlbook.experiments.real_photos.fit_check import shipped_fit_on_real
+
+    labels = np.array([2] * 4 + [1] * 8)
+    flagged = np.array([True] * 4 + [True, False] * 4)
+    values = shipped_fit_on_real(flagged, labels, SimpleNamespace(settings={"n_boot": 50}, seed=0))
+    assert values["fit_real_accuracy"] == pytest.approx(0.75)
+    assert values["fit_real_accuracy_ci_low"] <= 0.75 <= values["fit_real_accuracy_ci_high"]
+    assert values["fit_real_n"] == 12 and values["fit_real_chance"] == 0.5
