@@ -35,3 +35,8 @@ def test_table_collapses_long_tables_and_rejects_unknown_percent_columns():
     assert len(shown) == 4 and shown["x"].iloc[-1] == "... 7 more rows"
     with pytest.raises(ValueError, match="not columns"):
         present.table(pd.DataFrame({"x": [1]}), percent_columns=["y"])
+
+
+def test_interval_with_a_negative_end_reads_to():
+    assert present.interval(0.98, 0.997) == "95% CI 98.0%-99.7%"
+    assert present.interval(-0.846, 0.261) == "95% CI -84.6% to 26.1%"

@@ -63,11 +63,13 @@ def points(value, decimals: int = 1) -> str:
 
 
 def interval(low, high, as_percent: bool = True, decimals: int = 1) -> str:
-    """A 95% interval: ``interval(0.98, 0.997) == '95% CI 98.0%-99.7%'``."""
+    """A 95% interval: ``interval(0.98, 0.997) == '95% CI 98.0%-99.7%'``; with a negative end,
+    ``'95% CI -84.6% to 26.1%'`` (a dash would read as a minus sign)."""
     if _missing(low) or _missing(high):
         return ""
     if as_percent:
-        return f"95% CI {percent(low, decimals)}-{percent(high, decimals)}"
+        joint = " to " if min(low, high) < 0 else "-"
+        return f"95% CI {percent(low, decimals)}{joint}{percent(high, decimals)}"
     return f"95% CI {number(low)} to {number(high)}"
 
 
