@@ -75,6 +75,18 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
         "own": _val_map50(truth_val, det["found"]["val"]),
         "own_head": tried[use_det],
     }
+    chosen = chosen_pipeline(val)
+    found_val = {
+        "own": det["found"]["val"],
+        "own_head": head_on_own_boxes(run, sc.parts["val"], det["found"]["val"], model, use_det),
+    }
+    # the boxes a user sees: the chosen pipeline's cut at the score with the best F1 on validation
+    cut = None
+    if chosen in found_val:
+        f1 = od.f1_by_threshold(
+            truth_val, found_val[chosen], run.settings["own_detector"]["thresholds"]
+        )
+        cut = max(f1, key=lambda t: f1[t]["f1"])
     found = {
         "own": det["found"]["test"],
         "own_head": head_on_own_boxes(run, sc.parts["test"], det["found"]["test"], model, use_det),
@@ -83,7 +95,6 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     for name, boxes in found.items():
         rows[name] = score_row(truth_test, boxes, run.settings["n_boot"], run.seed)
         rows[name]["recall_ge32"] = _recall_ge(truth_test, boxes, 32)
-    chosen = chosen_pipeline(val)
     values = {
         "own_val_map50": val["own"],
         "own_head_val_map50": val["own_head"],
@@ -98,6 +109,7 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
         "own_train_photos": len(sc.parts["train"]),
         "pipeline_chosen": chosen,
         "pipeline_chosen_val_map50": val[chosen],
+        "pipeline_chosen_cut": cut,
     }
     kept = targets.keep_above(det["found"]["test"], det["threshold"])
     values["own_at_threshold_box_precision"] = dm.box_precision(truth_test, kept)
@@ -105,11 +117,12 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     for name, row in rows.items():
         values.update(_flat(name, row))
     run.save(values)
-    return {"rows": rows, "det": det, "val": val, "chosen": chosen}
+    return {"rows": rows, "det": det, "val": val, "chosen": chosen, "cut": cut}
 
 
 def chosen_found(imp: dict, own: dict) -> list:
-    """The test photos' boxes of the pipeline chosen on validation (for the gallery)."""
+    """The test photos' boxes of the pipeline chosen on validation, as a user gets them (the own
+    detector's cut at the score validation chose), for the gallery."""
     if own["chosen"] == "improved":
         return imp["rows"]["improved"]["found"]
-    return own["rows"][own["chosen"]]["found"]
+    return targets.keep_above(own["rows"][own["chosen"]]["found"], own["cut"])
