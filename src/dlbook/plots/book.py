@@ -129,7 +129,8 @@ def rule_table(table):
     import pandas as pd
 
     frame = pd.DataFrame(table, columns=["verdict", "when (the first row that applies)"])
-    return present.show(frame)
+    # sentences, not numbers: wrapped and read from the left (``dlbook-prose`` in dlbook.css)
+    return present.show(frame).set_table_attributes('class="dlbook-table dlbook-prose"')
 
 
 def claim_cards(rows: list[dict], kinds=("finding",)):
