@@ -37,3 +37,22 @@ def real_data():
     if folder is None:
         pytest.skip("the real face-mask dataset is not available (set DLBOOK_DATA)")
     return folder
+
+
+@pytest.fixture
+def shipped_classifier(tmp_path):
+    """A shipped mask classifier on 16-px images whose P(with_mask) rises with the mean red level
+    (a logistic head on the mean colour, temperature 2); returns the .keras path."""
+    import keras
+
+    from dlbook.facemask import classify
+
+    inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = classify.build_shipped_model(
+        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
+    )
+    path, _ = classify.save_shipped_model(
+        model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
+    )
+    return path

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dlbook import cli
-from dlbook.facemask import classify, evaluate_scenes
+from dlbook.facemask import evaluate_scenes
 
 XML = """<annotation><size><width>80</width><height>60</height></size>
 <object><name>{name}</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>40</xmax><ymax>40</ymax>
@@ -29,19 +29,9 @@ def voc_folder(tmp_path):
 
 
 @pytest.fixture
-def tiny_model(tmp_path):
-    """A shipped model on 16-px crops (P(with_mask) from the mean colour)."""
-    import keras
-
-    inputs = keras.Input((16, 16, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = classify.build_shipped_model(
-        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
-    )
-    path, _ = classify.save_shipped_model(
-        model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
-    )
-    return path
+def tiny_model(shipped_classifier):
+    """The shared tiny shipped classifier (``conftest.shipped_classifier``)."""
+    return shipped_classifier
 
 
 def _csv(path, rows):

@@ -10,19 +10,9 @@ from dlbook.facemask import classify, predict
 
 
 @pytest.fixture
-def shipped(tmp_path):
-    """A shipped model whose P(with_mask) rises with the image's mean red level."""
-    import keras
-
-    inputs = keras.Input((16, 16, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = classify.build_shipped_model(
-        keras.Model(inputs, pooled), [20.0, -3.0, 1.0], -9.0, 2.0, 16
-    )
-    path, _ = classify.save_shipped_model(
-        model, tmp_path / "mask_classifier.keras", {"image_size": 16, "temperature": 2.0}
-    )
-    return path
+def shipped(shipped_classifier):
+    """The shared tiny shipped classifier (``conftest.shipped_classifier``)."""
+    return shipped_classifier
 
 
 @pytest.fixture
