@@ -63,12 +63,11 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     det = od.train_and_score(sc.parts, run.settings["own_detector"], run.seed)
     model = imp["fitted"][imp["best"]["head"]]["model"]
     truth_val, truth_test = truth_of(sc.parts["val"]), truth_of(sc.parts["test"])
-    tried = {
-        use_det: _val_map50(
-            truth_val, head_on_own_boxes(run, sc.parts["val"], det["found"]["val"], model, use_det)
-        )
+    head_val = {
+        use_det: head_on_own_boxes(run, sc.parts["val"], det["found"]["val"], model, use_det)
         for use_det in (False, True)
     }
+    tried = {use_det: _val_map50(truth_val, found) for use_det, found in head_val.items()}
     use_det = max(tried, key=lambda k: (tried[k], k))
     val = {
         "improved": float(np.nan_to_num(imp["best"]["val_map50"], nan=-1.0)),
@@ -78,7 +77,7 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     chosen = chosen_pipeline(val)
     found_val = {
         "own": det["found"]["val"],
-        "own_head": head_on_own_boxes(run, sc.parts["val"], det["found"]["val"], model, use_det),
+        "own_head": head_val[use_det],
     }
     # the boxes a user sees: the chosen pipeline's cut at the score with the best F1 on validation
     cut = None
