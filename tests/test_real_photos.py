@@ -104,3 +104,33 @@ def test_shipped_fit_on_real_is_balanced_accuracy_with_an_interval():
     assert values["fit_real_accuracy"] == pytest.approx(0.75)
     assert values["fit_real_accuracy_ci_low"] <= 0.75 <= values["fit_real_accuracy_ci_high"]
     assert values["fit_real_n"] == 12 and values["fit_real_chance"] == 0.5
+
+
+def test_tiled_union_at_the_shipped_share_is_the_shipped_detector():
+    pytest.importorskip("tensorflow")
+    skimage_data = pytest.importorskip("skimage.data")
+    from dlbook.experiments.real_photos import finding
+    from dlbook.facemask import detect
+
+    if not detect.available(detect.DEFAULT_DETECTOR)[0]:
+        pytest.skip(detect.available(detect.DEFAULT_DETECTOR)[1])
+    photo = skimage_data.astronaut()
+    shipped = detect.load_detector(detect.DEFAULT_DETECTOR).detect(photo)
+    again = finding.tiled_union(finding.SHIPPED_SHARE).detect(photo)
+    np.testing.assert_allclose(again[0], shipped[0])
+    np.testing.assert_allclose(again[1], shipped[1])
+    finer = finding.tiled_union(0.3).detect(photo)
+    assert len(finer[0]) >= 1
+
+
+def test_finding_row_counts_faces_found_by_width_and_false_boxes():
+    from dlbook.experiments.real_photos import finding
+
+    truth = [(np.array([[0.0, 0, 10, 10], [50, 50, 90, 90]]), np.array([0, 1]))]
+    found = [(np.array([[50.0, 50, 90, 90], [200, 200, 220, 220]]), np.zeros(2, int),
+              np.array([0.9, 0.8]))]  # fmt: skip
+    row = finding.finding_row(truth, found)
+    assert row["recall"] == 0.5 and row["recall_ge32"] == 1.0 and row["recall_<16"] == 0.0
+    assert row["box_precision"] == 0.5 and row["boxes_per_photo"] == 2.0
+    assert finding.variant_key("tiles 0.45 (shipped)") == "tiles_045"
+    assert finding.variant_key("own detector, cut chosen on validation") == "own_detector"

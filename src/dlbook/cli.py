@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dlbook.book import profiles
 
@@ -62,10 +63,24 @@ def _verify(args) -> int:
 
 
 def _predict(args) -> int:
-    from dlbook.facemask import predict
+    from dlbook.facemask import predict, scene_model
 
     if args.fit and not args.detect:
         print("error: --fit needs --detect (the fit is judged per face)", file=sys.stderr)
+        return 2
+    args.model = args.model or str(predict.default_model(args.detect))
+    if not Path(args.model).exists():
+        print(
+            f"error: no model at {args.model}: pass --model, or run the full build (make book)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.fit and scene_model.is_scene_model(args.model):
+        print(
+            f"error: {args.model} judges mask fit itself (mask_weared_incorrect); --fit goes "
+            "with a mask_classifier.keras",
+            file=sys.stderr,
+        )
         return 2
     status = predict.run(
         args.model,
@@ -75,14 +90,13 @@ def _predict(args) -> int:
         annotated_dir=args.annotated_dir,
         progress=not args.no_progress,
         runtime_name=None if args.runtime == "auto" else args.runtime,
+        min_score=args.min_score,
     )
     return _fit(args) if status == 0 and args.fit else status
 
 
 def _fit(args) -> int:
     """``predict --fit``: add the mask-fit column to the CSV just written."""
-    from pathlib import Path
-
     from dlbook.facemask import fit as mask_fit
     from dlbook.facemask import predict
 
@@ -97,7 +111,7 @@ def _demo(args) -> int:
     from dlbook.facemask import demo
 
     if args.benchmark:
-        demo.benchmark(args.model or demo.DEFAULT_MODEL, args.benchmark, data_dir=args.data_dir)
+        demo.benchmark(args.model or demo.default_model(), args.benchmark, data_dir=args.data_dir)
         return 0
     return demo.run(args.model, args.port, not args.no_browser, args.data_dir, args.alpha)
 
@@ -105,7 +119,10 @@ def _demo(args) -> int:
 def add_demo_command(commands) -> None:
     """The ``demo`` sub-command: a local web page to try the shipped model on photos."""
     parser = commands.add_parser("demo", help="try the mask classifier on photos in a web page")
-    parser.add_argument("--model", help="default: results/full/models/mask_classifier.keras")
+    parser.add_argument(
+        "--model",
+        help="default: results/full/models/mask_scenes (else mask_classifier.keras there)",
+    )
     parser.add_argument("--port", type=int, help="default: the first free port from 7860")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     parser.add_argument("--data-dir", help="face-mask dataset, for the conformal calibration")
@@ -138,7 +155,11 @@ def add_predict_command(commands) -> None:
     predict = commands.add_parser(
         "predict", help="classify images (or the faces in them) as with_mask / without_mask"
     )
-    predict.add_argument("--model", required=True, help="a mask_classifier.keras file")
+    predict.add_argument(
+        "--model",
+        help="a mask_classifier.keras, or a real-photo pipeline's mask_scenes/ folder (it finds "
+        "faces itself); default: the last full build's, the pipeline with --detect",
+    )
     predict.add_argument(
         "--images", required=True, nargs="+", help="image files or folders (walked recursively)"
     )
@@ -151,6 +172,12 @@ def add_predict_command(commands) -> None:
         "--detect", action="store_true", help="find faces first, one CSV row per face with its box"
     )
     predict.add_argument("--annotated-dir", help="with --detect: write annotated images here")
+    predict.add_argument(
+        "--min-score",
+        type=float,
+        help="with a mask_scenes pipeline: keep faces scoring at least this (default: the cut "
+        "chosen on validation photos; 0 keeps every box, ranked)",
+    )
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     predict.add_argument(
         "--fit",
@@ -195,7 +222,9 @@ def add_evaluate_scenes_command(commands) -> None:
     parser.add_argument("--annotations", required=True, help="folder of <stem>.xml VOC files")
     parser.add_argument("--out", required=True, help="JSON report to write")
     parser.add_argument(
-        "--model", help="a mask_classifier.keras (default: the last full build's shipped one)"
+        "--model",
+        help="a mask_scenes/ pipeline or a mask_classifier.keras (default: the last full "
+        "build's pipeline, else its classifier)",
     )
     parser.add_argument(
         "--predictions", help="score this predict --detect CSV instead of running a model"

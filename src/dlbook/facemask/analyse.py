@@ -1,6 +1,11 @@
 """Photos in, faces out: what the ``demo`` page shows, without the page.
 
-Every face of a photo is found and classified exactly as ``predict --detect`` does, fit-checked
+With the real-photo pipeline of chapter 4b (``facemask.scene_model``, what the full build ships
+by default), every face of a photo is found and judged in three classes exactly as
+``predict --detect`` does with it; the score is the probability of the class shown, and no
+conformal flag is given (chapter 6 calibrates the two-class classifier, not this pipeline).
+
+With the two-class classifier, every face is found and classified exactly as ``predict --detect`` does, fit-checked
 (mask worn wrong, when the fit model of chapter 7 sits beside the classifier) and given its
 conformal prediction set (chapter 6's split conformal method, LAC score,
 ``dlbook.methods.conformal``). A face whose set does not hold exactly one class is flagged "have
@@ -36,6 +41,10 @@ BATCH_SIZE = 8
 COLOURS = {"mask": (0, 170, 0), "no mask": (220, 0, 0), "mask worn wrong": (235, 140, 0)}
 """Box colour of each class shown on the page (RGB)."""
 COLUMNS = ["photo", "face", "x", "y", "width", "height", "class", "P(mask)", "fit", "set", "check"]
+SCENE_COLUMNS = ["photo", "face", "x", "y", "width", "height", "class", "score"]
+"""The table's columns with the real-photo pipeline (score: the probability of the class)."""
+SHOWN = {"with_mask": "mask", "without_mask": "no mask", "mask_weared_incorrect": "mask worn wrong"}
+"""The page's name of each class of the real-photo pipeline."""
 CHECK = "have a person check"
 FIT_WRONG = ("nose_exposed", "chin")
 
@@ -55,15 +64,22 @@ class Calibration:
 
 @dataclass
 class Engine:
-    """Everything a request needs, loaded once: the classifier, detector, fit model, calibration."""
+    """Everything a request needs, loaded once: the classifier, detector, fit model, calibration,
+    or (``scenes``) the real-photo pipeline, which does all of it alone."""
 
-    classify: runtime.Runner
+    classify: runtime.Runner | None
     detector: object
     image_size: int
     calibration: Calibration | None
     fit: runtime.Runner | None = None
     fit_names: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    scenes: object = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The table's columns."""
+        return SCENE_COLUMNS if self.scenes is not None else COLUMNS
 
 
 @dataclass
@@ -75,10 +91,14 @@ class Face:
     prob_with_mask: float
     fit: str
     conformal_set: tuple[str, ...] | None
+    score: float | None = None
 
     @property
     def shown_class(self) -> str:
-        """The class on the page: mask, no mask, or mask worn wrong (needs the fit model)."""
+        """The class on the page: mask, no mask, or mask worn wrong (the real-photo pipeline's
+        third class, or the fit model's verdict)."""
+        if self.score is not None:
+            return SHOWN[self.label]
         return display_class(self.label, self.fit)
 
     @property
@@ -254,8 +274,10 @@ def analyse_image(engine: Engine, image: np.ndarray, name: str) -> PhotoResult:
     """Find, classify, fit-check and flag every face of one RGB image (H, W, 3) uint8.
 
     Faces are found and cropped exactly as ``predict --detect`` does, so the boxes, labels and
-    P(mask) are the command's.
+    P(mask) (or, with the real-photo pipeline, classes and scores) are the command's.
     """
+    if engine.scenes is not None:
+        return _analyse_scene(engine, image, name)
     boxes = detect.detect_faces(engine.detector, image)
     crops = detect.crop_faces(image, boxes, engine.image_size)
     probs = np.zeros(0)
@@ -267,6 +289,19 @@ def analyse_image(engine: Engine, image: np.ndarray, name: str) -> PhotoResult:
     faces = [
         Face(tuple(int(v) for v in box), label, float(p), fit, s)
         for box, label, p, fit, s in zip(boxes, labels, probs, fits, sets, strict=True)
+    ]
+    notes = [] if faces else [f"{name}: no face found"]
+    return PhotoResult(name, faces, annotate(image, faces), notes)
+
+
+def _analyse_scene(engine: Engine, image: np.ndarray, name: str) -> PhotoResult:
+    """``analyse_image`` with the real-photo pipeline: its faces scoring at least its cut."""
+    from dlbook.facemask.scene_pipeline import xyxy_to_xywh
+
+    boxes, labels, scores = engine.scenes.find(image, engine.scenes.cut)
+    faces = [
+        Face(tuple(int(v) for v in box), predict.SCENE_CLASSES[c], None, "", None, float(p))
+        for box, c, p in zip(np.rint(xyxy_to_xywh(boxes)), labels, scores, strict=True)
     ]
     notes = [] if faces else [f"{name}: no face found"]
     return PhotoResult(name, faces, annotate(image, faces), notes)
@@ -317,6 +352,9 @@ def table_rows(results: list[PhotoResult]) -> list[list]:
     rows = []
     for result in results:
         for number, face in enumerate(result.faces, start=1):
+            if face.score is not None:
+                rows.append([result.name, number, *face.box, face.shown_class, f"{face.score:.3f}"])
+                continue
             rows.append(
                 [
                     result.name,
@@ -364,10 +402,12 @@ def write_csv(results: list[PhotoResult], path: Path, with_fit: bool) -> Path:
             fits.append("")
         for face in result.faces:
             predictions.append(
-                predict.Prediction(result.name, face.label, face.prob_with_mask, face.box)
+                predict.Prediction(
+                    result.name, face.label, face.prob_with_mask, face.box, face.score
+                )
             )
             fits.append(face.fit)
-    predict.write_predictions_csv(predictions, path)
+    predict.write_predictions_csv(predictions, path, detect=True)
     if with_fit:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
@@ -417,10 +457,14 @@ def load_engine(model_path, data_dir=None, alpha: float = ALPHA, detector=None) 
 
     Raises
     ------
-    dlbook.facemask.classify.ModelLoadError
+    dlbook.facemask.classify.ModelLoadError, dlbook.facemask.scene_model.SceneModelError
         If the model cannot be loaded.
     """
+    from dlbook.facemask import scene_model
+
     logs.import_tensorflow()
+    if scene_model.is_scene_model(model_path):
+        return _scene_engine(scene_model.load(model_path))
     model, metadata = classify.load_shipped_model(model_path)
     size = int(metadata["image_size"])
     notes = []
@@ -455,4 +499,23 @@ def load_engine(model_path, data_dir=None, alpha: float = ALPHA, detector=None) 
         notes.append("No fit column: no mask_fit.keras of the same input size beside the model.")
     analyse_image(engine, np.zeros((480, 640, 3), np.uint8), "warm-up")
     engine.classify(np.zeros((1, size, size, 3), np.uint8))  # traces the graph once
+    return engine
+
+
+def _scene_engine(pipeline) -> Engine:
+    """An engine on the real-photo pipeline, warmed up on a blank 640x480 frame."""
+    engine = Engine(
+        None,
+        None,
+        pipeline.crop_size,
+        None,
+        notes=[
+            f"Faces are found and judged by the real-photo pipeline of chapter 4b; a face is "
+            f"shown when its score reaches {pipeline.cut:g}, the cut chosen on validation "
+            "photos. No conformal flag: chapter 6 calibrates the two-class classifier, not "
+            "this pipeline."
+        ],
+        scenes=pipeline,
+    )
+    analyse_image(engine, np.zeros((480, 640, 3), np.uint8), "warm-up")
     return engine

@@ -23,11 +23,10 @@ import numpy as np
 from PIL import Image
 
 from dlbook.core import paths
-from dlbook.facemask import classify, runtime
+from dlbook.facemask import classify, runtime, scene_model
 from dlbook.facemask.analyse import (
     ALPHA,
     CHECK,
-    COLUMNS,
     Engine,
     analyse_files,
     class_counts,
@@ -37,7 +36,7 @@ from dlbook.facemask.analyse import (
 )
 
 DEFAULT_MODEL = paths.REPO_ROOT / "results" / "full" / "models" / "mask_classifier.keras"
-BUILD_COMMAND = "python -m dlbook build --profile full --only mask_detection"
+BUILD_COMMAND = "python -m dlbook build --profile full --only mask_detection real_photos"
 KEEP_S = 3600
 """A request's files (uploads, annotated photos, CSV) are removed after this many seconds."""
 
@@ -50,8 +49,8 @@ def about_markdown(engine: Engine) -> str:
     """The page's introduction: what it does, the colours and what the flag means."""
     text = (
         "Drop one or many photos (or take a webcam snapshot). Every face is boxed and coloured: "
-        "green **mask**, red **no mask**, orange **mask worn wrong** (nose or mouth uncovered, "
-        "from the fit model)."
+        "green **mask**, red **no mask**, orange **mask worn wrong** (nose or mouth uncovered"
+        + (", from the fit model)." if engine.scenes is None else ").")
     )
     c = engine.calibration
     if c is not None:
@@ -143,7 +142,7 @@ def build_app(engine: Engine):
         gallery = gr.Gallery(
             label="Every photo", elem_id="photos-annotated", columns=4, visible=False
         )
-        table = gr.Dataframe(headers=COLUMNS, label="One row per face", elem_id="faces")
+        table = gr.Dataframe(headers=engine.columns, label="One row per face", elem_id="faces")
         csv_file = gr.File(label="CSV (same columns as predict --detect)", elem_id="csv")
         outputs = [first, gallery, table, counts, csv_file, status]
         files.upload(lambda f: page_outputs(engine, f), files, outputs, api_name="analyse")
@@ -175,14 +174,22 @@ def missing_model_message(model_path) -> str:
     return (
         f"error: no model at {model_path}. The full build ships it; build it with\n"
         f"    {BUILD_COMMAND}\n"
-        "(or `make book`), or pass --model path/to/mask_classifier.keras."
+        "(or `make book`), or pass --model path/to/mask_scenes (or mask_classifier.keras)."
     )
+
+
+def default_model() -> Path:
+    """What the page runs without ``--model``: the real-photo pipeline the last full build
+    shipped (``results/full/models/mask_scenes/``), else its classifier."""
+    from dlbook.facemask.predict import default_model as shipped
+
+    return shipped(detect_faces=True)
 
 
 def run(model_path=None, port=None, open_browser=True, data_dir=None, alpha=ALPHA) -> int:
     """The ``demo`` command: exit status 0 when stopped, 2 when the model cannot be loaded."""
-    model_path = Path(model_path or DEFAULT_MODEL)
-    if not model_path.is_file():
+    model_path = Path(model_path or default_model())
+    if not model_path.exists():
         print(missing_model_message(model_path), file=sys.stderr)
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -199,7 +206,7 @@ def _serve(model_path, port, open_browser, data_dir, alpha) -> int:
     with private_temp_dir():
         try:
             engine = load_engine(model_path, data_dir, alpha)
-        except classify.ModelLoadError as error:
+        except (classify.ModelLoadError, scene_model.SceneModelError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         app = build_app(engine)

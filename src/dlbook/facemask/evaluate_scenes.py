@@ -1,7 +1,8 @@
 """The ``python -m dlbook evaluate-scenes`` command: score the pipeline on any VOC-annotated folder.
 
-The photos go through ``predict --detect`` (the default detector and a shipped classifier), or a
-CSV it wrote already is read (``--predictions``); the rows are scored against the annotations with
+The photos go through ``predict --detect`` (by default the real-photo pipeline the last full build
+shipped, every box it keeps ranked; or a given classifier with the default detector), or a CSV it
+wrote already is read (``--predictions``); the rows are scored against the annotations with
 ``methods.detection_metrics`` (COCO AP per class, mAP@0.5, mAP@[.5:.95], recall by face width),
 intervals from resampling photos, and written as a JSON report.
 """
@@ -25,10 +26,10 @@ class PredictionsError(ValueError):
 
 
 def default_model() -> Path:
-    """The classifier the last full build shipped (``results/full/models/``)."""
-    from dlbook.facemask.demo import DEFAULT_MODEL
+    """The model the last full build shipped: the real-photo pipeline, else the classifier."""
+    from dlbook.facemask.predict import default_model as shipped
 
-    return Path(DEFAULT_MODEL)
+    return shipped(detect_faces=True)
 
 
 def found_from_csv(csv_path: str | os.PathLike, photos: list[voc.Photo]) -> list[tuple]:
@@ -93,19 +94,26 @@ def report(photos: list[voc.Photo], found: list, n_boot: int, seed: int) -> dict
 
 
 def _predict_csv(model_path: Path, photos: list[voc.Photo], out_csv: Path, progress: bool):
+    """Run ``model_path`` (a classifier, or a real-photo pipeline ranking every box it keeps,
+    as AP needs) on the photos and write ``predict --detect``'s CSV."""
     from dlbook.core import logs
-    from dlbook.facemask import classify, detect, predict
+    from dlbook.facemask import classify, detect, predict, scene_model
 
     logs.import_tensorflow()
-    model, metadata = classify.load_shipped_model(model_path)
-    predictions, _ = predict.predict_files(
-        model,
-        int(metadata["image_size"]),
-        [p.image_path for p in photos],
-        detect.load_detector(),
-        progress=progress,
-        model_key=cache.file_sha256(model_path),
-    )
+    files = [p.image_path for p in photos]
+    if scene_model.is_scene_model(model_path):
+        pipeline = scene_model.load(model_path)
+        predictions, _ = predict.predict_scene_files(pipeline, files, None, progress, 0.0)
+    else:
+        model, metadata = classify.load_shipped_model(model_path)
+        predictions, _ = predict.predict_files(
+            model,
+            int(metadata["image_size"]),
+            files,
+            detect.load_detector(),
+            progress=progress,
+            model_key=cache.file_sha256(model_path),
+        )
     predict.write_predictions_csv(predictions, out_csv, detect=True)
 
 
@@ -125,7 +133,7 @@ def run(
     ``fit_model`` (a ``mask_fit.keras``) adds ``predict --fit``'s column: a masked face whose
     fit is not ``correct`` counts as ``mask_weared_incorrect``.
     """
-    from dlbook.facemask import classify, predict
+    from dlbook.facemask import classify, predict, scene_model
     from dlbook.facemask import fit as mask_fit
 
     out = Path(out)
@@ -134,19 +142,28 @@ def run(
     except voc.AnnotationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    model_path = None
     if predictions is None:
         model_path = Path(model) if model else default_model()
-        if not model_path.is_file():
+        if not model_path.exists():
             print(
                 f"error: no model at {model_path}: pass --model, or run the full build "
-                "(make book), which ships results/full/models/mask_classifier.keras",
+                "(make book), which ships results/full/models/mask_scenes/ and "
+                "mask_classifier.keras",
+                file=sys.stderr,
+            )
+            return 2
+        if fit_model is not None and scene_model.is_scene_model(model_path):
+            print(
+                f"error: {model_path} judges mask fit itself (mask_weared_incorrect); "
+                "--fit-model goes with a mask_classifier.keras",
                 file=sys.stderr,
             )
             return 2
         predictions = out.with_suffix(".csv")
         try:
             _predict_csv(model_path, photos, Path(predictions), progress)
-        except classify.ModelLoadError as error:
+        except (classify.ModelLoadError, scene_model.SceneModelError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         if fit_model is not None:
@@ -160,6 +177,7 @@ def run(
         return 2
     values = report(photos, found, n_boot, seed)
     values["predictions"] = str(predictions)
+    values["model"] = str(model_path) if model_path is not None else None
     cache.write_json(out, _json_safe(values))
     print(
         f"{len(photos)} photos: mAP@0.5 {values['map50']:.3f}, mAP@[.5:.95] {values['map']:.3f}; "

@@ -31,12 +31,28 @@ BATCH_SIZE = 32
 
 @dataclass
 class Prediction:
-    """One CSV row: a whole image, or one detected face in it (box in original pixels)."""
+    """One CSV row: a whole image, or one detected face in it (box in original pixels).
+
+    Rows of the real-photo pipeline (``facemask.scene_model``) carry their class in ``label``
+    and its probability in ``score``; ``prob_with_mask`` is then None.
+    """
 
     path: str
     label: str
     prob_with_mask: float | None
     box: tuple[int, int, int, int] | None = None
+    score: float | None = None
+
+
+def default_model(detect_faces: bool) -> Path:
+    """The model the last full build shipped: with ``detect_faces`` the real-photo pipeline
+    (``results/full/models/mask_scenes/``) when there is one, else the mask classifier."""
+    from dlbook.facemask import scene_model
+    from dlbook.facemask.demo import DEFAULT_MODEL
+
+    if detect_faces and scene_model.DEFAULT_PATH.is_dir():
+        return scene_model.DEFAULT_PATH
+    return Path(DEFAULT_MODEL)
 
 
 def collect_image_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
@@ -67,11 +83,14 @@ def label(prob: float) -> str:
     return data.CLASS_NAMES[int(prob >= 0.5)]
 
 
-def scene_class(label_name: str, prob: float | None) -> tuple[str, str]:
+def scene_class(label_name: str, prob: float | None, score: float | None = None) -> tuple[str, str]:
     """The ``class`` and ``score`` cells of a ``--detect`` row: the verdict and its probability.
 
-    ``no_face`` rows get empty cells; ``mask_weared_incorrect`` comes from ``apply_fit``.
+    ``no_face`` rows get empty cells; with the two-class model ``mask_weared_incorrect`` comes
+    from ``apply_fit``; a real-photo pipeline's row gives its own ``score``.
     """
+    if score is not None and label_name in SCENE_CLASSES:
+        return label_name, f"{score:.6f}"
     if label_name not in SCENE_CLASSES or prob is None:
         return "", ""
     return label_name, f"{prob if label_name == 'with_mask' else 1 - prob:.6f}"
@@ -199,6 +218,53 @@ def _faces(
     return rows
 
 
+def predict_scene_files(
+    pipeline,
+    files: list[Path],
+    annotated_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    min_score: float | None = None,
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Every face of each file found and judged by a real-photo pipeline, one row per face.
+
+    Parameters
+    ----------
+    pipeline : a ``facemask.scene_model.ScenePipeline``.
+    min_score : rows score at least this (default: the pipeline's ``cut``, the boxes a user
+        gets; 0 keeps the whole ranking, as AP needs).
+
+    Returns
+    -------
+    (predictions, skipped): as ``predict_files``; an image without a face gets one ``no_face`` row.
+    """
+    from dlbook.facemask import detect
+    from dlbook.facemask.scene_pipeline import xyxy_to_xywh
+
+    floor = pipeline.cut if min_score is None else min_score
+    predictions, skipped = [], []
+    with logs.progress(len(files), "finding faces", "image", enabled=progress) as bar:
+        for images, kept, bad in decoded_batches(files, None):
+            for path, reason in bad:
+                print(f"skipped {path}: {reason}", file=sys.stderr)
+            skipped += bad
+            for path, image in zip(kept, images, strict=True):
+                boxes, labels, scores = pipeline.find(image, floor)
+                xywh = np.rint(xyxy_to_xywh(boxes)).astype(int)
+                rows = [
+                    Prediction(str(path), SCENE_CLASSES[c], None, tuple(map(int, b)), float(p))
+                    for b, c, p in zip(xywh, labels, scores, strict=True)
+                ]
+                predictions += rows or [Prediction(str(path), "no_face", None)]
+                if annotated_dir is not None:
+                    # drawn in the two-class colours: green for a mask worn, red otherwise
+                    shown = np.where(labels == 0, scores, 1 - scores)
+                    out = Path(annotated_dir) / f"{path.stem}_annotated.png"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    detect.save_annotated(image, xywh, shown, out)
+            bar.update(len(kept) + len(bad))
+    return predictions, skipped
+
+
 def predict_one_at_a_time(
     model, image_size: int, files: list[Path]
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
@@ -232,7 +298,7 @@ def write_predictions_csv(
             row = [p.path, p.label, "" if p.prob_with_mask is None else f"{p.prob_with_mask:.6f}"]
             if with_boxes:
                 row += list(p.box) if p.box is not None else ["", "", "", ""]
-                row += list(scene_class(p.label, p.prob_with_mask))
+                row += list(scene_class(p.label, p.prob_with_mask, p.score))
             writer.writerow(row)
     return path
 
@@ -268,35 +334,50 @@ def run(
     annotated_dir: str | os.PathLike | None = None,
     progress: bool = True,
     runtime_name: str | None = None,
+    min_score: float | None = None,
 ) -> int:
     """The ``predict`` command: returns the exit status (0 ok, 2 bad model, 3 nothing readable).
 
-    Problems are reported on stderr in one line each.
+    ``model_path`` is a ``mask_classifier.keras`` (``detect_faces``: the default detector finds
+    the faces it judges) or a real-photo pipeline's folder (``facemask.scene_model``; it finds
+    faces itself, ``min_score`` as in ``predict_scene_files``). Problems are reported on stderr
+    in one line each.
     """
+    from dlbook.facemask import scene_model
+
     logs.import_tensorflow()
+    scenes = scene_model.is_scene_model(model_path)
     try:
-        model, metadata = classify.load_shipped_model(model_path)
-    except classify.ModelLoadError as error:
+        if scenes:
+            pipeline = scene_model.load(model_path)
+        else:
+            model, metadata = classify.load_shipped_model(model_path)
+    except (classify.ModelLoadError, scene_model.SceneModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     files, missing = collect_image_files(inputs)
     for item in missing:
         print(f"skipped {item}: no such file or folder", file=sys.stderr)
-    detector = None
-    if detect_faces:
-        from dlbook.facemask import detect
+    if scenes:
+        predictions, skipped = predict_scene_files(
+            pipeline, files, annotated_dir, progress, min_score
+        )
+    else:
+        detector = None
+        if detect_faces:
+            from dlbook.facemask import detect
 
-        detector = detect.load_detector()
-    predictions, skipped = predict_files(
-        model,
-        int(metadata["image_size"]),
-        files,
-        detector,
-        annotated_dir,
-        progress,
-        runtime_name,
-        model_key=cache.file_sha256(model_path),
-    )
+            detector = detect.load_detector()
+        predictions, skipped = predict_files(
+            model,
+            int(metadata["image_size"]),
+            files,
+            detector,
+            annotated_dir,
+            progress,
+            runtime_name,
+            model_key=cache.file_sha256(model_path),
+        )
     if not predictions:
         print(
             f"error: no readable image among the inputs ({len(files)} files tried, "
@@ -304,7 +385,7 @@ def run(
             file=sys.stderr,
         )
         return 3
-    write_predictions_csv(predictions, out_csv, detect=detect_faces)
+    write_predictions_csv(predictions, out_csv, detect=detect_faces or scenes)
     print(
         f"wrote {len(predictions)} predictions to {out_csv}"
         + (f"; skipped {len(skipped) + len(missing)} inputs" if skipped or missing else ""),

@@ -58,7 +58,9 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     Returns
     -------
     dict: ``rows`` {"own", "own_head"} (scored test rows), ``det`` (the detector's training
-    record), ``val`` {pipeline: validation mAP@0.5}, ``chosen`` (the pipeline a user gets).
+    record), ``val`` {pipeline: validation mAP@0.5}, ``chosen`` (the pipeline a user gets),
+    ``cut`` (its score cut, None for "improved"), ``use_det`` (whether the head's score is
+    multiplied by the detector's).
     """
     det = od.train_and_score(sc.parts, run.settings["own_detector"], run.seed)
     model = imp["fitted"][imp["best"]["head"]]["model"]
@@ -116,7 +118,14 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
     for name, row in rows.items():
         values.update(_flat(name, row))
     run.save(values)
-    return {"rows": rows, "det": det, "val": val, "chosen": chosen, "cut": cut}
+    return {
+        "rows": rows,
+        "det": det,
+        "val": val,
+        "chosen": chosen,
+        "cut": cut,
+        "use_det": use_det,
+    }
 
 
 def chosen_found(imp: dict, own: dict) -> list:

@@ -1,0 +1,134 @@
+"""(b) Finding faces on the validation photos: finer tiles for the off-the-shelf detector, against
+the book's own detector.
+
+The shipped detector is a union of MediaPipe's BlazeFace models run over overlapping square tiles
+(the short-range model on tiles of 0.45 of the photo's shorter side, the full-range one on tiles
+of 0.6). BlazeFace resizes whatever it is given to its own input (128 or 192 px), so scaling the
+whole photo up changes nothing once it is cut into tiles by a share of its side: what shows a
+small face larger is a smaller tile. The variants keep the union and shrink the tiles (the
+full-range share stays 4/3 of the short-range one), at the cost of more tiles per photo. Every
+box is reshaped to the annotations' shape fitted on the train photos (``scene_classifier``), as
+(a)+(d) does, so the comparison is of finding, not of box shape. Only validation photos are
+used: nothing here is chosen on, or scored on, the test photos.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from dlbook.core import cache
+from dlbook.experiments.real_photos.study import Scenes, truth_of
+from dlbook.facemask import detect
+from dlbook.facemask import scene_pipeline as pipe
+from dlbook.facemask.data import decode_image
+from dlbook.facemask.detect.own import targets
+from dlbook.methods import detection_metrics as dm
+
+SHIPPED_SHARE = 0.45
+FULL_RANGE_RATIO = 0.6 / 0.45
+FINDING_VERSION = 1
+"""Bump when the way the variants find faces changes, so cached boxes are not reused."""
+
+
+def variant_key(name: str) -> str:
+    """The results-key part of a table row's name: ``tiles 0.45 (shipped)`` -> ``tiles_045``."""
+    return name.split(",")[0].split(" (")[0].replace(" ", "_").replace(".", "")
+
+
+def tiled_union(share: float):
+    """The shipped union with the short-range model on tiles of ``share`` of the shorter side
+    (the full-range model on tiles ``FULL_RANGE_RATIO`` times larger, at most the photo)."""
+    short = detect.load_detector("blazeface_short", num_threads=1)
+    full = detect.load_detector("blazeface_full", num_threads=1)
+    return detect.Combined(
+        f"tiles {share:g}",
+        [
+            detect.Tiled("short", short, share),
+            detect.Tiled("full", full, min(1.0, share * FULL_RANGE_RATIO)),
+        ],
+    )
+
+
+def boxes_with_tiles(photos, share: float) -> tuple[list, np.ndarray]:
+    """Each photo's boxes (x0, y0, x1, y1, score) with tiles of ``share``, and the milliseconds
+    each photo took when first computed (cached by the share, thresholds and photo contents)."""
+    key = cache.digest(
+        "scene-finding",
+        FINDING_VERSION,
+        share,
+        detect.DEFAULT_MIN_SCORES,
+        [cache.file_sha256(p.image_path) for p in photos],
+    )
+
+    def compute() -> np.ndarray:
+        detector, rows = tiled_union(share), []
+        for index, photo in enumerate(photos):
+            image = decode_image(photo.image_path, None)
+            start = time.perf_counter()
+            boxes, scores = pipe.detect_photo(detector, image)
+            ms = 1000 * (time.perf_counter() - start)
+            rows.append(np.column_stack([np.full(len(boxes), index), boxes, scores]))
+            rows.append(np.array([[index, np.nan, np.nan, np.nan, np.nan, ms]]))
+        return np.concatenate(rows)
+
+    table = cache.cached_array("scene_finding", key, compute, f"tiles-{share:g}")
+    timing = np.isnan(table[:, 1])
+    boxes = table[~timing]
+    per_photo = [
+        (boxes[boxes[:, 0] == k, 1:5], boxes[boxes[:, 0] == k, 5]) for k in range(len(photos))
+    ]
+    return per_photo, table[timing, 5]
+
+
+def finding_row(truth, found) -> dict:
+    """Face recall (any class, IoU 0.5) overall, by width and >= 32 px, and box precision."""
+    matched, widths = dm.matched_faces(truth, found)
+    by_width = dm.recall_by_width(truth, found)["recall"]
+    return {
+        "boxes_per_photo": float(np.mean([len(b) for b, _, _ in found])),
+        "box_precision": dm.box_precision(truth, found),
+        "recall": float(matched.mean()) if len(matched) else float("nan"),
+        "recall_ge32": float(matched[widths >= 32].mean()) if (widths >= 32).any() else np.nan,
+        **{f"recall_{name}": value for name, value in by_width.items()},
+    }
+
+
+def _as_found(per_photo: list, shape, photos) -> list:
+    out = []
+    for (boxes, scores), photo in zip(per_photo, photos, strict=True):
+        reshaped = shape.apply(boxes, (photo.width, photo.height))
+        out.append((reshaped, np.zeros(len(boxes), np.int64), scores))
+    return out
+
+
+def finding_faces(run, sc: Scenes, imp: dict, own: dict) -> pd.DataFrame:
+    """Recall and precision of each tile share and of the own detector on the validation photos.
+
+    Saves ``finding_<variant>_*`` keys and ``finding_best_tiles`` (the share with the highest
+    recall of faces >= 32 px). Returns the table the page shows.
+    """
+    photos, truth = sc.parts["val"], truth_of(sc.parts["val"])
+    shape = imp["box"]["shape"]
+    rows, values = {}, {}
+    for share in run.settings["tile_shares"]:
+        per_photo, ms = boxes_with_tiles(photos, share)
+        name = f"tiles {share:g}" + (" (shipped)" if share == SHIPPED_SHARE else "")
+        rows[name] = {**finding_row(truth, _as_found(per_photo, shape, photos)),
+                      "ms_per_photo": float(np.median(ms))}  # fmt: skip
+    det = own["det"]
+    rows["own detector, cut chosen on validation"] = {
+        **finding_row(truth, targets.keep_above(det["found"]["val"], det["threshold"])),
+        "ms_per_photo": np.nan,
+    }
+    table = pd.DataFrame(rows).T
+    tiles = [n for n in rows if n.startswith("tiles")]
+    best = max(tiles, key=lambda n: np.nan_to_num(rows[n]["recall_ge32"], nan=-1))
+    for name, row in rows.items():
+        values.update({f"finding_{variant_key(name)}_{k}": v for k, v in row.items()})
+    values["finding_best_tiles"] = best
+    values["finding_tile_shares"] = ",".join(f"{s:g}" for s in run.settings["tile_shares"])
+    run.save(values)
+    return table
