@@ -144,6 +144,7 @@ def test_a_kernel_gets_its_share_of_the_cores():
     assert environment["DLBOOK_JOBS"] == "3" and environment["TF_NUM_INTEROP_THREADS"] == "3"
     assert environment["OMP_NUM_THREADS"] == environment["TF_NUM_INTRAOP_THREADS"]
     assert environment["DLBOOK_RAY_ADDRESS"] == "head:6379"
+    assert schedule.kernel_environment(1, workers=2)["DLBOOK_JOBS"] == "2"  # every core
 
 
 def test_families_trained_in_two_workers_equal_the_serial_runs(

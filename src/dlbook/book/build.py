@@ -536,7 +536,9 @@ def build(
         to_run = [c.name for n, c in enumerate(chapters, start=1) if decide(n, c)]
         at_once = min(jobs, schedule.width(graph, to_run))
         share = schedule.core_share(jobs, at_once)
-        environment = schedule.kernel_environment(share, ray_address)
+        environment = schedule.kernel_environment(
+            share, ray_address, workers=parallel.available_cores()
+        )
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
         rank = schedule.priorities(graph, schedule.last_seconds(previous_run))

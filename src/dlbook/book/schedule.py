@@ -75,12 +75,20 @@ def priorities(graph: dict[str, set[str]], seconds: dict[str, float]) -> dict[st
     return {name: chain(name) for name in graph}
 
 
-def kernel_environment(share: int, ray_address: str | None = None) -> dict[str, str]:
+def kernel_environment(
+    share: int, ray_address: str | None = None, workers: int | None = None
+) -> dict[str, str]:
     """What a chapter's kernel runs with beside others: its ``share`` of the cores for its own
-    thread pools and ``Run.map`` workers (``parallel.thread_environment``), and the Ray
-    cluster's address when there is one."""
+    thread pools (``parallel.thread_environment``), ``workers`` ``Run.map`` workers (default:
+    ``share``), and the Ray cluster's address when there is one.
+
+    The build gives every chapter as many workers as there are cores: the chapters finish at
+    different times, and the last one (chapter 4, the longest) would otherwise run its
+    independent trainings on its share alone while the other cores sit idle. While chapters
+    overlap, the operating system shares the cores; results do not depend on it (a task's
+    thread pools keep their serial sizes, see ``parallel``)."""
     environment = parallel.thread_environment(share)
-    environment[parallel.JOBS_VARIABLE] = str(share)
+    environment[parallel.JOBS_VARIABLE] = str(workers or share)
     if ray_address:
         environment[parallel.RAY_ADDRESS_VARIABLE] = ray_address
     return environment

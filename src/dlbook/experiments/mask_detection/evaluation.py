@@ -283,15 +283,20 @@ def fine_tune_folds(chapter: Chapter, run: ModelRun, fitted: dict, folds: np.nda
     s, ds = chapter.run.settings, chapter.images
     maps = fine_tune_maps(run.backbone, images_for(chapter, run.backbone).images, s)
     oof = np.full(len(ds), np.nan)
-    for k, fold in enumerate(np.unique(folds)):
-        held_out = folds == fold
-        val = fitted["val"][k]
-        result = fine_tune_top(
-            run.backbone, maps, ds.labels, ~held_out & ~val, val, fitted["heads"][k], s,
-            chapter.run.seed + k,
-        )  # fmt: skip
-        oof[held_out] = result["probs"][held_out]
+    # the folds' fine-tunings are independent: they run as tasks, side by side
+    tasks = [
+        (run.backbone, maps, ds.labels, ~(folds == fold) & ~fitted["val"][k], fitted["val"][k],
+         fitted["heads"][k], s, chapter.run.seed + k)
+        for k, fold in enumerate(np.unique(folds))
+    ]  # fmt: skip
+    for fold, probs in zip(np.unique(folds), chapter.run.map(fine_tune_task, tasks), strict=True):
+        oof[folds == fold] = probs[folds == fold]
     return oof
+
+
+def fine_tune_task(task: tuple) -> np.ndarray:
+    """``fine_tune_top(*task)``'s P(with_mask) of every image, shape (N,): a ``run.map`` task."""
+    return fine_tune_top(*task)["probs"]
 
 
 def cv_table(cv: dict) -> pd.DataFrame:

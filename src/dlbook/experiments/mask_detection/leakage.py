@@ -18,6 +18,7 @@ import pandas as pd
 
 from dlbook.book import claims, context, present
 from dlbook.experiments.mask_detection.classifiers import (
+    ModelRun,
     display_name,
     fine_tune_maps,
     plural,
@@ -90,19 +91,22 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
     sized = images_for(chapter, best_run.backbone).images
     maps = fine_tune_maps(best_run.backbone, sized, s) if tuned else None
     boot = {"n_boot": s["n_boot"], "seed": chapter.run.seed}
+    repeats = range(max(s["cnn_seeds"], transfer_repeats))
+    splits = {r: repeat_splits(ds, r, chapter.run.seed) for r in repeats}
+    # the custom CNN's trainings are independent: they run as tasks, side by side
+    tasks = [
+        (chapter.small, split, s, chapter.run.seed + r)
+        for r in repeats
+        for kind, split in splits[r].items()
+        if r < s["cnn_seeds"] and not (r == 0 and kind == "grouped")
+    ]
+    trained = iter(chapter.run.map(cnn_task, tasks))
     rows = []
-    for r in range(max(s["cnn_seeds"], transfer_repeats)):
-        seed = chapter.run.seed + r
-        splits = {
-            "grouped": ds.split
-            if r == 0
-            else data.grouped_split(ds.labels, ds.groups, data.SPLIT_FRACTIONS, seed),
-            "random": data.stratified_split(ds.labels, data.SPLIT_FRACTIONS, seed),
-        }
-        for kind, split in splits.items():
+    for r in repeats:
+        for kind, split in splits[r].items():
             reuse = r == 0 and kind == "grouped"
             if r < s["cnn_seeds"]:
-                cnn = runs["custom_cnn"] if reuse else train_cnn(chapter.small, split, s, seed)
+                cnn = runs["custom_cnn"] if reuse else next(trained)
                 rows.append(
                     _split_row("custom_cnn", kind, r, ds.labels, split, cnn.probs, cnn.info, boot)
                 )
@@ -110,7 +114,7 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
                 probs = (
                     best_run.probs
                     if reuse
-                    else refit_transfer(chapter, best_run, split, seed, maps)
+                    else refit_transfer(chapter, best_run, split, chapter.run.seed + r, maps)
                 )
                 rows.append(_split_row(best, kind, r, ds.labels, split, probs, {}, boot))
     table = pd.DataFrame(rows)
@@ -139,6 +143,25 @@ def measure_leakage(chapter: Chapter, models: dict, evaluation: dict) -> dict:
         )
     chapter.run.save(values)
     return {"runs": table, "best": best, "values": values}
+
+
+def repeat_splits(ds: data.ImageSet, repeat: int, seed: int) -> dict[str, np.ndarray]:
+    """Repeat ``repeat``'s grouped split (the chapter's own for repeat 0) and random split, both
+    made with seed ``seed + repeat``."""
+    return {
+        "grouped": ds.split
+        if repeat == 0
+        else data.grouped_split(ds.labels, ds.groups, data.SPLIT_FRACTIONS, seed + repeat),
+        "random": data.stratified_split(ds.labels, data.SPLIT_FRACTIONS, seed + repeat),
+    }
+
+
+def cnn_task(task: tuple) -> ModelRun:
+    """One custom-CNN training, ``(small, split, settings, seed)``: a ``run.map`` task. The Keras
+    model stays in the worker; its probabilities and record come back."""
+    small, split, settings, seed = task
+    trained = train_cnn(small, split, settings, seed)
+    return ModelRun(trained.name, trained.probs, trained.kind, info=trained.info)
 
 
 def _over_repeats(rows: pd.DataFrame, metric: str) -> dict:
