@@ -5,8 +5,9 @@ The shipped detector is a union of MediaPipe's BlazeFace models run over overlap
 (the short-range model on tiles of 0.45 of the photo's shorter side, the full-range one on tiles
 of 0.6). BlazeFace resizes whatever it is given to its own input (128 or 192 px), so scaling the
 whole photo up changes nothing once it is cut into tiles by a share of its side: what shows a
-small face larger is a smaller tile. The variants keep the union and shrink the tiles (the
-full-range share stays 4/3 of the short-range one), at the cost of more tiles per photo. Every
+small face larger is a smaller tile. Smaller tiles alone cut large faces apart, so each variant
+keeps the shipped union and adds the short-range model on a finer grid of tiles (the union keeps
+one box a face), at the cost of more tiles per photo. Every
 box is reshaped to the annotations' shape fitted on the train photos (``scene_classifier``), as
 (a)+(d) does, so the comparison is of finding, not of box shape. Only validation photos are
 used: nothing here is chosen on, or scored on, the test photos.
@@ -28,28 +29,23 @@ from dlbook.facemask.detect.own import targets
 from dlbook.methods import detection_metrics as dm
 
 SHIPPED_SHARE = 0.45
-FULL_RANGE_RATIO = 0.6 / 0.45
-FINDING_VERSION = 1
+FINDING_VERSION = 2
 """Bump when the way the variants find faces changes, so cached boxes are not reused."""
 
 
-def variant_key(name: str) -> str:
-    """The results-key part of a table row's name: ``tiles 0.45 (shipped)`` -> ``tiles_045``."""
-    return name.split(",")[0].split(" (")[0].replace(" ", "_").replace(".", "")
+def tiles_key(share: float) -> str:
+    """The results-key part of a tile share: ``shipped`` for 0.45, ``tiles_03`` for 0.3."""
+    return "shipped" if share == SHIPPED_SHARE else f"tiles_{share:g}".replace(".", "")
 
 
 def tiled_union(share: float):
-    """The shipped union with the short-range model on tiles of ``share`` of the shorter side
-    (the full-range model on tiles ``FULL_RANGE_RATIO`` times larger, at most the photo)."""
-    short = detect.load_detector("blazeface_short", num_threads=1)
-    full = detect.load_detector("blazeface_full", num_threads=1)
-    return detect.Combined(
-        f"tiles {share:g}",
-        [
-            detect.Tiled("short", short, share),
-            detect.Tiled("full", full, min(1.0, share * FULL_RANGE_RATIO)),
-        ],
-    )
+    """The shipped detector, plus (for ``share`` other than ``SHIPPED_SHARE``) the short-range
+    model on tiles of ``share`` of the photo's shorter side, ranked after the shipped members."""
+    shipped = detect.load_detector(detect.DEFAULT_DETECTOR, num_threads=1)
+    if share == SHIPPED_SHARE:
+        return shipped
+    finer = detect.Tiled("finer", detect.load_detector("blazeface_short", num_threads=1), share)
+    return detect.Combined(f"shipped + tiles {share:g}", [*shipped.members, finer])
 
 
 def boxes_with_tiles(photos, share: float) -> tuple[list, np.ndarray]:
@@ -107,28 +103,29 @@ def _as_found(per_photo: list, shape, photos) -> list:
 def finding_faces(run, sc: Scenes, imp: dict, own: dict) -> pd.DataFrame:
     """Recall and precision of each tile share and of the own detector on the validation photos.
 
-    Saves ``finding_<variant>_*`` keys and ``finding_best_tiles`` (the share with the highest
-    recall of faces >= 32 px). Returns the table the page shows.
+    Saves ``finding_<key>_*`` for each row (``tiles_key`` of each share; ``own_detector`` cut at
+    its validation threshold; ``own_detector_floor``: every box scoring at least
+    ``own_head_min_score``, what the real-photo head judges) and ``finding_head_floor``.
+    Returns the table the page shows, one row per way of finding faces.
     """
     photos, truth = sc.parts["val"], truth_of(sc.parts["val"])
     shape = imp["box"]["shape"]
-    rows, values = {}, {}
+    rows, labels = {}, {}
     for share in run.settings["tile_shares"]:
         per_photo, ms = boxes_with_tiles(photos, share)
-        name = f"tiles {share:g}" + (" (shipped)" if share == SHIPPED_SHARE else "")
-        rows[name] = {**finding_row(truth, _as_found(per_photo, shape, photos)),
-                      "ms_per_photo": float(np.median(ms))}  # fmt: skip
-    det = own["det"]
-    rows["own detector, cut chosen on validation"] = {
-        **finding_row(truth, targets.keep_above(det["found"]["val"], det["threshold"])),
-        "ms_per_photo": np.nan,
-    }
-    table = pd.DataFrame(rows).T
-    tiles = [n for n in rows if n.startswith("tiles")]
-    best = max(tiles, key=lambda n: np.nan_to_num(rows[n]["recall_ge32"], nan=-1))
-    for name, row in rows.items():
-        values.update({f"finding_{variant_key(name)}_{k}": v for k, v in row.items()})
-    values["finding_best_tiles"] = best
+        key = tiles_key(share)
+        labels[key] = "shipped (tiles 0.45)" if key == "shipped" else f"shipped + tiles {share:g}"
+        rows[key] = {**finding_row(truth, _as_found(per_photo, shape, photos)),
+                     "ms_per_photo": float(np.median(ms))}  # fmt: skip
+    det, floor = own["det"], run.settings["own_head_min_score"]
+    for key, cut, label in (
+        ("own_detector", det["threshold"], "own detector, cut chosen on validation"),
+        ("own_detector_floor", floor, f"own detector, boxes >= {floor:g} (what the head judges)"),
+    ):
+        kept = targets.keep_above(det["found"]["val"], cut)
+        rows[key], labels[key] = {**finding_row(truth, kept), "ms_per_photo": np.nan}, label
+    values = {f"finding_{key}_{k}": v for key, row in rows.items() for k, v in row.items()}
     values["finding_tile_shares"] = ",".join(f"{s:g}" for s in run.settings["tile_shares"])
+    values["finding_head_floor"] = floor
     run.save(values)
-    return table
+    return pd.DataFrame(rows).T.rename(index=labels)

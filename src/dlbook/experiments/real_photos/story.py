@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from dlbook.book import present
-from dlbook.experiments.real_photos.finding import SHIPPED_SHARE, variant_key
+from dlbook.experiments.real_photos.finding import tiles_key
 from dlbook.experiments.real_photos.study import CLASSES
 from dlbook.methods import detection_metrics as dm
 
@@ -129,34 +129,34 @@ def finding_table(table: pd.DataFrame):
     return present.show(frame, percent_columns=shown)
 
 
+def _found_share(values: dict, key: str) -> str:
+    return (
+        f"{present.percent(values[f'finding_{key}_recall_ge32'])} of the faces 32 px and wider "
+        f"and {present.percent(values[f'finding_{key}_recall'])} of all faces, "
+        f"{present.percent(values[f'finding_{key}_box_precision'])} of its boxes on a face"
+    )
+
+
 def story_finding(values: dict) -> str:
     """Whether finer tiles close the gap to the own detector, on the validation photos."""
-    shares = values["finding_tile_shares"].split(",")
-    shipped = f"finding_{variant_key(f'tiles {SHIPPED_SHARE:g}')}"
-    own_key = "finding_own_detector"
-    text = (
-        f"On the {values['val_photos']} validation photos the shipped tiles "
-        f"({present.number(values[f'{shipped}_ms_per_photo'])} ms a photo) find "
-        f"{present.percent(values[f'{shipped}_recall_ge32'])} of the faces 32 px and wider and "
-        f"{present.percent(values[f'{shipped}_recall'])} of all faces. "
-    )
-    keys = {share: f"finding_{variant_key(f'tiles {share}')}" for share in shares}
-    smaller = [
-        f"tiles of {share} find {present.percent(values[f'{key}_recall_ge32'])} "
-        f"and {present.percent(values[f'{key}_recall'])}, "
-        f"{present.percent(values[f'{key}_box_precision'])} of their boxes on a "
-        f"face, in {present.number(values[f'{key}_ms_per_photo'])} ms"
-        for share, key in keys.items()
-        if key != shipped
+    lines = [
+        f"On the {values['val_photos']} validation photos the shipped tiles find "
+        f"{_found_share(values, 'shipped')} "
+        f"({present.number(values['finding_shipped_ms_per_photo'])} ms a photo)."
     ]
-    if smaller:
-        text += "Smaller tiles: " + "; ".join(smaller) + ". "
-    return text + (
-        f"The own detector, cut at its validation threshold, finds "
-        f"{present.percent(values[f'{own_key}_recall_ge32'])} and "
-        f"{present.percent(values[f'{own_key}_recall'])}, with "
-        f"{present.percent(values[f'{own_key}_box_precision'])} of its boxes on a face."
+    for share in values["finding_tile_shares"].split(","):
+        key = tiles_key(float(share))
+        if key != "shipped":
+            lines.append(
+                f"Adding tiles of {share}: {_found_share(values, key)} "
+                f"({present.number(values[f'finding_{key}_ms_per_photo'])} ms)."
+            )
+    lines.append(
+        f"The own detector, cut where validation chose: {_found_share(values, 'own_detector')}; "
+        f"its boxes scoring at least {present.number(values['finding_head_floor'])}, which the "
+        f"real-photo head judges: {_found_share(values, 'own_detector_floor')}."
     )
+    return " ".join(lines)
 
 
 def validation_table(imp: dict):
