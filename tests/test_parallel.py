@@ -169,6 +169,22 @@ def test_families_trained_in_two_workers_equal_the_serial_runs(
         np.testing.assert_array_equal(accuracy, serial_curves[key][0])
 
 
+def test_chapter_4_cnn_repeats_in_two_workers_equal_the_serial_runs(synthetic_data):
+    from dlbook.experiments.mask_detection import leakage
+    from dlbook.facemask import data
+
+    small = data.load_face_mask(synthetic_data, image_size=16, verify=False, progress=False)
+    settings = {"cnn_filters": (4, 8), "cnn_epochs": 2, "cnn_patience": 1, "cnn_min_epochs": 1}
+    tasks = [(small, small.split, settings, seed) for seed in (0, 1)]
+    two = parallel.map_tasks(leakage.cnn_task, tasks, jobs=2, chapter="mask_detection")
+    serial = [leakage.cnn_task(task) for task in tasks]
+    for parallel_run, serial_run in zip(two, serial, strict=True):
+        np.testing.assert_array_equal(parallel_run.probs, serial_run.probs)
+        assert parallel_run.info["epochs"] == serial_run.info["epochs"]
+        assert parallel_run.keras_model is None  # the model stays in the worker
+    assert not np.array_equal(two[0].probs, two[1].probs)  # the seed matters
+
+
 def _running_worker(pid: int) -> bool:
     """A live process other than multiprocessing's resource tracker (which outlives pools)."""
     import psutil
