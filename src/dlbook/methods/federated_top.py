@@ -102,7 +102,10 @@ def top_gradients(params, maps: np.ndarray, labels: np.ndarray, l2: float) -> li
     probs /= len(labels)
     positions = pre.shape[0] // len(labels)
     d_pooled = probs @ dense.T / positions  # each position's share of the mean
-    d_pre = np.repeat(d_pooled, positions, axis=0) * ((pre > 0) & (pre < RELU_CAP))
+    # ReLU6 passes the gradient where 0 < pre < 6; reuse ``pre``'s memory for it
+    d_pre = np.logical_and(pre > 0, pre < RELU_CAP, out=np.empty(pre.shape, bool))
+    d_pre = np.multiply(d_pre.reshape(len(labels), positions, -1), d_pooled[:, None, :],
+                        out=pre.reshape(len(labels), positions, -1)).reshape(pre.shape)  # fmt: skip
     rows = maps.reshape(-1, maps.shape[-1]).astype(np.float32, copy=False)
     return [rows.T @ d_pre, d_pre.sum(0), pooled.T @ probs + l2 * dense, probs.sum(0)]
 
