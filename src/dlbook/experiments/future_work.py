@@ -276,7 +276,8 @@ def federated_keys(settings, histories, central, x_test, y_test, local_means, se
 
 
 def story_federated(values: dict) -> str:
-    """Sentences on the federated runs, from the saved values; the verdict is the claims page's."""
+    """Sentences on the federated runs, from the saved values; the IID method check is worded
+    by the claims engine, as the claims page words it."""
     alphas = values["fl_alphas"].split(",")
     claim = claims.claim_by_id("federated_learning")
     margin = claim.margin if claim.points else 100 * claim.margin
