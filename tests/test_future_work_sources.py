@@ -176,3 +176,26 @@ def test_source_keys_take_the_worst_client_per_seed_and_central_minus_fedavg():
     # an accuracy's interval stays within [0, 1]; a gap's does not have to
     assert 0 <= values["fl_src_acc_fedavg_b_ci_low"] and values["fl_src_acc_fedavg_b_ci_high"] <= 1
     assert values["fl_src_gap_worst_points_ci_low"] < 0
+
+
+def test_story_sources_quotes_the_worst_client_the_gap_and_the_verdict():
+    seeds = np.linspace(0, 0.01, 10)[:, None]
+    scores = {
+        "alone": np.array([[0.98, 0.94, 0.99]]) + seeds,
+        "central": np.array([[0.97, 0.95, 0.97]]) + seeds,
+        "fedavg": np.array([[0.97, 0.96, 0.96]]) + seeds,
+    }
+    values = fs.source_keys(["face_mask", "scenes", "maskedfacenet"], scores)
+    for name in ("face_mask", "scenes", "maskedfacenet"):
+        values[f"fl_src_train_{name}_with_mask"] = 100
+        values[f"fl_src_train_{name}_without_mask"] = 0 if name == "maskedfacenet" else 50
+    values.update({"fl_src_sources": "face_mask,scenes,maskedfacenet", "fl_src_seeds": 10,
+                   "fl_src_rounds": 5, "fl_src_local_epochs": 1, "fl_src_top_weights": 413442,
+                   "fl_src_bytes_per_round": 9.9e6})  # fmt: skip
+    text = fs.story_sources(values)
+    assert "face-mask crops 150, crowd-photo faces 150, MaskedFace-Net 100 training crops" in text
+    # worst client per seed: FedAvg 0.96 (+ seed), central 0.95, alone 0.94
+    assert "FedAvg's worst client scores 96.5%" in text and "94.5% for the worst client" in text
+    assert "moves the crowd-photo faces client from 94.5% alone to 96.5%" in text
+    assert "and the MaskedFace-Net client from 99.5% to 96.5%" in text
+    assert "holds here" in text

@@ -417,6 +417,20 @@ def accuracy_table(values: dict):
     return present.show(pd.DataFrame(rows))
 
 
+def _joining(values: dict, names: list[str]) -> str:
+    """A sentence on the client that gains most and the one that loses most by joining the
+    federation (FedAvg against the client alone, each on its own test)."""
+    change = {n: values[f"fl_src_acc_fedavg_{n}"] - values[f"fl_src_acc_alone_{n}"] for n in names}
+    gains, loses = max(change, key=change.get), min(change, key=change.get)
+    return (
+        f"Joining the federation moves the {SOURCE_NAMES[gains]} client from "
+        f"{present.percent(values[f'fl_src_acc_alone_{gains}'])} alone to "
+        f"{present.percent(values[f'fl_src_acc_fedavg_{gains}'])} under FedAvg, and the "
+        f"{SOURCE_NAMES[loses]} client from {present.percent(values[f'fl_src_acc_alone_{loses}'])} "
+        f"to {present.percent(values[f'fl_src_acc_fedavg_{loses}'])}. "
+    )
+
+
 def story_sources(values: dict) -> str:
     """Sentences on the by-source federation, from the chapter's saved values, and the claims
     page's verdict."""
@@ -440,7 +454,8 @@ def story_sources(values: dict) -> str:
         f"({present.points_interval(values[gap + '_ci_low'], values[gap + '_ci_high'])}), "
         f"{present.points(values[worst])} on the worst client "
         f"({present.points_interval(values[worst + '_ci_low'], values[worst + '_ci_high'])}). "
-        f"The top that trains has {values['fl_src_top_weights']:,} weights; a round moves "
+        + _joining(values, names)
+        + f"The top that trains has {values['fl_src_top_weights']:,} weights; a round moves "
         f"{present.number(values['fl_src_bytes_per_round'] / 1e6)} MB of arrays. "
         + claims.sentence("federated_learning", {"future_work": values})
     )
