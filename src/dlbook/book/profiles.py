@@ -418,6 +418,11 @@ CONFORMAL = {
 # (``size_sigma``); DP runs clip each update to ``clipping_norm`` and add Gaussian noise at each
 # of ``noise_multipliers``. Mask fit: synthetic masks on up to ``fit_train_faces`` /
 # ``fit_test_faces`` without-mask faces (landmarks found at ``fit_work_size`` px).
+# ``sources``: clients by image source (``experiments.future_work_sources``), crops at
+# ``image_size`` px (scene faces at least ``min_face_px`` wide; ``face_mask_limit``,
+# ``scene_photos`` and ``maskedfacenet_limit`` subsample, None: all), the backbone's last
+# convolution + pooling + a softmax head trained for ``rounds`` x ``local_epochs`` epochs
+# (momentum SGD at ``learning_rate``), over ``seeds`` seeds.
 FUTURE_WORK = {
     "smoke": {
         "features": FEATURES["smoke"],
@@ -444,6 +449,26 @@ FUTURE_WORK = {
         "fit_c": 0.1,
         "fit_gallery": 8,
         "save_fit_model": False,
+        "sources": {
+            "sources": ("face_mask", "scenes", "maskedfacenet"),
+            "backbone": "efficientnet_lite0",
+            "image_size": 96,
+            "face_mask_limit": 300,
+            "scene_photos": {"train": 30, "test": 15},
+            "min_face_px": 16,
+            "maskedfacenet_limit": 60,
+            "maskedfacenet_test_share": 0.3,
+            "seeds": 2,
+            "rounds": 2,
+            "local_epochs": 1,
+            "learning_rate": 0.01,
+            "batch_size": 32,
+            "strategies": ("fedavg", "fedprox"),
+            "proximal_mu": 0.1,
+            "ray_cpus": 2,
+            "client_cpus": 1.0,
+            "examples": 6,
+        },
     },
     "full": {
         "features": FEATURES["full"],
@@ -470,6 +495,28 @@ FUTURE_WORK = {
         "fit_c": 0.1,
         "fit_gallery": 12,
         "save_fit_model": True,
+        "sources": {
+            "sources": ("face_mask", "scenes", "maskedfacenet"),
+            "backbone": "efficientnet_lite0",
+            # 96 px: 3x3 maps under the top, about half the cost of 4x4 at 128 px; two thirds
+            # of the scene faces are under 32 px wide anyway
+            "image_size": 96,
+            "face_mask_limit": None,
+            "scene_photos": None,
+            "min_face_px": 16,
+            "maskedfacenet_limit": None,
+            "maskedfacenet_test_share": 0.3,
+            "seeds": 10,
+            "rounds": 5,
+            "local_epochs": 1,
+            "learning_rate": 0.02,
+            "batch_size": 128,
+            "strategies": ("fedavg", "fedprox"),
+            "proximal_mu": 0.1,
+            "ray_cpus": 2,
+            "client_cpus": 1.0,
+            "examples": 6,
+        },
     },
 }
 

@@ -14,9 +14,11 @@ The pieces are Flower's own, so the same code moves to Flower's deployment engin
 - ``simulate``: runs both on Flower's simulation engine (Ray backend), one Ray start for all
   experiments.
 
-The model is deliberately small: a linear softmax head on frozen backbone features, in NumPy
-(no TensorFlow in the client processes). Partitions: ``iid_partition`` and
-``dirichlet_partition`` (label skew with unequal client sizes).
+The model is small and in NumPy (no TensorFlow in the client processes): a linear softmax
+head on frozen backbone features (``model="head"``), or the backbone's last convolution, pooling
+and a softmax head on cached maps (``model="top"``, ``dlbook.methods.federated_top``).
+Partitions: ``iid_partition`` and ``dirichlet_partition`` (label skew with unequal client
+sizes), or any owner array (clients by image source).
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlbook.methods import optim
+from dlbook.methods import federated_top, optim
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no network calls from the book's build
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
+MODELS = ("head", "top")
 
 # ---------------------------------------------------------------------------------------------
 # The head: softmax regression in NumPy
@@ -247,9 +250,16 @@ def gaussian_epsilon(noise_multiplier: float, rounds: int, delta: float) -> floa
 # The federation's data file: what the simulated sites read
 
 
-def write_federation(path, x_train, y_train, owners: dict[str, np.ndarray]) -> str:
-    """Save the training pool and each partitioning's owners to ``path`` (.npz); return it."""
-    arrays = {"x": normalise_features(x_train), "y": np.asarray(y_train, np.int64)}
+def write_federation(
+    path, x_train, y_train, owners: dict[str, np.ndarray], normalise: bool = True
+) -> str:
+    """Save the training pool and each partitioning's owners to ``path`` (.npz); return it.
+
+    ``normalise``: rows of features scaled by ``normalise_features`` (the head's input); maps
+    for the top are stored as they are.
+    """
+    x = normalise_features(x_train) if normalise else np.asarray(x_train)
+    arrays = {"x": x, "y": np.asarray(y_train, np.int64)}
     arrays.update({f"owner_{name}": np.asarray(o, np.int64) for name, o in owners.items()})
     np.savez(path, **arrays)
     return str(path)
@@ -280,7 +290,8 @@ def _client_train(msg, context):
     x, y = client_shard(str(config["data-file"]), str(config["partitioning"]), client)
     params = msg.content["arrays"].to_numpy_ndarrays()
     seed = int(config["seed"]) * 1_000_003 + int(config["server-round"]) * 1009 + client
-    new = train_head(
+    train = federated_top.train_top if config.get("model", "head") == "top" else train_head
+    new = train(
         params,
         x,
         y,
@@ -290,9 +301,10 @@ def _client_train(msg, context):
         rng=np.random.default_rng(seed),
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )
-    metrics = MetricRecord(
-        {"num-examples": len(y), "unit-weight": 1, "train-accuracy": head_accuracy(new, x, y)}
-    )
+    metrics = {"num-examples": len(y), "unit-weight": 1}
+    if train is train_head:  # the top's accuracy would cost another pass over the maps
+        metrics["train-accuracy"] = head_accuracy(new, x, y)
+    metrics = MetricRecord(metrics)
     content = RecordDict({"arrays": ArrayRecord(new), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
@@ -320,6 +332,7 @@ class Experiment:
     proximal_mu: float = 0.0
     noise_multiplier: float | None = None  # None: no DP wrapper
     clipping_norm: float = 1.0
+    seed: int | None = None  # None: the simulation's seed
 
 
 @dataclass
@@ -408,11 +421,15 @@ def make_server_app(
     evaluation: dict[str, tuple[np.ndarray, np.ndarray]],
     histories: list[History],
     server_learning_rate: float = 0.1,
+    initial=None,
+    accuracy=head_accuracy,
 ):
     """A ``ServerApp`` running ``experiments`` in turn; each run's ``History`` goes to ``histories``.
 
     ``evaluation`` maps a name ("test", "val") to normalised (features, labels) the server holds
-    for centralised evaluation; ``train_config`` is sent to the clients every round.
+    for centralised evaluation, scored by ``accuracy(params, x, y)``; ``train_config`` is sent
+    to the clients every round. ``initial(experiment)`` gives a run's starting arrays (default:
+    a zero head of ``n_features`` inputs).
     """
     from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
     from flwr.serverapp import ServerApp
@@ -430,18 +447,21 @@ def make_server_app(
 
             def evaluate(server_round, arrays, history=history):
                 params = arrays.to_numpy_ndarrays()
-                scores = {name: head_accuracy(params, x, y) for name, (x, y) in evaluation.items()}
+                scores = {name: accuracy(params, x, y) for name, (x, y) in evaluation.items()}
                 history.rounds.append(server_round)
                 history.test_accuracy.append(scores.get("test", float("nan")))
                 history.val_accuracy.append(scores.get("val", float("nan")))
                 return MetricRecord(scores)
 
-            config = ConfigRecord({**train_config, "partitioning": experiment.partitioning})
+            config = {**train_config, "partitioning": experiment.partitioning}
+            if experiment.seed is not None:
+                config["seed"] = int(experiment.seed)
+            start = init_head(n_features) if initial is None else initial(experiment)
             result = _metered(strategy, history.bytes_per_round).start(
                 grid=grid,
-                initial_arrays=ArrayRecord(init_head(n_features)),
+                initial_arrays=ArrayRecord(start),
                 num_rounds=rounds,
-                train_config=config,
+                train_config=ConfigRecord(config),
                 evaluate_fn=evaluate,
             )
             history.arrays = result.arrays.to_numpy_ndarrays()
@@ -500,11 +520,15 @@ def simulate(
     num_cpus: int = 2,
     client_cpus: float = 1.0,
     server_learning_rate: float = 0.1,
+    model: str = "head",
+    initial=None,
 ) -> list[History]:
     """Run ``experiments`` on Flower's simulation engine (Ray backend); return their histories.
 
     Ray gets ``num_cpus`` cores and each simulated client ``client_cpus`` of them, so at most
-    ``num_cpus / client_cpus`` clients train at once.
+    ``num_cpus / client_cpus`` clients train at once. ``model`` is what the clients train:
+    ``"head"`` (features in ``data_file``) or ``"top"`` (maps in ``data_file``; ``initial``
+    then gives each experiment's starting arrays, see ``make_server_app``).
     """
     import contextlib
     import io
@@ -516,7 +540,11 @@ def simulate(
         from flwr.common.logger import FLOWER_LOGGER
         from flwr.simulation import run_simulation
 
-    n_features = int(_federation(data_file)["x"].shape[1])
+    if model not in MODELS:
+        raise ValueError(f"model={model!r} is unknown; use one of {MODELS}")
+    if model == "top" and initial is None:
+        raise ValueError("model='top' needs initial(experiment) -> the starting arrays")
+    n_features = int(_federation(data_file)["x"].shape[-1])
     histories: list[History] = []
     train_config = {
         "data-file": str(data_file),
@@ -525,6 +553,8 @@ def simulate(
         "batch-size": int(batch_size),
         "seed": int(seed),
     }
+    if model == "top":  # the head's runs keep the config they always had
+        train_config["model"] = model
     server = make_server_app(
         experiments,
         n_features,
@@ -534,6 +564,8 @@ def simulate(
         evaluation,
         histories,
         server_learning_rate,
+        initial,
+        federated_top.top_accuracy if model == "top" else head_accuracy,
     )
     level = FLOWER_LOGGER.level
     FLOWER_LOGGER.setLevel(logging.ERROR)

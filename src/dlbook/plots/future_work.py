@@ -156,3 +156,21 @@ def flagged_gallery(section, columns: int = 6):
         ax.set_title(f"{fit} {prob:.2f}", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def source_examples(section):
+    """A row of training crops per image source, each titled with its label."""
+    examples = section.frames["examples"]
+    columns = max(len(shown) for shown in examples.values())
+    fig, axes = plt.subplots(len(examples), columns, figsize=(1.3 * columns, 1.5 * len(examples)),
+                             squeeze=False)  # fmt: skip
+    for row, (name, shown) in zip(axes, examples.items(), strict=True):
+        for ax in row:
+            ax.set_axis_off()
+        for ax, (image, label) in zip(row, shown, strict=False):
+            ax.imshow(image)
+            ax.set_title("with mask" if label else "without mask", fontsize=7)
+        row[0].text(-0.15, 0.5, section.frames["source_names"][name], transform=row[0].transAxes,
+                    ha="right", va="center", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
