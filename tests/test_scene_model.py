@@ -234,3 +234,11 @@ def test_the_demo_page_runs_the_pipeline(saved_pipeline, tmp_path):
     assert all(f.score >= pipeline.cut and f.shown_class in analyse.COLOURS for f in faces)
     written = list(csv.DictReader(open(found["csv"])))
     assert [r["class"] for r in written if r["class"]] == [f.label for f in faces]
+
+
+def test_predict_without_a_model_or_a_build_names_the_build(monkeypatch, tmp_path, capsys):
+    from dlbook.facemask import predict
+
+    monkeypatch.setattr(predict, "default_model", lambda detect: tmp_path / "full" / "m.keras")
+    status = cli.main(["predict", "--images", str(tmp_path), "--out", str(tmp_path / "x.csv")])
+    assert status == 2 and "run the full build" in capsys.readouterr().err

@@ -68,13 +68,14 @@ def _predict(args) -> int:
     if args.fit and not args.detect:
         print("error: --fit needs --detect (the fit is judged per face)", file=sys.stderr)
         return 2
-    args.model = args.model or str(predict.default_model(args.detect))
-    if not Path(args.model).exists():
-        print(
-            f"error: no model at {args.model}: pass --model, or run the full build (make book)",
-            file=sys.stderr,
-        )
-        return 2
+    if args.model is None:  # what the last full build shipped; a given path is checked on load
+        args.model = str(predict.default_model(args.detect))
+        if not Path(args.model).exists():
+            print(
+                f"error: no model at {args.model}: pass --model, or run the full build (make book)",
+                file=sys.stderr,
+            )
+            return 2
     if args.fit and scene_model.is_scene_model(args.model):
         print(
             f"error: {args.model} judges mask fit itself (mask_weared_incorrect); --fit goes "

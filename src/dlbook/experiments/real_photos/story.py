@@ -117,16 +117,15 @@ def confusion_table(matrix: np.ndarray, columns):
 
 
 def finding_table(table: pd.DataFrame):
-    """``finding.finding_faces``' table: one row per way of finding faces (validation photos)."""
-    frame = table.reset_index(names="finding faces")
-    recalls = [c for c in frame.columns if c.startswith("recall")]
-    frame = frame.rename(columns={c: c.replace("recall_", "recall ") for c in recalls})
-    frame = frame.rename(columns={"recall ge32": "recall >=32", "box_precision": "box precision",
-                                  "boxes_per_photo": "boxes a photo",
-                                  "ms_per_photo": "ms a photo"})  # fmt: skip
-    shown = ["box precision", "recall"] + [c.replace("recall_", "recall ") for c in recalls[1:]]
-    shown = [c.replace("recall ge32", "recall >=32") for c in shown]
-    return present.show(frame, percent_columns=shown)
+    """``finding.finding_faces``' table: one row per way of finding faces (validation photos);
+    recall by width beyond the smallest faces is left to the recall table below."""
+    names = {"boxes_per_photo": "boxes a photo", "box_precision": "box precision",
+             "recall": "recall", "recall_ge32": "recall >=32", "recall_<16": "recall <16",
+             "ms_per_photo": "ms a photo"}  # fmt: skip
+    frame = table[list(names)].rename(columns=names).reset_index(names="finding faces")
+    return present.show(
+        frame, percent_columns=["box precision", "recall", "recall >=32", "recall <16"]
+    )
 
 
 def _found_share(values: dict, key: str) -> str:
@@ -246,8 +245,10 @@ def story_improved(values: dict) -> str:
     )
 
 
-def story_expectations(values: dict, prefix: str = "improved") -> str:
-    """What a user should expect at each face size, and of the verdict once a face is found."""
+def story_expectations(values: dict, prefix: str | None = None) -> str:
+    """What a user should expect at each face size from the pipeline chosen on validation
+    (``prefix``; default: the saved ``pipeline_chosen``), and of the verdict once a face is found."""
+    prefix = prefix or values.get("pipeline_chosen", "improved")
     names = {
         "lt16": "under 16 px",
         "16_32": "16-32 px",
@@ -263,7 +264,8 @@ def story_expectations(values: dict, prefix: str = "improved") -> str:
         for name in CLASSES
     )
     return (
-        f"A user should expect the pipeline to find {found} (any class, IoU 0.5). Once a face "
+        f"A user should expect the pipeline chosen on validation ({PIPELINE_NAMES[prefix]}) to "
+        f"find {found} (any class, IoU 0.5). Once a face "
         f"is boxed as annotated, the chosen head names the class of {verdicts} right "
         "(annotated test faces of every size)."
     )
