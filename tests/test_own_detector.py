@@ -214,3 +214,11 @@ def test_a_rare_class_weight_raises_its_share_of_the_loss():
     weighted = float(own.head_loss(outputs, target, class_weights=[1.0, 3.0])[1])
     # one positive per class, each costing log(2) * 0.5 ** 2 at probability 0.5
     assert weighted - plain == pytest.approx(2 * np.log(2) * 0.25 / 2, rel=1e-4)
+
+
+def test_overlapping_peaks_of_one_face_keep_the_best_box_only():
+    boxes = np.array([[0.0, 0, 100, 100], [5, 5, 100, 100], [200, 200, 220, 220], [0, 0, 60, 60]])
+    scores = np.array([0.5, 0.9, 0.4, 0.3])
+    kept = targets.suppress_overlaps(boxes, scores, 0.5)
+    assert kept.tolist() == [1, 2, 3]  # box 0 overlaps box 1 by IoU 0.90; box 3 by 0.36 only
+    assert targets.suppress_overlaps(boxes, scores, 1.0).tolist() == [1, 0, 2, 3]  # none dropped

@@ -94,6 +94,7 @@ REAL_PHOTOS = {
             "min_score": 0.02,
             "max_boxes": 200,
             "thresholds": (0.1, 0.2, 0.3, 0.4, 0.5),
+            "max_ious": (1.0, 0.5),
         },
     },
     "full": {
@@ -132,6 +133,8 @@ REAL_PHOTOS = {
             "min_score": 0.02,
             "max_boxes": 300,
             "thresholds": (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6),
+            # overlapping boxes suppressed above this IoU (1: none), chosen on validation
+            "max_ious": (1.0, 0.7, 0.5, 0.3),
         },
     },
 }

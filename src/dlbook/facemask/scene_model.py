@@ -98,7 +98,8 @@ class ScenePipeline:
     backbone : the key of the backbone whose pooled features the head reads.
     detector_backbone : the EfficientNet-Lite key whose maps the own detector reads.
     input_size : the own detector's letterbox side (pixels).
-    detector_min_score, max_boxes : the own detector's decoding (boxes below are not judged).
+    detector_min_score, max_boxes, max_iou : the own detector's decoding (boxes below the score
+    are not judged; overlaps above the IoU are suppressed, 1: none).
     min_score : boxes whose final score is below this are dropped (0: keep the ranking).
     cut : the score a user's box must reach (chosen on validation).
     crop_size : the head's input side; use_det_score : the head's probability times the
@@ -115,6 +116,7 @@ class ScenePipeline:
     input_size: int = 512
     detector_min_score: float = 0.05
     max_boxes: int = 100
+    max_iou: float = 1.0
     min_score: float = 0.0
     crop_size: int = 128
     use_det_score: bool = False
@@ -185,7 +187,13 @@ class ScenePipeline:
         predicted = own.predict_maps(self.detector_head, padded)
         size = (image.shape[1], image.shape[0])
         (found,) = own.found_boxes(
-            predicted, [scale], [size], own.STRIDES[0], self.detector_min_score, self.max_boxes
+            predicted,
+            [scale],
+            [size],
+            own.STRIDES[0],
+            self.detector_min_score,
+            self.max_boxes,
+            self.max_iou,
         )
         return found
 

@@ -40,7 +40,8 @@ DEFAULTS = {name: block["own_detector"] for name, block in profiles.REAL_PHOTOS.
 ``weight_decay``: its regularisation; ``schedule``: "constant" or "cosine" learning rate;
 ``class_balance``: power of the rare-class weight on face centres (0: none); ``average``: per-epoch
 decay of the weight average validation scores (0: the current weights); ``min_score``,
-``max_boxes``: what ``decode`` keeps; ``thresholds``: the score cuts tried on validation. The
+``max_boxes``: what ``decode`` keeps; ``thresholds``: the score cuts tried on validation;
+``max_ious``: the overlap suppressions tried on validation (1: none). The
 full values are the ones validation preferred when they were set (a cosine schedule with
 class-weighted centres and averaged weights scored lower there)."""
 
@@ -74,8 +75,9 @@ def prepare(photos: list[voc.Photo], input_size: int, backbone: str) -> dict:
     }
 
 
-def found_of(head, prepared: dict, settings: dict) -> list:
-    """Decoded boxes of prepared photos, in the evaluator's ``found`` format."""
+def found_of(head, prepared: dict, settings: dict, max_iou: float = 1.0) -> list:
+    """Decoded boxes of prepared photos, in the evaluator's ``found`` format (overlaps above
+    ``max_iou`` suppressed)."""
     predicted = own.predict_maps(head, prepared["maps"])
     return own.found_boxes(
         predicted,
@@ -84,6 +86,7 @@ def found_of(head, prepared: dict, settings: dict) -> list:
         own.STRIDES[0],
         settings["min_score"],
         settings["max_boxes"],
+        max_iou,
     )
 
 
@@ -178,7 +181,9 @@ def train_and_score(parts: dict[str, list[voc.Photo]], settings: dict, seed: int
     recall, F1 per threshold), ``input_size`` and ``epochs`` (chosen), ``sizes`` {input size:
     best validation mAP@0.5, epochs}, ``history`` (the chosen size's epochs), ``seconds``
     {"features", "training", "test"} (wall-clock; "test" includes the test photos' maps),
-    ``head`` (the chosen Keras head, to decode more photos with ``found_of``).
+    ``head`` (the chosen Keras head, to decode more photos with ``found_of``), ``max_iou``
+    (the overlap suppression chosen on validation among ``settings["max_ious"]``) and
+    ``val_map50_by_max_iou``.
     """
     missing = [k for k in DEFAULTS["full"] if k not in settings]
     if missing:
@@ -200,13 +205,24 @@ def train_and_score(parts: dict[str, list[voc.Photo]], settings: dict, seed: int
         run["val_found"] = found_of(run["head"], prepared["val"], settings)
         runs.append(run)
     chosen = max(runs, key=lambda r: r["val_map50"])
+    # overlap suppression, chosen on validation like the rest (1: none; ties keep the first)
+    prepared_val = prepare(parts["val"], chosen["input_size"], settings["backbone"])
+    by_iou = {
+        iou: found_of(chosen["head"], prepared_val, settings, iou) for iou in settings["max_ious"]
+    }
+    val_by_iou = {
+        iou: dm.average_precision(truth_of(parts["val"]), found, CLASSES)["map50"]
+        for iou, found in by_iou.items()
+    }
+    max_iou = max(val_by_iou, key=lambda iou: np.nan_to_num(val_by_iou[iou], nan=-1.0))
+    chosen["val_found"] = by_iou[max_iou]
     thresholds = f1_by_threshold(
         truth_of(parts["val"]), chosen["val_found"], settings["thresholds"]
     )
     threshold = max(thresholds, key=lambda t: thresholds[t]["f1"])
     start = time.perf_counter()
     test = prepare(parts["test"], chosen["input_size"], settings["backbone"])
-    test_found = found_of(chosen["head"], test, settings)
+    test_found = found_of(chosen["head"], test, settings, max_iou)
     seconds["test"] = time.perf_counter() - start
     return {
         "found": {"val": chosen["val_found"], "test": test_found},
@@ -214,6 +230,8 @@ def train_and_score(parts: dict[str, list[voc.Photo]], settings: dict, seed: int
         "thresholds": thresholds,
         "input_size": chosen["input_size"],
         "epochs": chosen["epochs"],
+        "max_iou": max_iou,
+        "val_map50_by_max_iou": val_by_iou,
         "sizes": {
             r["input_size"]: {"val_map50": r["val_map50"], "epochs": r["epochs"]} for r in runs
         },

@@ -103,6 +103,7 @@ def own_pipeline(run, sc: Scenes, imp: dict) -> dict:
         "own_head_min_score": run.settings["own_head_min_score"],
         "own_threshold": det["threshold"],
         "own_input_size": det["input_size"],
+        "own_max_iou": det["max_iou"],
         "own_epochs": det["epochs"],
         "own_seconds_features": det["seconds"]["features"],
         "own_seconds_training": det["seconds"]["training"],

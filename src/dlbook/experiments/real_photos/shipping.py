@@ -52,6 +52,7 @@ def pipeline_of(run, imp: dict, own: dict) -> scene_model.ScenePipeline:
         input_size=int(own["det"]["input_size"]),
         detector_min_score=settings["own_head_min_score"] if judged else detector["min_score"],
         max_boxes=detector["max_boxes"],
+        max_iou=float(own["det"]["max_iou"]),
         use_det_score=bool(own["use_det"]) if judged else False,
         detector_head=own["det"]["head"],
         class_head=_linear(imp["fitted"][imp["best"]["head"]]["model"]) if judged else None,

@@ -287,7 +287,7 @@ def story_own(values: dict) -> str:
         f"The detector trained on {values['own_train_photos']} train photos at "
         f"{values['own_input_size']} px; validation kept the weights of epoch "
         f"{values['own_epochs']} (mAP@0.5 {present.number(values['own_val_map50'])} on the "
-        f"validation photos). Training took {present.number(values['own_seconds_training'])} s "
+        f"validation photos){_suppression(values)}. Training took {present.number(values['own_seconds_training'])} s "
         f"after {present.number(values['own_seconds_features'])} s of caching backbone maps. On "
         f"the test photos it reaches mAP@0.5 {present.number(values['own_map50'])} and "
         f"`with_mask` AP {present.number(values['own_ap50_with_mask'])}, and finds "
@@ -300,6 +300,16 @@ def story_own(values: dict) -> str:
         f"The pipeline with the highest validation mAP@0.5 "
         f"({present.number(values['pipeline_chosen_val_map50'])}) is {PIPELINE_NAMES[chosen]}: "
         "the targets below are read on it."
+    )
+
+
+def _suppression(values: dict) -> str:
+    iou = values.get("own_max_iou")
+    if iou is None or iou >= 1:
+        return ", with no overlapping boxes suppressed (chosen on validation)"
+    return (
+        f", a box overlapping a better one by IoU above {present.number(iou)} suppressed (chosen "
+        "on validation: a face larger than the train photos' faces can raise several peaks)"
     )
 
 

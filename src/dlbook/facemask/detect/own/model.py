@@ -298,9 +298,16 @@ def predict_maps(head, maps: list[np.ndarray], batch: int = 16) -> list[np.ndarr
 
 
 def found_boxes(
-    predicted: list[np.ndarray], scales, image_sizes, stride: int, min_score: float, max_boxes: int
+    predicted: list[np.ndarray],
+    scales,
+    image_sizes,
+    stride: int,
+    min_score: float,
+    max_boxes: int,
+    max_iou: float = 1.0,
 ) -> list:
-    """The evaluator's ``found`` list: boxes in the original photos' pixels, clipped to them.
+    """The evaluator's ``found`` list: boxes in the original photos' pixels, clipped to them,
+    best first, overlaps above ``max_iou`` suppressed (``targets.suppress_overlaps``).
 
     Parameters
     ----------
@@ -313,6 +320,7 @@ def found_boxes(
             predicted[0][k], predicted[1][k], predicted[2][k], stride, min_score, max_boxes
         )
         boxes = np.clip(boxes / scale, 0, [width, height, width, height])
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep = np.flatnonzero((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+        keep = keep[targets.suppress_overlaps(boxes[keep], scores[keep], max_iou)]
         found.append((boxes[keep], labels[keep], scores[keep]))
     return found

@@ -123,6 +123,35 @@ def decode(
     return boxes.astype(np.float64), label.astype(np.int64), flat[best].astype(np.float64)
 
 
+def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression across classes: indices of the boxes kept, best first.
+
+    A peak of the heatmap marks each face once per class and 3 x 3 cells; a face much larger
+    than the train photos' faces can raise several peaks, so a box whose IoU with a better-scored
+    kept box exceeds ``max_iou`` is dropped (``max_iou`` 1: none is).
+
+    Parameters
+    ----------
+    boxes : (m, 4) x0, y0, x1, y1; scores : (m,).
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if max_iou >= 1 or len(order) < 2:
+        return order
+    boxes = np.asarray(boxes, np.float64)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = []
+    for i in order:
+        if kept:
+            k = np.array(kept)
+            w = np.minimum(boxes[i, 2], boxes[k, 2]) - np.maximum(boxes[i, 0], boxes[k, 0])
+            h = np.minimum(boxes[i, 3], boxes[k, 3]) - np.maximum(boxes[i, 1], boxes[k, 1])
+            inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+            if (inter / (area[i] + area[k] - inter)).max() > max_iou:
+                continue
+        kept.append(int(i))
+    return np.array(kept, dtype=np.int64)
+
+
 def keep_above(found: list, threshold: float) -> list:
     """The evaluator's ``found`` list with only the boxes scoring at least ``threshold``."""
     kept = []
