@@ -114,13 +114,13 @@ def finding_faces(run, sc: Scenes, imp: dict, own: dict) -> pd.DataFrame:
     for share in run.settings["tile_shares"]:
         per_photo, ms = boxes_with_tiles(photos, share)
         key = tiles_key(share)
-        labels[key] = "shipped (tiles 0.45)" if key == "shipped" else f"shipped + tiles {share:g}"
+        labels[key] = "shipped (tiles 0.45)" if key == "shipped" else f"+ tiles {share:g}"
         rows[key] = {**finding_row(truth, _as_found(per_photo, shape, photos)),
                      "ms_per_photo": float(np.median(ms))}  # fmt: skip
     det, floor = own["det"], run.settings["own_head_min_score"]
     for key, cut, label in (
-        ("own_detector", det["threshold"], "own detector, cut chosen on validation"),
-        ("own_detector_floor", floor, f"own detector, boxes >= {floor:g} (what the head judges)"),
+        ("own_detector", det["threshold"], "own, at its cut"),
+        ("own_detector_floor", floor, f"own, >= {floor:g} (head judges)"),
     ):
         kept = targets.keep_above(det["found"]["val"], cut)
         rows[key], labels[key] = {**finding_row(truth, kept), "ms_per_photo": np.nan}, label
