@@ -263,9 +263,10 @@ def test_jobs_1_is_the_serial_build_in_book_order(book, synthetic_data):
 
 def test_the_books_chapters_wait_for_what_they_read():
     graph = build.schedule.waits_for(build.CHAPTERS + build.PAGES)
-    for name in ("active_learning", "conformal", "future_work"):
-        assert graph[name] == {"mask_detection"}
-    assert graph["fundamentals"] == graph["architectures"] == set()
+    assert graph["conformal"] == {"mask_detection"}  # chapter 4's probabilities
+    # the shared features are extracted before the chapters start: no chapter waits for them
+    for name in ("fundamentals", "architectures", "active_learning", "future_work"):
+        assert graph[name] == set()
     assert graph["claims"] == {c.name for c in build.CHAPTERS}
     assert graph["reproducibility"] == graph["claims"] | {"claims"}
     if "real_photos" in graph:  # it compares chapter 7's fit model: built after it
@@ -281,3 +282,22 @@ def test_the_build_command_takes_jobs_and_a_ray_address(capsys):
     with pytest.raises(SystemExit):
         cli.make_parser().parse_args(["build", "--jobs", "0"])
     assert "--jobs '0': give a whole number of at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_shared_features_are_extracted_once_into_the_cache(real_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
+    lines = []
+    first = build.prepare_shared_features("smoke", real_data, 0, lines.append)
+    assert first["status"] == "ok" and first["error"] is None, lines
+    assert lines[0].startswith("shared features: efficientnet_lite0 at 128 px,")
+    assert list((tmp_path / "cache").rglob("*.npy"))  # what the chapters then find
+    again = build.prepare_shared_features("smoke", real_data, 0, lines.append)
+    assert again["status"] == "ok" and again["cpu_seconds"] < first["cpu_seconds"]
+
+
+def test_a_failed_feature_extraction_is_logged_and_the_build_goes_on(tmp_path):
+    lines = []
+    found = build.prepare_shared_features("smoke", tmp_path / "no-such-folder", 0, lines.append)
+    assert found["status"] == "failed" and "no-such-folder" in found["error"]
+    assert "extract them themselves" in lines[0]

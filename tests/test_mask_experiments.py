@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from dlbook.book import claims, context
@@ -95,11 +96,35 @@ def test_claims_table_judges_through_dlbook_claims(tmp_path):
     assert not table.isna().any().any()
 
 
+def _leak_values(grouped: float, random: float, gap_points: float | None = None) -> dict:
+    gap = 100 * (random - grouped) if gap_points is None else gap_points
+    return {
+        "m_grouped_split_accuracy": grouped,
+        "m_random_split_accuracy": random,
+        "m_random_minus_grouped_points": gap,
+    }
+
+
 def test_leakage_explanation_sentences():
-    assert "explains 50%" in leakage._explained("m", 0.96, 0.90, 0.93)
-    assert "whole" in leakage._explained("m", 0.96, 0.90, 0.97)
-    assert "already reaches" in leakage._explained("m", 0.96, 0.97, 0.98)
-    assert "explains 0%" in leakage._explained("m", 0.96, 0.90, 0.89)  # never a negative share
+    assert "explains 50%" in leakage._explained("m", 0.96, _leak_values(0.90, 0.93))
+    assert "whole" in leakage._explained("m", 0.96, _leak_values(0.90, 0.97))
+    assert "already reaches" in leakage._explained("m", 0.96, _leak_values(0.97, 0.98))
+    assert "explains 0%" in leakage._explained("m", 0.96, _leak_values(0.90, 0.89))  # never < 0
+    # the share comes from the paired gap, not from the two means over different seeds
+    assert "explains 25%" in leakage._explained("m", 0.96, _leak_values(0.90, 0.93, 1.5))
+
+
+def test_paired_gap_uses_only_the_repeats_that_ran_both_splits():
+    rows = pd.DataFrame(
+        {
+            "repeat": [0, 0, 1, 1, 2, 3],
+            "split": ["grouped", "random", "grouped", "random", "grouped", "grouped"],
+            "accuracy": [0.90, 0.93, 0.92, 0.93, 0.50, 0.60],  # repeats 2 and 3: grouped only
+        }
+    )
+    assert leakage.paired_gap(rows) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="both"):
+        leakage.paired_gap(rows[rows.split == "grouped"])
 
 
 def test_mixed_label_groups():

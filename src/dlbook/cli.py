@@ -1,9 +1,10 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|evaluate-scenes|demo|bench|weights|compare-results``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|evaluate-scenes|demo|bench|weights|features|compare-results``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from dlbook.book import profiles
@@ -136,6 +137,24 @@ def _bench(args) -> int:
     from dlbook.book import bench
 
     bench.run(profile=args.profile, data_dir=args.data_dir, results_dir=args.results_dir)
+    return 0
+
+
+def _features(args) -> int:
+    from dlbook.facemask import data, features
+
+    settings = profiles.get(args.profile, "features")
+    started = time.perf_counter()
+    try:
+        found = features.face_mask_features(settings, args.data_dir, args.seed, progress=True)
+    except (data.DataError, FileNotFoundError, ValueError) as error:
+        print(f"features failed: {error}", file=sys.stderr)
+        return 1
+    count, width = found.features.shape
+    print(
+        f"shared features: {settings['backbone']} at {settings['image_size']} px, "
+        f"{count} images x {width} in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -357,6 +376,16 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results-dir", help="default: results/<profile>")
     bench.set_defaults(run=_bench)
     add_weights_command(commands)
+
+    shared = commands.add_parser(
+        "features",
+        help="extract the backbone features chapters 4-7 share, into the cache (the build "
+        "runs it before the chapters start side by side)",
+    )
+    shared.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
+    shared.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
+    shared.add_argument("--seed", type=int, default=0)
+    shared.set_defaults(run=_features)
 
     compare = commands.add_parser(
         "compare-results", help="check that two results folders agree on every non-timing value"

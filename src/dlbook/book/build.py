@@ -9,7 +9,8 @@ build, but the other chapters still run and keep their results.
 
 With ``jobs`` above 1, chapters that do not wait for each other (``Chapter.after``, declared in
 ``DEPENDS_ON``) execute at once, each kernel in its own process with its share of the cores
-(``dlbook.book.schedule``); ``jobs=1`` is the serial build, in book order. Either way only this
+(``dlbook.book.schedule``), after the backbone features several of them share have been
+extracted once (``prepare_shared_features``); ``jobs=1`` is the serial build, in book order. Either way only this
 process writes ``run.json`` (each chapter's wall and CPU seconds, and the build's) and
 ``chapter_keys.json``.
 """
@@ -85,10 +86,6 @@ PAGES = (
 DEPENDS_ON = {
     # mask_probs.npz (chapter 4's probabilities) picks the models chapter 6 conforms.
     "conformal": ("mask_detection",),
-    # Chapters 5-7 read the shared backbone features (``features.face_mask_features``) that chapter
-    # 4 extracts first: after it, they find them in the cache instead of extracting them again.
-    "active_learning": ("mask_detection",),
-    "future_work": ("mask_detection",),
     # Reads chapter 4's shipped classifier and chapter 7's fit model in results/<profile>/models/.
     "real_photos": ("mask_detection", "future_work"),
     # The claims page judges every chapter's results; the reproducibility page shows run.json.
@@ -99,6 +96,13 @@ DEPENDS_ON = {
 ``Chapter.after`` of the book's chapters comes from here."""
 CHAPTERS = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in CHAPTERS)
 PAGES = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in PAGES)
+
+
+SHARED_FEATURE_READERS = ("mask_detection", "active_learning", "conformal", "future_work")
+"""Chapters that read the shared backbone features (``features.face_mask_features`` under
+``profiles.FEATURES``). A parallel build extracts them once before the chapters start
+(``prepare_shared_features``), so none waits for another to fill the cache, and none extracts
+them a second time beside it."""
 
 
 class BuildError(Exception):
@@ -374,6 +378,40 @@ def render(book_dir: Path, output_root: Path, log=print) -> Path:
     return output_root / "_build" / "html"
 
 
+def prepare_shared_features(profile: str, data_dir, seed: int, log=print) -> dict:
+    """Extract the shared backbone features (``python -m dlbook features``) on every core, in a
+    process of their own, before chapters run side by side; a no-op when the cache has them.
+
+    A failure is logged, not raised: each reader then extracts them itself and reports its own
+    error, and the chapters that do not read them still run.
+
+    Returns
+    -------
+    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds`` and ``error``.
+    """
+    command = [sys.executable, "-m", "dlbook", "features", "--profile", profile, "--seed",
+               str(seed), "--data-dir", str(data_dir)]  # fmt: skip
+    environment = {**os.environ, **parallel.thread_environment(parallel.available_cores())}
+    started, cpu_started = time.perf_counter(), schedule.cpu_clock()
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    seconds, cpu = time.perf_counter() - started, schedule.cpu_clock() - cpu_started
+    said = done.stdout.strip().splitlines()
+    error = None
+    if done.returncode != 0:
+        error = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+    if error is None:
+        log(f"{said[-1] if said else 'shared features ready'} ({cpu:.1f} CPU s)")
+    else:
+        log(f"shared features FAILED after {seconds:.1f} s: {error}; the chapters that read "
+            "them extract them themselves")  # fmt: skip
+    return {
+        "status": "ok" if error is None else "failed",
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "error": error,
+    }
+
+
 def build(
     profile: str = "smoke",
     only: list[str] | None = None,
@@ -542,6 +580,8 @@ def build(
         )
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
+        if set(to_run) & set(SHARED_FEATURE_READERS):
+            run["shared_features"] = prepare_shared_features(profile, folder, seed, log)
         rank = schedule.priorities(graph, schedule.last_seconds(previous_run))
         schedule.run_concurrently(
             to_run, graph, rank, jobs, execute_chapter, arguments, environment,
