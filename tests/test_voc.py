@@ -126,3 +126,34 @@ def test_face_crops_keep_wide_faces_with_their_labels(tmp_path):
     wide = scene_pipeline.face_crops(photos, image_size=32, min_width=16)
     np.testing.assert_array_equal(wide.widths, [20, 20])  # the 14-px faces are left out
     np.testing.assert_array_equal(scene_pipeline.masked_vs_not([0, 1, 2]), [1, 0, 1])
+
+
+def test_cached_detections_compute_once_and_keep_each_photos_boxes_and_time(tmp_path, monkeypatch):
+    from dlbook.facemask import scene_pipeline
+
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
+    root = make_folder(tmp_path, ("a", "b", "c"))
+    photos = voc.load_photos(root / "images", root / "annotations")
+
+    class TwoFacesThenNone:  # x, y, width, height boxes; the third photo has no face
+        calls = 0
+
+        def detect(self, image):
+            self.calls += 1
+            if self.calls == 3:
+                return np.zeros((0, 4)), np.zeros(0)
+            return np.array([[1.0, 2.0, 10.0, 10.0], [60.0, 40.0, 20.0, 20.0]]), [0.9, 0.4]
+
+    for timed in (True, False):
+        per_photo, ms = scene_pipeline.cached_detections(
+            photos, TwoFacesThenNone, "scene_test", f"key-{timed}", "fake", timed=timed
+        )
+        assert [len(boxes) for boxes, _ in per_photo] == [2, 2, 0]
+        np.testing.assert_allclose(per_photo[0][0][0], [1, 2, 11, 12])  # x0, y0, x1, y1
+        np.testing.assert_allclose(per_photo[0][0][1], [60, 40, 64, 48])  # clipped to the photo
+        np.testing.assert_allclose(per_photo[1][1], [0.9, 0.4])
+        assert len(ms) == (3 if timed else 0) and (ms >= 0).all()
+    again, _ = scene_pipeline.cached_detections(
+        photos, lambda: pytest.fail("computed twice"), "scene_test", "key-True", "fake", timed=True
+    )
+    np.testing.assert_allclose(again[1][0], per_photo[1][0])

@@ -121,7 +121,7 @@ def detect_photos(
 
     The cache key is the detector's name, its score thresholds and every photo's sha256.
     """
-    from dlbook.core import cache, logs
+    from dlbook.core import cache
     from dlbook.facemask import detect
 
     name = detector_name or detect.default_detector()
@@ -132,19 +132,55 @@ def detect_photos(
         detect.DEFAULT_MIN_SCORES,
         [cache.file_sha256(p.image_path) for p in photos],
     )
+    found, _ = cached_detections(
+        photos, lambda: detect.load_detector(name), "scene_detections", key, name, progress=progress
+    )
+    return found
+
+
+def cached_detections(
+    photos: list[Photo],
+    make_detector,
+    kind: str,
+    key: str,
+    name: str,
+    timed: bool = False,
+    progress: bool = False,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Every photo's boxes from ``make_detector()`` (called once, on a cache miss), cached as one
+    table under ``kind`` and ``key`` (the caller's: what the boxes depend on).
+
+    Returns
+    -------
+    per_photo : list of (boxes (n, 4) x0, y0, x1, y1, scores (n,)), one a photo, in order.
+    ms : ndarray, shape (len(photos),): each photo's detection time in milliseconds when first
+        computed, with ``timed`` (empty otherwise).
+    """
+    import time
+
+    from dlbook.core import cache, logs
 
     def compute() -> np.ndarray:
-        detector = detect.load_detector(name)
-        rows = []
+        detector, rows = make_detector(), []
         with logs.progress(len(photos), "detecting", "photo", enabled=progress) as bar:
             for index, photo in enumerate(photos):
-                boxes, scores = detect_photo(detector, decode_image(photo.image_path, None))
+                image = decode_image(photo.image_path, None)
+                start = time.perf_counter()
+                boxes, scores = detect_photo(detector, image)
+                ms = 1000 * (time.perf_counter() - start)
                 rows.append(np.column_stack([np.full(len(boxes), index), boxes, scores]))
+                if timed:  # a row of its own: no box, the milliseconds in the score column
+                    rows.append(np.array([[index, np.nan, np.nan, np.nan, np.nan, ms]]))
                 bar.update(1)
         return np.concatenate(rows) if rows else np.zeros((0, 6))
 
-    table = cache.cached_array("scene_detections", key, compute, name)
-    return [(table[table[:, 0] == k, 1:5], table[table[:, 0] == k, 5]) for k in range(len(photos))]
+    table = cache.cached_array(kind, key, compute, name)
+    timing = np.isnan(table[:, 1])
+    boxes = table[~timing]
+    per_photo = [
+        (boxes[boxes[:, 0] == k, 1:5], boxes[boxes[:, 0] == k, 5]) for k in range(len(photos))
+    ]
+    return per_photo, table[timing, 5]
 
 
 def crops_of(

@@ -15,8 +15,6 @@ used: nothing here is chosen on, or scored on, the test photos.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 
@@ -24,7 +22,6 @@ from dlbook.core import cache
 from dlbook.experiments.real_photos.study import Scenes, truth_of
 from dlbook.facemask import detect
 from dlbook.facemask import scene_pipeline as pipe
-from dlbook.facemask.data import decode_image
 from dlbook.facemask.detect.own import targets
 from dlbook.methods import detection_metrics as dm
 
@@ -58,25 +55,9 @@ def boxes_with_tiles(photos, share: float) -> tuple[list, np.ndarray]:
         detect.DEFAULT_MIN_SCORES,
         [cache.file_sha256(p.image_path) for p in photos],
     )
-
-    def compute() -> np.ndarray:
-        detector, rows = tiled_union(share), []
-        for index, photo in enumerate(photos):
-            image = decode_image(photo.image_path, None)
-            start = time.perf_counter()
-            boxes, scores = pipe.detect_photo(detector, image)
-            ms = 1000 * (time.perf_counter() - start)
-            rows.append(np.column_stack([np.full(len(boxes), index), boxes, scores]))
-            rows.append(np.array([[index, np.nan, np.nan, np.nan, np.nan, ms]]))
-        return np.concatenate(rows)
-
-    table = cache.cached_array("scene_finding", key, compute, f"tiles-{share:g}")
-    timing = np.isnan(table[:, 1])
-    boxes = table[~timing]
-    per_photo = [
-        (boxes[boxes[:, 0] == k, 1:5], boxes[boxes[:, 0] == k, 5]) for k in range(len(photos))
-    ]
-    return per_photo, table[timing, 5]
+    return pipe.cached_detections(
+        photos, lambda: tiled_union(share), "scene_finding", key, f"tiles-{share:g}", timed=True
+    )
 
 
 def finding_row(truth, found) -> dict:
