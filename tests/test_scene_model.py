@@ -10,6 +10,7 @@ from PIL import Image
 
 from dlbook import cli
 from dlbook.facemask import scene_model
+from dlbook.facemask.data.voc import SCENE_CLASSES
 from dlbook.facemask.scene_classifier import SCENE_LABELS
 
 
@@ -107,6 +108,11 @@ def test_a_saved_pipeline_loads_back_and_finds_the_same_faces(saved_pipeline):
     np.testing.assert_allclose(again[2], scores, atol=1e-6)
     kept = loaded.find(image, min_score=float(np.median(scores)))
     assert len(kept[0]) == int((scores >= np.median(scores)).sum())
+    faces = loaded.faces(image, min_score=pipeline.min_score)  # as a user reads them
+    assert [name for _, name, _ in faces] == [SCENE_CLASSES[c] for c in labels]
+    x, y, width, height = faces[0][0]
+    np.testing.assert_allclose([x, y, x + width, y + height], boxes[0], atol=1.0)  # whole px
+    assert len(loaded.faces(image)) == int((scores >= pipeline.cut).sum())  # default: the cut
 
 
 def test_an_altered_or_missing_file_is_named(saved_pipeline, tmp_path):

@@ -296,13 +296,7 @@ def analyse_image(engine: Engine, image: np.ndarray, name: str) -> PhotoResult:
 
 def _analyse_scene(engine: Engine, image: np.ndarray, name: str) -> PhotoResult:
     """``analyse_image`` with the real-photo pipeline: its faces scoring at least its cut."""
-    from dlbook.facemask.scene_pipeline import xyxy_to_xywh
-
-    boxes, labels, scores = engine.scenes.find(image, engine.scenes.cut)
-    faces = [
-        Face(tuple(int(v) for v in box), predict.SCENE_CLASSES[c], None, "", None, float(p))
-        for box, c, p in zip(np.rint(xyxy_to_xywh(boxes)), labels, scores, strict=True)
-    ]
+    faces = [Face(box, name, None, "", None, p) for box, name, p in engine.scenes.faces(image)]
     notes = [] if faces else [f"{name}: no face found"]
     return PhotoResult(name, faces, annotate(image, faces), notes)
 

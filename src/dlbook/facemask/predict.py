@@ -238,9 +238,7 @@ def predict_scene_files(
     (predictions, skipped): as ``predict_files``; an image without a face gets one ``no_face`` row.
     """
     from dlbook.facemask import detect
-    from dlbook.facemask.scene_pipeline import xyxy_to_xywh
 
-    floor = pipeline.cut if min_score is None else min_score
     predictions, skipped = [], []
     with logs.progress(len(files), "finding faces", "image", enabled=progress) as bar:
         for images, kept, bad in decoded_batches(files, None):
@@ -248,19 +246,16 @@ def predict_scene_files(
                 print(f"skipped {path}: {reason}", file=sys.stderr)
             skipped += bad
             for path, image in zip(kept, images, strict=True):
-                boxes, labels, scores = pipeline.find(image, floor)
-                xywh = np.rint(xyxy_to_xywh(boxes)).astype(int)
-                rows = [
-                    Prediction(str(path), SCENE_CLASSES[c], None, tuple(map(int, b)), float(p))
-                    for b, c, p in zip(xywh, labels, scores, strict=True)
-                ]
+                faces = pipeline.faces(image, min_score)
+                rows = [Prediction(str(path), name, None, box, p) for box, name, p in faces]
                 predictions += rows or [Prediction(str(path), "no_face", None)]
                 if annotated_dir is not None:
                     # drawn in the two-class colours: green for a mask worn, red otherwise
-                    shown = np.where(labels == 0, scores, 1 - scores)
+                    shown = [p if name == "with_mask" else 1 - p for _, name, p in faces]
+                    boxes = np.array([box for box, _, _ in faces], int).reshape(-1, 4)
                     out = Path(annotated_dir) / f"{path.stem}_annotated.png"
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    detect.save_annotated(image, xywh, shown, out)
+                    detect.save_annotated(image, boxes, np.array(shown, float), out)
             bar.update(len(kept) + len(bad))
     return predictions, skipped
 

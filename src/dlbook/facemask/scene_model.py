@@ -235,6 +235,20 @@ class ScenePipeline:
         order = np.argsort(-np.asarray(scores)[keep], kind="stable")
         return boxes[keep][order], labels[keep][order], np.asarray(scores)[keep][order]
 
+    def faces(self, image: np.ndarray, min_score: float | None = None) -> list[tuple]:
+        """``find`` as a user reads it: one ``((x, y, width, height), class name, score)`` a face,
+        best first, box in whole pixels; faces scoring at least ``min_score`` (default: ``cut``,
+        the boxes a user gets)."""
+        from dlbook.facemask.scene_pipeline import xyxy_to_xywh
+
+        floor = self.cut if min_score is None else min_score
+        boxes, labels, scores = self.find(image, floor)
+        xywh = np.rint(xyxy_to_xywh(boxes)).astype(int)
+        return [
+            (tuple(int(v) for v in box), SCENE_CLASSES[int(c)], float(p))
+            for box, c, p in zip(xywh, labels, scores, strict=True)
+        ]
+
 
 def _settings_of(pipeline: ScenePipeline) -> dict:
     skip = {"detector_head", "class_head", "_runtime"}
