@@ -207,7 +207,16 @@ def describe_use(run: dict) -> str:
     jobs = run.get("jobs", 1)
     at_once = "one chapter at a time" if jobs == 1 else f"up to {jobs} chapters at once"
     cores = run.get("cores_available") or run["cpu_count"]
-    return (
+    shared = run.get("shared_features")
+    first = ""
+    if shared:
+        first = " Before the chapters started, the backbone features four of them share were " + (
+            f"extracted once ({present.number(shared['seconds'])} s, "
+            f"{present.number(shared['cpu_seconds'])} CPU s; little when the cache had them)."
+            if shared.get("status") == "ok"
+            else f"not extracted ({shared.get('error')}): each chapter extracted its own."
+        )
+    return first + (
         f" It ran {at_once} and took {present.number(run['total_seconds'])} s of wall time for "
         f"{present.number(run['cpu_seconds'])} s of CPU time: a CPU use of "
         f"{present.percent(run['utilisation'], 0)} of one core, out of the "
