@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The build's thread sizes (``parallel.BOOK_INTRA_OP_THREADS``), before anything starts
+# TensorFlow or BLAS here, so a run in this process equals the same run in a build's worker.
+for _name in (
+    "TF_NUM_INTRAOP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+):
+    os.environ.setdefault(_name, "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "face-mask"
 

@@ -39,7 +39,7 @@ def test_workers_run_in_other_processes_with_their_share_of_threads():
     found = parallel.map_tasks(where, range(4), jobs=2)
     assert os.getpid() not in {pid for pid, _, _ in found}
     share = str(max(1, parallel.available_cores() // 2))
-    serial = len(os.sched_getaffinity(0))  # the serial size: it changes floats
+    serial = parallel.BOOK_INTRA_OP_THREADS  # one size on any machine: it changes floats
     assert {threads for _, threads, _ in found} == {(str(serial), share, str(serial))}
     assert {n for _, _, blas in found for n in blas} == {serial}  # NumPy's BLAS, as serial
 
@@ -241,3 +241,9 @@ def test_a_terminated_concurrent_build_stops_its_workers():
             break
         time.sleep(0.2)
     assert not alive, f"worker processes still running: {alive}"
+
+
+def test_the_tests_run_with_the_builds_thread_sizes():
+    # conftest sizes this process as the build sizes its kernels and workers
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == str(parallel.BOOK_INTRA_OP_THREADS)
+    assert parallel.thread_environment(4)["TF_NUM_INTRAOP_THREADS"] == "1"  # on any machine

@@ -563,7 +563,9 @@ def build(
         return chapter, source, output, parameters, source.parent
 
     if jobs == 1:
-        serial = {parallel.JOBS_VARIABLE: "1"}  # every Run.map a plain loop, as before
+        # every Run.map a plain loop, as before; the book's thread sizes, as a parallel build's
+        serial = {**parallel.thread_environment(parallel.available_cores()),
+                  parallel.JOBS_VARIABLE: "1"}  # fmt: skip
         if ray_address:
             serial[parallel.RAY_ADDRESS_VARIABLE] = ray_address
         for number, chapter in enumerate(chapters, start=1):

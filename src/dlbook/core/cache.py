@@ -152,6 +152,7 @@ def fit_key(model, x_train, y_train, validation_data, options: dict, callbacks) 
         f"fit-v{FIT_CACHE_VERSION}",
         keras.__version__,
         tf.__version__,
+        intra_op_threads(tf),
         architecture(model),
         [np.asarray(w) for w in model.get_weights()],
         np.asarray(x_train),
@@ -160,6 +161,19 @@ def fit_key(model, x_train, y_train, validation_data, options: dict, callbacks) 
         {key: str(value) for key, value in sorted(options.items())},
         callback_keys,
     )
+
+
+def intra_op_threads(tf) -> int:
+    """Threads TensorFlow splits one operation over in this process: part of a training run's
+    key, since the split changes the order of sums and so the trained weights' last bits (set by
+    ``tf.config.threading``, else ``TF_NUM_INTRAOP_THREADS``, else TensorFlow's default: every
+    core this process may use)."""
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    if configured:
+        return int(configured)
+    if os.environ.get("TF_NUM_INTRAOP_THREADS"):
+        return int(os.environ["TF_NUM_INTRAOP_THREADS"])
+    return len(os.sched_getaffinity(0))
 
 
 _CALLBACK_STATE = ("stopped_epoch", "best_epoch", "best", "wait")

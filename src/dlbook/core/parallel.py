@@ -16,9 +16,14 @@ gets the worker's share of the cores (``cores // jobs``). The pools that split o
 not: how many threads share a convolution or a matrix product changes the order of its sums, and
 measured here, a Keras training run of this book's CNN ends with different weights at 1
 intra-op thread than at 2, and chapter 3's NumPy reference of EfficientNet-Lite2 moves in its
-ninth digit at 1 OpenBLAS thread. So TensorFlow's intra-op pool and OpenMP/BLAS keep the size a
-serial run has (``serial_intra_op_threads``: every core available), parallel results stay
-equal to serial ones, and the tasks share the cores through the operating system.
+ninth digit at 1 OpenBLAS thread. So TensorFlow's intra-op pool and OpenMP/BLAS have one size
+for the whole build, serial or parallel, on any machine (``serial_intra_op_threads``: one
+thread, ``BOOK_INTRA_OP_THREADS``), so parallel results equal serial ones and a laptop with
+more cores gets the same numbers; the tasks and chapters share the cores through the operating
+system. One thread is also the cheaper size when the cores are shared: chapter 4's CNN, trained
+four epochs twice side by side on two cores, took 27 s at one intra-op thread each against 42 s
+at two (and 25 CPU s per run against 32), the threads of two pools no longer waiting on each
+other.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ RAY_ADDRESS_VARIABLE = "DLBOOK_RAY_ADDRESS"
 JOBS_VARIABLE = "DLBOOK_JOBS"
 CORES_VARIABLE = "DLBOOK_CORES"
 INTRA_OP_VARIABLE = "DLBOOK_INTRA_OP_THREADS"
+BOOK_INTRA_OP_THREADS = 1
+"""TensorFlow intra-op and OpenMP/BLAS threads of every build, whatever the machine (see above)."""
 FOLDER_VARIABLES = ("DLBOOK_DATA", "DLBOOK_CACHE")
 
 
@@ -53,11 +60,11 @@ def default_jobs() -> int:
 
 
 def serial_intra_op_threads() -> int:
-    """TensorFlow's intra-op pool size of a serial run here: ``DLBOOK_INTRA_OP_THREADS`` when the
-    build passed one down, else every core this process may use."""
+    """TensorFlow's intra-op (and OpenMP/BLAS) pool size of the build's runs:
+    ``DLBOOK_INTRA_OP_THREADS`` when set, else ``BOOK_INTRA_OP_THREADS`` on every machine."""
     if os.environ.get(INTRA_OP_VARIABLE):
         return _positive(os.environ[INTRA_OP_VARIABLE], INTRA_OP_VARIABLE)
-    return len(os.sched_getaffinity(0))
+    return BOOK_INTRA_OP_THREADS
 
 
 def resolve_ray_address(address: str | None = None) -> str | None:
