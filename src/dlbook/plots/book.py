@@ -202,20 +202,12 @@ def describe_run(run: dict) -> str:
 def describe_use(run: dict) -> str:
     """How busy the build kept the machine: chapters at once, wall and CPU time, CPU use (a
     sentence with a leading space; empty for a record without them)."""
+    first = _describe_shared_features(run)
     if run.get("cpu_seconds") is None or not run.get("total_seconds"):
-        return ""
+        return first  # the page runs inside the build, before its totals are written
     jobs = run.get("jobs", 1)
     at_once = "one chapter at a time" if jobs == 1 else f"up to {jobs} chapters at once"
     cores = run.get("cores_available") or run["cpu_count"]
-    shared = run.get("shared_features")
-    first = ""
-    if shared:
-        first = " Before the chapters started, the backbone features four of them share were " + (
-            f"extracted once ({present.number(shared['seconds'])} s, "
-            f"{present.number(shared['cpu_seconds'])} CPU s; little when the cache had them)."
-            if shared.get("status") == "ok"
-            else f"not extracted ({shared.get('error')}): each chapter extracted its own."
-        )
     return first + (
         f" It ran {at_once} and took {present.number(run['total_seconds'])} s of wall time for "
         f"{present.number(run['cpu_seconds'])} s of CPU time: a CPU use of "
@@ -298,3 +290,21 @@ def plot_chapter_seconds(run: dict):
     ax.legend(handles=handles, loc="lower right")
     fig.tight_layout()
     return ax
+
+
+def _describe_shared_features(run: dict) -> str:
+    """The shared-features step of a parallel build, as a sentence with a leading space (empty
+    when the record has none)."""
+    shared = run.get("shared_features")
+    if not shared:
+        return ""
+    if shared.get("status") == "ok":
+        return (
+            " Before the chapters started, the backbone features four of them share were "
+            f"extracted once ({present.number(shared['seconds'])} s, "
+            f"{present.number(shared['cpu_seconds'])} CPU s; little when the cache had them)."
+        )
+    return (
+        " Before the chapters started, the backbone features four of them share were not "
+        f"extracted ({shared.get('error')}): each chapter extracted its own."
+    )
