@@ -26,6 +26,9 @@ def test_save_merges_into_the_chapters_file_and_load_reads_it(tmp_path):
     run.save({"b": np.float32(0.5)})
     assert run.load() == {"a": 1, "b": 0.5}
     assert run.load_all() == {"conformal": {"a": 1, "b": 0.5}}
+    # a chapter beside this one, mid-write: its hidden temporary file is not a chapter's results
+    (run.results_dir / ".future_work.json.123.tmp.json").write_text("")
+    assert run.load_all() == {"conformal": {"a": 1, "b": 0.5}}
     detection = run.part("detection")
     assert detection.chapter == "conformal" and detection.settings != run.settings
 

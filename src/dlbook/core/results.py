@@ -68,12 +68,14 @@ def load(results_dir: str | os.PathLike, chapter: str) -> dict:
 
 
 def load_all(results_dir: str | os.PathLike) -> dict[str, dict]:
-    """Return ``{chapter: results}`` for every chapter JSON in ``results_dir`` (not run.json)."""
+    """Return ``{chapter: results}`` for every chapter JSON in ``results_dir`` (not run.json,
+    nor the hidden file a chapter running beside this one is writing before it moves it into
+    place: ``cache.write_atomically``)."""
     folder = Path(results_dir)
     return {
         p.stem: json.loads(p.read_text())
         for p in sorted(folder.glob("*.json"))
-        if p.stem not in ("run", "bench")
+        if p.stem not in ("run", "bench") and not p.name.startswith(".")
     }
 
 
