@@ -288,16 +288,18 @@ def test_the_build_command_takes_jobs_and_a_ray_address(capsys):
 def test_shared_features_are_extracted_once_into_the_cache(real_data, tmp_path, monkeypatch):
     monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
     lines = []
-    first = build.prepare_shared_features("smoke", real_data, 0, lines.append)
+    first = build.schedule.prepare_shared_features("smoke", real_data, 0, lines.append)
     assert first["status"] == "ok" and first["error"] is None, lines
     assert lines[0].startswith("shared features: efficientnet_lite0 at 128 px,")
     assert list((tmp_path / "cache").rglob("*.npy"))  # what the chapters then find
-    again = build.prepare_shared_features("smoke", real_data, 0, lines.append)
+    again = build.schedule.prepare_shared_features("smoke", real_data, 0, lines.append)
     assert again["status"] == "ok" and again["cpu_seconds"] < first["cpu_seconds"]
 
 
 def test_a_failed_feature_extraction_is_logged_and_the_build_goes_on(tmp_path):
     lines = []
-    found = build.prepare_shared_features("smoke", tmp_path / "no-such-folder", 0, lines.append)
+    found = build.schedule.prepare_shared_features(
+        "smoke", tmp_path / "no-such-folder", 0, lines.append
+    )
     assert found["status"] == "failed" and "no-such-folder" in found["error"]
     assert "extract them themselves" in lines[0]

@@ -10,7 +10,8 @@ build, but the other chapters still run and keep their results.
 With ``jobs`` above 1, chapters that do not wait for each other (``Chapter.after``, declared in
 ``DEPENDS_ON``) execute at once, each kernel in its own process with its share of the cores
 (``dlbook.book.schedule``), after the backbone features several of them share have been
-extracted once (``prepare_shared_features``); ``jobs=1`` is the serial build, in book order. Either way only this
+extracted once (``schedule.prepare_shared_features``); ``jobs=1`` is the serial build, in book
+order. Either way only this
 process writes ``run.json`` (each chapter's wall and CPU seconds, and the build's) and
 ``chapter_keys.json``.
 """
@@ -101,8 +102,8 @@ PAGES = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in PAGES)
 SHARED_FEATURE_READERS = ("mask_detection", "active_learning", "conformal", "future_work")
 """Chapters that read the shared backbone features (``features.face_mask_features`` under
 ``profiles.FEATURES``). A parallel build extracts them once before the chapters start
-(``prepare_shared_features``), so none waits for another to fill the cache, and none extracts
-them a second time beside it."""
+(``schedule.prepare_shared_features``), so none waits for another to fill the cache, and none
+extracts them a second time beside it."""
 
 
 class BuildError(Exception):
@@ -378,40 +379,6 @@ def render(book_dir: Path, output_root: Path, log=print) -> Path:
     return output_root / "_build" / "html"
 
 
-def prepare_shared_features(profile: str, data_dir, seed: int, log=print) -> dict:
-    """Extract the shared backbone features (``python -m dlbook features``) on every core, in a
-    process of their own, before chapters run side by side; a no-op when the cache has them.
-
-    A failure is logged, not raised: each reader then extracts them itself and reports its own
-    error, and the chapters that do not read them still run.
-
-    Returns
-    -------
-    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds`` and ``error``.
-    """
-    command = [sys.executable, "-m", "dlbook", "features", "--profile", profile, "--seed",
-               str(seed), "--data-dir", str(data_dir)]  # fmt: skip
-    environment = {**os.environ, **parallel.thread_environment(parallel.available_cores())}
-    started, cpu_started = time.perf_counter(), schedule.cpu_clock()
-    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-    seconds, cpu = time.perf_counter() - started, schedule.cpu_clock() - cpu_started
-    said = done.stdout.strip().splitlines()
-    error = None
-    if done.returncode != 0:
-        error = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
-    if error is None:
-        log(f"{said[-1] if said else 'shared features ready'} ({cpu:.1f} CPU s)")
-    else:
-        log(f"shared features FAILED after {seconds:.1f} s: {error}; the chapters that read "
-            "them extract them themselves")  # fmt: skip
-    return {
-        "status": "ok" if error is None else "failed",
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round(cpu, 1),
-        "error": error,
-    }
-
-
 def build(
     profile: str = "smoke",
     only: list[str] | None = None,
@@ -583,7 +550,7 @@ def build(
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
         if set(to_run) & set(SHARED_FEATURE_READERS):
-            run["shared_features"] = prepare_shared_features(profile, folder, seed, log)
+            run["shared_features"] = schedule.prepare_shared_features(profile, folder, seed, log)
         rank = schedule.priorities(graph, schedule.last_seconds(previous_run))
         schedule.run_concurrently(
             to_run, graph, rank, jobs, execute_chapter, arguments, environment,

@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import resource
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -265,3 +267,37 @@ class environment:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def prepare_shared_features(profile: str, data_dir, seed: int, log=print) -> dict:
+    """Extract the shared backbone features (``python -m dlbook features``) on every core, in a
+    process of their own, before chapters run side by side; a no-op when the cache has them.
+
+    A failure is logged, not raised: each reader then extracts them itself and reports its own
+    error, and the chapters that do not read them still run.
+
+    Returns
+    -------
+    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds`` and ``error``.
+    """
+    command = [sys.executable, "-m", "dlbook", "features", "--profile", profile, "--seed",
+               str(seed), "--data-dir", str(data_dir)]  # fmt: skip
+    environment = {**os.environ, **parallel.thread_environment(parallel.available_cores())}
+    started, cpu_started = time.perf_counter(), cpu_clock()
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    seconds, cpu = time.perf_counter() - started, cpu_clock() - cpu_started
+    said = done.stdout.strip().splitlines()
+    error = None
+    if done.returncode != 0:
+        error = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+    if error is None:
+        log(f"{said[-1] if said else 'shared features ready'} ({cpu:.1f} CPU s)")
+    else:
+        log(f"shared features FAILED after {seconds:.1f} s: {error}; the chapters that read "
+            "them extract them themselves")  # fmt: skip
+    return {
+        "status": "ok" if error is None else "failed",
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "error": error,
+    }
