@@ -120,14 +120,16 @@ def test_the_reproducibility_page_shows_wall_and_cpu_time_and_use_per_chapter():
     text = book.describe_run(run)
     assert "up to 2 chapters at once" in text and "100 s of wall time for 180 s of CPU" in text
     assert "180% of one core, out of the 200%" in text
-    assert "features" not in text  # no shared-features step in this record
-    run["shared_features"] = {"status": "ok", "seconds": 3.0, "cpu_seconds": 2.5, "error": None}
-    assert "extracted once (3 s, 2.5 CPU s" in book.describe_run(run)
-    run["shared_features"] = {"status": "failed", "seconds": 1.0, "cpu_seconds": 1.0,
-                              "error": "no images"}  # fmt: skip
-    assert "not extracted (no images): each chapter extracted its own" in book.describe_run(run)
+    assert "Before the chapters started" not in text  # no prepare step in this record
+    run["prepared"] = {"status": "ok", "seconds": 3.0, "cpu_seconds": 2.5, "tasks": 18,
+                       "error": None}  # fmt: skip
+    assert "on every core (18 runs: the backbone features" in book.describe_run(run)
+    assert "3 s, 2.5 CPU s" in book.describe_run(run)
+    run["prepared"] = {"status": "failed", "seconds": 1.0, "cpu_seconds": 1.0,
+                       "error": "no images"}  # fmt: skip
+    assert "that step failed (no images): the chapters made them" in book.describe_run(run)
     inside = {k: v for k, v in run.items() if k not in ("cpu_seconds", "total_seconds")}
-    assert "not extracted" in book.describe_run(inside)  # the page runs before the totals exist
+    assert "that step failed" in book.describe_run(inside)  # the page runs before the totals exist
     shares = bench.build_shares_from(run)
     assert shares["build_cpu_seconds_fundamentals"] == 50.0
     assert shares["build_utilisation_fundamentals"] == 1.25

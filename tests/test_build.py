@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlbook.book import build
+from dlbook.book import build, profiles
 from dlbook.core import paths, results
 
 PARAMETERS = 'profile = "smoke"\nseed = 0\ndata_dir = None\nresults_dir = None'
@@ -285,21 +285,44 @@ def test_the_build_command_takes_jobs_and_a_ray_address(capsys):
 
 
 @pytest.mark.slow
-def test_shared_features_are_extracted_once_into_the_cache(real_data, tmp_path, monkeypatch):
+def test_the_prepare_step_fills_the_cache_the_chapters_read(real_data, tmp_path, monkeypatch):
     monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
     lines = []
-    first = build.schedule.prepare_shared_features("smoke", real_data, 0, lines.append)
+    chapters = ["mask_detection", "active_learning"]
+    first = build.schedule.prepare("smoke", real_data, 0, chapters, lines.append)
     assert first["status"] == "ok" and first["error"] is None, lines
-    assert lines[0].startswith("shared features: efficientnet_lite0 at 128 px,")
-    assert list((tmp_path / "cache").rglob("*.npy"))  # what the chapters then find
-    again = build.schedule.prepare_shared_features("smoke", real_data, 0, lines.append)
+    assert first["tasks"] == len(build.prepare.tasks("smoke", chapters))
+    assert list((tmp_path / "cache" / "features").rglob("*.npy"))  # what the chapters then find
+    assert list((tmp_path / "cache" / "fits").rglob("*.weights.h5"))  # the CNN trainings
+    again = build.schedule.prepare("smoke", real_data, 0, chapters, lines.append)
     assert again["status"] == "ok" and again["cpu_seconds"] < first["cpu_seconds"]
 
 
-def test_a_failed_feature_extraction_is_logged_and_the_build_goes_on(tmp_path):
+def test_prepare_runs_what_the_chapters_to_run_need():
+    assert build.prepare.tasks("smoke", ["fundamentals", "optimization"]) == []
+    shared = build.prepare.tasks("smoke", ["conformal"])
+    assert [task.label for task in shared] == ["shared backbone features (chapters 4-7)"]
+    chapter4 = build.prepare.tasks("smoke", ["mask_detection"])
+    settings = profiles.get("smoke", "mask_detection")
+    cnn = [task for task in chapter4 if getattr(task, "kind", "") == "cnn"]
+    assert len(cnn) == settings["cnn_seeds"] + settings["cnn_random_seeds"]
+    costs = [task.cost for task in chapter4]
+    assert costs == sorted(costs, reverse=True)  # the longest start first
+
+
+def test_a_failed_prepare_step_is_logged_and_the_build_goes_on(tmp_path):
     lines = []
-    found = build.schedule.prepare_shared_features(
-        "smoke", tmp_path / "no-such-folder", 0, lines.append
+    found = build.schedule.prepare(
+        "smoke", tmp_path / "no-such-folder", 0, ["conformal"], lines.append
     )
     assert found["status"] == "failed" and "no-such-folder" in found["error"]
-    assert "extract them themselves" in lines[0]
+    assert "compute what is missing themselves" in lines[0]
+
+
+def test_a_first_build_starts_with_the_chapter_on_the_longest_chain():
+    graph = build.schedule.waits_for(build.CHAPTERS + build.PAGES)
+    typical = {chapter.name: chapter.typical_seconds for chapter in build.CHAPTERS}
+    rank = build.schedule.priorities(graph, typical)
+    chapters = [chapter.name for chapter in build.CHAPTERS]
+    assert max(chapters, key=rank.get) == "mask_detection"  # 4b and 6 wait for it
+    assert build.schedule.last_seconds({"chapters": {"a": {"seconds": None}}}) == {}

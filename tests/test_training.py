@@ -171,3 +171,20 @@ def test_an_identical_run_comes_from_the_cache_with_its_history_and_state():
     changed = x.copy()
     changed[0, 0, 0, 0] ^= 1
     assert "cached" not in training.fit(_small_cnn, changed, y, epochs=1, seed=0).timings
+
+
+def test_a_run_that_lowers_its_rate_on_a_plateau_is_cached_under_its_settings():
+    import keras
+
+    x, y = _bright_vs_dark()
+
+    def run(factor=0.5):
+        slow_down = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor,
+                                                      patience=1)  # fmt: skip
+        return training.fit(_small_cnn, x, y, validation_data=(x, y), epochs=3, batch_size=16,
+                            seed=0, callbacks=[slow_down])  # fmt: skip
+
+    first, second = run(), run()
+    assert "cached" not in first.timings and second.timings["cached"] is True
+    assert second.history == first.history
+    assert "cached" not in run(factor=0.2).timings  # another factor is another run

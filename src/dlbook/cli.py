@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlbook build|manifest|verify|predict|evaluate-scenes|demo|bench|weights|features|compare-results``."""
+"""Command line: ``python -m dlbook build|manifest|verify|predict|evaluate-scenes|demo|bench|weights|prepare|compare-results``."""
 
 from __future__ import annotations
 
@@ -140,21 +140,25 @@ def _bench(args) -> int:
     return 0
 
 
-def _features(args) -> int:
-    from dlbook.facemask import data, features
+def _prepare(args) -> int:
+    from dlbook.book import build, prepare
+    from dlbook.core import parallel
+    from dlbook.facemask import data
 
-    settings = profiles.get(args.profile, "features")
+    names = [chapter.name for chapter in build.CHAPTERS]
+    chapters = args.chapters.split(",") if args.chapters else names
+    unknown = sorted(set(chapters) - set(names))
+    if unknown:
+        print(f"prepare: unknown chapter(s) {unknown}; use {names}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
-        found = features.face_mask_features(settings, args.data_dir, args.seed, progress=True)
-    except (data.DataError, FileNotFoundError, ValueError) as error:
-        print(f"features failed: {error}", file=sys.stderr)
+        count = prepare.run(args.profile, args.data_dir, args.seed, chapters,
+                            args.jobs or parallel.available_cores())  # fmt: skip
+    except (data.DataError, FileNotFoundError, ValueError, parallel.TaskFailures) as error:
+        print(f"prepare failed: {error}", file=sys.stderr)
         return 1
-    count, width = found.features.shape
-    print(
-        f"shared features: {settings['backbone']} at {settings['image_size']} px, "
-        f"{count} images x {width} in {time.perf_counter() - started:.1f} s"
-    )
+    print(f"prepared {count} runs in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -377,15 +381,18 @@ def make_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_bench)
     add_weights_command(commands)
 
-    shared = commands.add_parser(
-        "features",
-        help="extract the backbone features chapters 4-7 share, into the cache (the build "
-        "runs it before the chapters start side by side)",
+    prepare = commands.add_parser(
+        "prepare",
+        help="run, into the cache, the long independent runs a build starts with: the backbone "
+        "features chapters 4-7 share, chapter 4's features, fine-tuning maps and CNN trainings, "
+        "chapter 4b's detections and detector maps",
     )
-    shared.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
-    shared.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
-    shared.add_argument("--seed", type=int, default=0)
-    shared.set_defaults(run=_features)
+    prepare.add_argument("--profile", choices=profiles.PROFILE_NAMES, default="smoke")
+    prepare.add_argument("--data-dir", help="face-mask dataset folder (default: $DLBOOK_DATA)")
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--chapters", help="comma-separated chapter names (default: all)")
+    prepare.add_argument("--jobs", type=_jobs, help="workers (default: the cores available)")
+    prepare.set_defaults(run=_prepare)
 
     compare = commands.add_parser(
         "compare-results", help="check that two results folders agree on every non-timing value"

@@ -9,8 +9,9 @@ build, but the other chapters still run and keep their results.
 
 With ``jobs`` above 1, chapters that do not wait for each other (``Chapter.after``, declared in
 ``DEPENDS_ON``) execute at once, each kernel in its own process with its share of the cores
-(``dlbook.book.schedule``), after the backbone features several of them share have been
-extracted once (``schedule.prepare_shared_features``); ``jobs=1`` is the serial build, in book
+(``dlbook.book.schedule``), after the prepare step (``dlbook.book.prepare``) has run the long
+independent runs several of them share, or that chapter 4 would make one after another, on every
+core; ``jobs=1`` is the serial build, in book
 order. Either way only this
 process writes ``run.json`` (each chapter's wall and CPU seconds, and the build's) and
 ``chapter_keys.json``.
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from dlbook.book import profiles, schedule
+from dlbook.book import prepare, profiles, schedule
 from dlbook.book.html_check import check_html
 from dlbook.core import cache, logs, parallel, paths
 from dlbook.facemask import data
@@ -66,18 +67,21 @@ class Chapter:
     notebook: str
     always_run: bool = False  # pages that summarise the others' results run every build
     after: tuple[str, ...] = ()
+    # rough wall seconds of a full build's run of it after the prepare step, beside another
+    # chapter on 2 cores: orders a build that has no record of the last one (its first)
+    typical_seconds: float = 1.0
 
 
 CHAPTERS = (
-    Chapter("fundamentals", "01_fundamentals.ipynb"),
-    Chapter("optimization", "02_optimization.ipynb"),
-    Chapter("architectures", "03_architectures.ipynb"),
-    Chapter("mask_detection", "04_mask_detection.ipynb"),
-    Chapter("active_learning", "05_active_learning.ipynb"),
-    Chapter("conformal", "06_conformal.ipynb"),
-    Chapter("future_work", "07_future_work.ipynb"),
+    Chapter("fundamentals", "01_fundamentals.ipynb", typical_seconds=700),
+    Chapter("optimization", "02_optimization.ipynb", typical_seconds=1100),
+    Chapter("architectures", "03_architectures.ipynb", typical_seconds=550),
+    Chapter("mask_detection", "04_mask_detection.ipynb", typical_seconds=1500),
+    Chapter("active_learning", "05_active_learning.ipynb", typical_seconds=450),
+    Chapter("conformal", "06_conformal.ipynb", typical_seconds=50),
+    Chapter("future_work", "07_future_work.ipynb", typical_seconds=250),
     # built after chapter 7, whose fit model it compares, though the book shows it in chapter 4
-    Chapter("real_photos", "04b_real_photos.ipynb"),
+    Chapter("real_photos", "04b_real_photos.ipynb", typical_seconds=250),
 )
 PAGES = (
     Chapter("claims", "claims.ipynb", always_run=True),
@@ -97,13 +101,6 @@ DEPENDS_ON = {
 ``Chapter.after`` of the book's chapters comes from here."""
 CHAPTERS = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in CHAPTERS)
 PAGES = tuple(replace(c, after=DEPENDS_ON.get(c.name, ())) for c in PAGES)
-
-
-SHARED_FEATURE_READERS = ("mask_detection", "active_learning", "conformal", "future_work")
-"""Chapters that read the shared backbone features (``features.face_mask_features`` under
-``profiles.FEATURES``). A parallel build extracts them once before the chapters start
-(``schedule.prepare_shared_features``), so none waits for another to fill the cache, and none
-extracts them a second time beside it."""
 
 
 class BuildError(Exception):
@@ -549,9 +546,10 @@ def build(
         )
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
-        if set(to_run) & set(SHARED_FEATURE_READERS):
-            run["shared_features"] = schedule.prepare_shared_features(profile, folder, seed, log)
-        rank = schedule.priorities(graph, schedule.last_seconds(previous_run))
+        if prepare.tasks(profile, to_run):
+            run["prepared"] = schedule.prepare(profile, folder, seed, to_run, log)
+        typical = {chapter.name: chapter.typical_seconds for chapter in CHAPTERS + PAGES}
+        rank = schedule.priorities(graph, typical | schedule.last_seconds(previous_run))
         schedule.run_concurrently(
             to_run, graph, rank, jobs, execute_chapter, arguments, environment,
             on_start=lambda name, slot: begin(name, f" in worker {slot}"),

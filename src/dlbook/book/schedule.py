@@ -230,9 +230,12 @@ def record_totals(run: dict, started: float, cpu_started: float) -> None:
 
 
 def last_seconds(previous_run: dict) -> dict[str, float]:
-    """Each chapter's seconds in the last build (what the scheduler expects it to take)."""
+    """Each chapter's seconds in the last build (what the scheduler expects it to take); a
+    chapter with no seconds recorded is left out."""
     return {
-        name: info.get("seconds") or 0.0 for name, info in previous_run.get("chapters", {}).items()
+        name: info["seconds"]
+        for name, info in previous_run.get("chapters", {}).items()
+        if info.get("seconds")
     }
 
 
@@ -269,35 +272,41 @@ class environment:
                 os.environ[name] = value
 
 
-def prepare_shared_features(profile: str, data_dir, seed: int, log=print) -> dict:
-    """Extract the shared backbone features (``python -m dlbook features``) on every core, in a
-    process of their own, before chapters run side by side; a no-op when the cache has them.
+def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
+    """Run the build's prepare step (``python -m dlbook prepare``, see ``dlbook.book.prepare``)
+    for ``chapters``, on every core, in a process of its own, before chapters run side by side;
+    quick when the cache has its results.
 
-    A failure is logged, not raised: each reader then extracts them itself and reports its own
-    error, and the chapters that do not read them still run.
+    A failure is logged, not raised: the chapters then compute what is missing themselves and
+    report their own errors.
 
     Returns
     -------
-    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds`` and ``error``.
+    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds``, ``tasks`` (how many
+    runs it made or found) and ``error``.
     """
-    command = [sys.executable, "-m", "dlbook", "features", "--profile", profile, "--seed",
-               str(seed), "--data-dir", str(data_dir)]  # fmt: skip
-    environment = {**os.environ, **parallel.thread_environment(parallel.available_cores())}
+    command = [sys.executable, "-m", "dlbook", "prepare", "--profile", profile, "--seed",
+               str(seed), "--data-dir", str(data_dir), "--chapters", ",".join(chapters)]  # fmt: skip
+    cores = parallel.available_cores()
+    command += ["--jobs", str(cores)]
+    environment = {**os.environ, **parallel.thread_environment(cores)}
     started, cpu_started = time.perf_counter(), cpu_clock()
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     seconds, cpu = time.perf_counter() - started, cpu_clock() - cpu_started
     said = done.stdout.strip().splitlines()
     error = None
     if done.returncode != 0:
-        error = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+        error = " ".join(done.stderr.split())[-1500:] or f"exit status {done.returncode}"
     if error is None:
-        log(f"{said[-1] if said else 'shared features ready'} ({cpu:.1f} CPU s)")
+        log(f"{said[-1] if said else 'prepared'} ({cpu:.1f} CPU s on {cores} core(s))")
     else:
-        log(f"shared features FAILED after {seconds:.1f} s: {error}; the chapters that read "
-            "them extract them themselves")  # fmt: skip
+        log(f"prepare step FAILED after {seconds:.1f} s: {error}; the chapters compute what is "
+            "missing themselves")  # fmt: skip
+    counted = [line for line in said if line.startswith("prepared ") and " runs in " in line]
     return {
         "status": "ok" if error is None else "failed",
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
+        "tasks": int(counted[-1].split()[1]) if counted else None,
         "error": error,
     }

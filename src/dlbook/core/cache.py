@@ -108,6 +108,15 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 _CALLBACK_SETTINGS = {
     "EarlyStopping": ("monitor", "patience", "min_delta", "mode", "restore_best_weights"),
+    "ReduceLROnPlateau": (
+        "monitor",
+        "factor",
+        "patience",
+        "min_lr",
+        "min_delta",
+        "cooldown",
+        "mode",
+    ),
 }
 
 
@@ -139,8 +148,8 @@ def architecture(model) -> str:
 def fit_key(model, x_train, y_train, validation_data, options: dict, callbacks) -> str | None:
     """Cache key of a training run of the built, compiled ``model``; None if it cannot be keyed.
 
-    A run with a callback whose effect the key cannot describe (anything but ``EarlyStopping``)
-    is not cached.
+    A run with a callback whose effect the key cannot describe (anything but ``EarlyStopping``
+    and ``ReduceLROnPlateau``) is not cached.
     """
     import keras
     import tensorflow as tf

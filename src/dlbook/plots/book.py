@@ -202,7 +202,7 @@ def describe_run(run: dict) -> str:
 def describe_use(run: dict) -> str:
     """How busy the build kept the machine: chapters at once, wall and CPU time, CPU use (a
     sentence with a leading space; empty for a record without them)."""
-    first = _describe_shared_features(run)
+    first = _describe_prepare(run)
     if run.get("cpu_seconds") is None or not run.get("total_seconds"):
         return first  # the page runs inside the build, before its totals are written
     jobs = run.get("jobs", 1)
@@ -292,19 +292,27 @@ def plot_chapter_seconds(run: dict):
     return ax
 
 
-def _describe_shared_features(run: dict) -> str:
-    """The shared-features step of a parallel build, as a sentence with a leading space (empty
-    when the record has none)."""
-    shared = run.get("shared_features")
-    if not shared:
+def _describe_prepare(run: dict) -> str:
+    """The prepare step of a parallel build (``dlbook.book.prepare``), as a sentence with a
+    leading space (empty when the record has none)."""
+    step = run.get("prepared")
+    if not step:
         return ""
-    if shared.get("status") == "ok":
+    what = (
+        "the backbone features four chapters share, chapter 4's backbone features, "
+        "fine-tuning maps and custom-CNN trainings, and chapter 4b's detected faces and "
+        "detector maps of the scene photos"
+    )
+    if step.get("status") == "ok":
+        count = f"{step['tasks']} runs: " if step.get("tasks") else ""
         return (
-            " Before the chapters started, the backbone features four of them share were "
-            f"extracted once ({present.number(shared['seconds'])} s, "
-            f"{present.number(shared['cpu_seconds'])} CPU s; little when the cache had them)."
+            f" Before the chapters started, the long runs they would otherwise make themselves "
+            f"ran side by side on every core ({count}{what}; "
+            f"{present.number(step['seconds'])} s, {present.number(step['cpu_seconds'])} CPU s; "
+            "little when the cache had them)."
         )
     return (
-        " Before the chapters started, the backbone features four of them share were not "
-        f"extracted ({shared.get('error')}): each chapter extracted its own."
+        f" Before the chapters started, the long runs they share ({what}) were meant to run "
+        f"on every core, but that step failed ({step.get('error')}): the chapters made them "
+        "themselves."
     )

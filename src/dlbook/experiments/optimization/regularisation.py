@@ -232,7 +232,8 @@ def regularizers(run: Run) -> dict:
             f"reg_train_size={settings['reg_train_size']!r} must be one of reg_train_sizes={sizes}"
         )
     images = load_images(run.data_dir, settings["reg_image_size"], run.seed)
-    studies = list(map(partial(size_study, images, settings, run.seed), sizes))
+    # the sizes are independent studies: they run as tasks, side by side
+    studies = run.map(partial(size_study, images, settings, run.seed), sizes)
     headline = studies[sizes.index(settings["reg_train_size"])]
     table, pick = headline["table"], headline["pick"]
     gap, gap_low, gap_high = headline["gap"]

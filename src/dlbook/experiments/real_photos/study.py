@@ -60,10 +60,7 @@ def _subset(photos: list[voc.Photo], limit, seed: int) -> list[voc.Photo]:
 def scenes(run) -> Scenes:
     """Load the mask-scenes photos (checked against their manifest) and the saved split."""
     logs.quiet_tensorflow()  # its start-up lines stay off the page
-    photos = voc.load_scenes(run.settings.get("scenes_dir"))
-    parts = scene_split.photos_by_part(photos)
-    limits = run.settings["photos"]
-    parts = {part: _subset(parts[part], limits[part], run.seed) for part in parts}
+    photos, parts = scene_parts(run.settings, run.seed)
     values = {"scenes_photos": len(photos), "scenes_faces": int(sum(len(p.labels) for p in photos))}
     for part, chosen in parts.items():
         counts = voc.class_counts(chosen)
@@ -71,6 +68,15 @@ def scenes(run) -> Scenes:
         values.update({f"{part}_faces_{name}": n for name, n in counts.items()})
     run.save(values)
     return Scenes(parts, Path(run.results_dir) / "models")
+
+
+def scene_parts(settings: dict, seed: int) -> tuple[list[voc.Photo], dict[str, list[voc.Photo]]]:
+    """Every mask-scenes photo (checked against the manifest) and each part's photos under
+    ``settings["photos"]`` (limits per part, drawn with ``seed``)."""
+    photos = voc.load_scenes(settings.get("scenes_dir"))
+    parts = scene_split.photos_by_part(photos)
+    limits = settings["photos"]
+    return photos, {part: _subset(parts[part], limits[part], seed) for part in parts}
 
 
 def detections(sc: Scenes, part: str) -> list:
