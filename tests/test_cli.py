@@ -33,3 +33,11 @@ def test_profiles_get_validates_its_arguments():
     settings = profiles.get("smoke", "features")
     settings["limit"] = -1
     assert profiles.get("smoke", "features")["limit"] != -1  # a copy, not the shared dict
+
+
+def test_prepare_takes_the_names_a_build_passes_and_refuses_others(tmp_path, capsys):
+    # the pages need no preparing: nothing runs
+    assert cli.main(["prepare", "--chapters", "claims,reproducibility"]) == 0
+    assert "prepared 0 runs" in capsys.readouterr().out
+    assert cli.main(["prepare", "--chapters", "fundamentals,no_such_chapter"]) == 2
+    assert "unknown chapter(s) ['no_such_chapter']" in capsys.readouterr().err

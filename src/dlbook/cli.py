@@ -145,7 +145,7 @@ def _prepare(args) -> int:
     from dlbook.core import parallel
     from dlbook.facemask import data
 
-    names = [chapter.name for chapter in build.CHAPTERS]
+    names = [chapter.name for chapter in build.CHAPTERS + build.PAGES]
     chapters = args.chapters.split(",") if args.chapters else names
     unknown = sorted(set(chapters) - set(names))
     if unknown:
