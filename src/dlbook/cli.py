@@ -154,7 +154,8 @@ def _prepare(args) -> int:
     started = time.perf_counter()
     try:
         count = prepare.run(args.profile, args.data_dir, args.seed, chapters,
-                            args.jobs or parallel.available_cores())  # fmt: skip
+                            args.jobs or parallel.available_cores(),
+                            log=lambda line: print(line, flush=True))  # fmt: skip
     except (data.DataError, FileNotFoundError, ValueError, parallel.TaskFailures) as error:
         print(f"prepare failed: {error}", file=sys.stderr)
         return 1

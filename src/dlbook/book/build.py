@@ -546,7 +546,10 @@ def build(
         )
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
-        if prepare.tasks(profile, to_run):
+        planned = prepare.tasks(profile, to_run)
+        if planned:
+            log(f"prepare: {len(planned)} long independent runs first, on every core, longest "
+                "first (python -m dlbook prepare) ...")  # fmt: skip
             run["prepared"] = schedule.prepare(profile, folder, seed, to_run, log)
         typical = {chapter.name: chapter.typical_seconds for chapter in CHAPTERS + PAGES}
         rank = schedule.priorities(graph, typical | schedule.last_seconds(previous_run))

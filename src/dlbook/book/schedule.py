@@ -291,12 +291,11 @@ def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
     command += ["--jobs", str(cores)]
     environment = {**os.environ, **parallel.thread_environment(cores)}
     started, cpu_started = time.perf_counter(), cpu_clock()
-    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    said, returncode, stderr = _run_logging_lines(command, environment, log)
     seconds, cpu = time.perf_counter() - started, cpu_clock() - cpu_started
-    said = done.stdout.strip().splitlines()
     error = None
-    if done.returncode != 0:
-        error = " ".join(done.stderr.split())[-1500:] or f"exit status {done.returncode}"
+    if returncode != 0:
+        error = " ".join(stderr.split())[-1500:] or f"exit status {returncode}"
     if error is None:
         log(f"{said[-1] if said else 'prepared'} ({cpu:.1f} CPU s on {cores} core(s))")
     else:
@@ -310,3 +309,20 @@ def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
         "tasks": int(counted[-1].split()[1]) if counted else None,
         "error": error,
     }
+
+
+def _run_logging_lines(command: list[str], environment: dict, log) -> tuple[list[str], int, str]:
+    """Run ``command``, logging each line it prints as it comes (indented, but its last line,
+    the summary); returns its lines, exit status and standard error."""
+    import tempfile
+
+    said: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        with subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=errors,
+                              text=True) as process:  # fmt: skip
+            for line in process.stdout:
+                said.append(line.rstrip("\n"))
+                if not (said[-1].startswith("prepared ") and " runs in " in said[-1]):
+                    log(f"  {said[-1]}")
+        errors.seek(0)
+        return said, process.returncode, errors.read()
