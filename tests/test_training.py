@@ -188,3 +188,14 @@ def test_a_run_that_lowers_its_rate_on_a_plateau_is_cached_under_its_settings():
     assert "cached" not in first.timings and second.timings["cached"] is True
     assert second.history == first.history
     assert "cached" not in run(factor=0.2).timings  # another factor is another run
+
+
+def test_the_input_pipeline_does_not_autotune_and_keeps_the_seeded_order():
+    x, y = _bright_vs_dark(n=40)
+    dataset = training.make_dataset(x, y, batch_size=8, shuffle=True, seed=5)
+    assert dataset.options().autotune.enabled is False  # autotuning stalled one-thread runs
+    first = [b.numpy() for _, b in dataset]
+    again = [b.numpy() for _, b in training.make_dataset(x, y, batch_size=8, shuffle=True, seed=5)]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(np.concatenate(first).tolist()) == sorted(y.tolist())  # every image, once
