@@ -120,6 +120,8 @@ def test_the_reproducibility_page_shows_wall_and_cpu_time_and_use_per_chapter():
     text = book.describe_run(run)
     assert "up to 2 chapters at once" in text and "100 s of wall time for 180 s of CPU" in text
     assert "180% of one core, out of the 200%" in text
+    before = book.describe_run({**run, "totals_cover": "before the record page"})
+    assert "had taken, before this page and the rendering of the book, 100 s of wall" in before
     assert "Before the chapters started" not in text  # no prepare step in this record
     run["prepared"] = {"status": "ok", "seconds": 3.0, "cpu_seconds": 2.5, "tasks": 18,
                        "error": None}  # fmt: skip

@@ -326,3 +326,29 @@ def test_a_first_build_starts_with_the_chapter_on_the_longest_chain():
     chapters = [chapter.name for chapter in build.CHAPTERS]
     assert max(chapters, key=rank.get) == "mask_detection"  # 4b and 6 wait for it
     assert build.schedule.last_seconds({"chapters": {"a": {"seconds": None}}}) == {}
+
+
+READS_THE_RECORD = """
+import json, pathlib
+from dlbook.core import results
+record = json.loads((pathlib.Path(results_dir) / "run.json").read_text())
+results.save(results_dir, "reproducibility", {"saw_totals": "total_seconds" in record,
+    "chapters_seen": ",".join(record["chapters"])})
+"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_record_page_runs_last_and_sees_the_build_totals(book, synthetic_data, jobs):
+    _notebook(book / "chapters" / "reproducibility.ipynb", "Record", READS_THE_RECORD)
+    record = build.Chapter("reproducibility", "reproducibility.ipynb", always_run=True,
+                           after=(build.schedule.EVERY_EARLIER,))  # fmt: skip
+    report = build.build(
+        profile="smoke", data_dir=synthetic_data, verify=False, chapters=(*CHAPTERS, record),
+        source_dir=book, render_book=False, jobs=jobs, log=lambda message: None,
+    )  # fmt: skip
+    assert report.failed == []
+    out = book / "results" / "smoke"
+    seen = json.loads((out / "reproducibility.json").read_text())
+    assert seen["saw_totals"] is True and seen["chapters_seen"] == "alpha,beta"
+    run = json.loads((out / "run.json").read_text())
+    assert run["totals_cover"] == "the whole build" and "reproducibility" in run["chapters"]

@@ -88,6 +88,10 @@ PAGES = (
     Chapter("reproducibility", "reproducibility.ipynb", always_run=True),
 )
 
+RECORD_PAGE = "reproducibility"
+"""The page that shows ``run.json``: executed after every other page, once the build's totals so
+far (wall, CPU, CPU use) are in the record, so the book shows them."""
+
 DEPENDS_ON = {
     # mask_probs.npz (chapter 4's probabilities) picks the models chapter 6 conforms.
     "conformal": ("mask_detection",),
@@ -522,6 +526,12 @@ def build(
         cache.write_json(cache_file, previous_keys)
         record(name, info)
 
+    def record_totals_so_far() -> None:
+        """The build's totals up to now, written for the record page to show."""
+        schedule.record_totals(run, started, cpu_started)
+        run["totals_cover"] = "before the record page"
+        cache.write_json(run_file, run)
+
     def arguments(name: str) -> tuple:
         chapter, source, output, _key, _prefix = plans[name]
         return chapter, source, output, parameters, source.parent
@@ -534,6 +544,8 @@ def build(
             serial[parallel.RAY_ADDRESS_VARIABLE] = ray_address
         for number, chapter in enumerate(chapters, start=1):
             if decide(number, chapter):
+                if chapter.name == RECORD_PAGE:
+                    record_totals_so_far()
                 begin(chapter.name)
                 with schedule.environment(serial):
                     finish(chapter.name, execute_chapter(*arguments(chapter.name)))
@@ -554,12 +566,18 @@ def build(
         typical = {chapter.name: chapter.typical_seconds for chapter in CHAPTERS + PAGES}
         rank = schedule.priorities(graph, typical | schedule.last_seconds(previous_run))
         schedule.run_concurrently(
-            to_run, graph, rank, jobs, execute_chapter, arguments, environment,
+            [name for name in to_run if name != RECORD_PAGE], graph, rank, jobs,
+            execute_chapter, arguments, environment,
             on_start=lambda name, slot: begin(name, f" in worker {slot}"),
             on_done=lambda name, result, slot, pid: finish(
                 name, result, f" (worker {slot}, pid {pid}, {result[2]:.1f} CPU s)"
             ),
         )  # fmt: skip
+        if RECORD_PAGE in to_run:
+            record_totals_so_far()
+            begin(RECORD_PAGE)
+            with schedule.environment(environment):
+                finish(RECORD_PAGE, execute_chapter(*arguments(RECORD_PAGE)))
     report.chapters = run["chapters"]
     schedule.record_totals(run, started, cpu_started)
 
@@ -579,6 +597,7 @@ def build(
         for problem in problems:
             log(f"page problem: {problem}")
     schedule.record_totals(run, started, cpu_started)
+    run["totals_cover"] = "the whole build"
     cache.write_json(run_file, run)
     log(f"build of profile {profile!r} finished in {run['total_seconds']:.1f} s")
     return report

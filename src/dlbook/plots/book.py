@@ -179,7 +179,7 @@ def describe_run(run: dict) -> str:
     seconds = sum(run["chapters"][n]["seconds"] for n in executed)
     timing = (
         f"This build executed {len(executed)} page{'s' if len(executed) != 1 else ''} "
-        f"in {present.number(seconds)} s"
+        f"({present.number(seconds)} s of page time, added up)"
     )
     if reused:
         earlier = sum(run["chapters"][n]["seconds"] for n in reused)
@@ -208,8 +208,11 @@ def describe_use(run: dict) -> str:
     jobs = run.get("jobs", 1)
     at_once = "one chapter at a time" if jobs == 1 else f"up to {jobs} chapters at once"
     cores = run.get("cores_available") or run["cpu_count"]
+    took = "took"
+    if run.get("totals_cover") == "before the record page":
+        took = "had taken, before this page and the rendering of the book,"
     return first + (
-        f" It ran {at_once} and took {present.number(run['total_seconds'])} s of wall time for "
+        f" It ran {at_once} and {took} {present.number(run['total_seconds'])} s of wall time for "
         f"{present.number(run['cpu_seconds'])} s of CPU time: a CPU use of "
         f"{present.percent(run['utilisation'], 0)} of one core, out of the "
         f"{present.percent(cores, 0)} that its {cores} cores allow."
