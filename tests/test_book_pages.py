@@ -25,7 +25,7 @@ RUN = {
 def test_describe_run_hides_the_data_path_and_explains_reused_chapters():
     text = book.describe_run(RUN)
     assert "/work/" not in text and "face-mask images" in text
-    assert "executed 2 pages in 24 s" in text and "reused 1 chapter" in text
+    assert "executed 2 pages (24 s of page time, added up)" in text and "reused 1 chapter" in text
     assert "uncommitted changes" in text
 
 
