@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlbook.book import build, profiles
+from dlbook.book import build, prepare, profiles
 from dlbook.core import paths, results
 
 PARAMETERS = 'profile = "smoke"\nseed = 0\ndata_dir = None\nresults_dir = None'
@@ -291,7 +291,7 @@ def test_the_prepare_step_fills_the_cache_the_chapters_read(real_data, tmp_path,
     chapters = ["mask_detection", "active_learning"]
     first = build.schedule.prepare("smoke", real_data, 0, chapters, lines.append)
     assert first["status"] == "ok" and first["error"] is None, lines
-    assert first["tasks"] == len(build.prepare.tasks("smoke", chapters))
+    assert first["tasks"] == len(prepare.tasks("smoke", chapters))
     assert list((tmp_path / "cache" / "features").rglob("*.npy"))  # what the chapters then find
     assert list((tmp_path / "cache" / "fits").rglob("*.weights.h5"))  # the CNN trainings
     again = build.schedule.prepare("smoke", real_data, 0, chapters, lines.append)
@@ -299,10 +299,13 @@ def test_the_prepare_step_fills_the_cache_the_chapters_read(real_data, tmp_path,
 
 
 def test_prepare_runs_what_the_chapters_to_run_need():
-    assert build.prepare.tasks("smoke", ["fundamentals", "optimization"]) == []
-    shared = build.prepare.tasks("smoke", ["conformal"])
+    assert prepare.tasks("smoke", ["fundamentals", "optimization"]) == []
+    lines = []
+    assert build.schedule.prepare("smoke", None, 0, ["fundamentals"], lines.append) is None
+    assert lines == []  # nothing to prepare: no step, no line
+    shared = prepare.tasks("smoke", ["conformal"])
     assert [task.label for task in shared] == ["shared backbone features (chapters 4-7)"]
-    chapter4 = build.prepare.tasks("smoke", ["mask_detection"])
+    chapter4 = prepare.tasks("smoke", ["mask_detection"])
     settings = profiles.get("smoke", "mask_detection")
     cnn = [task for task in chapter4 if getattr(task, "kind", "") == "cnn"]
     assert len(cnn) == settings["cnn_seeds"] + settings["cnn_random_seeds"]
@@ -316,7 +319,8 @@ def test_a_failed_prepare_step_is_logged_and_the_build_goes_on(tmp_path):
         "smoke", tmp_path / "no-such-folder", 0, ["conformal"], lines.append
     )
     assert found["status"] == "failed" and "no-such-folder" in found["error"]
-    assert "compute what is missing themselves" in lines[0]
+    assert lines[0].startswith("prepare: 1 long independent run first, on every core")
+    assert "compute what is missing themselves" in lines[-1]
 
 
 def test_a_first_build_starts_with_the_chapter_on_the_longest_chain():

@@ -11,10 +11,8 @@ With ``jobs`` above 1, chapters that do not wait for each other (``Chapter.after
 ``DEPENDS_ON``) execute at once, each kernel in its own process with its share of the cores
 (``dlbook.book.schedule``), after the prepare step (``dlbook.book.prepare``) has run the long
 independent runs several of them share, or that chapter 4 would make one after another, on every
-core; ``jobs=1`` is the serial build, in book
-order. Either way only this
-process writes ``run.json`` (each chapter's wall and CPU seconds, and the build's) and
-``chapter_keys.json``.
+core; ``jobs=1`` is the serial build, in book order. Either way only this process writes
+``run.json`` (each chapter's wall and CPU seconds, and the build's) and ``chapter_keys.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from dlbook.book import prepare, profiles, schedule
+from dlbook.book import profiles, schedule
 from dlbook.book.html_check import check_html
 from dlbook.core import cache, logs, parallel, paths
 from dlbook.facemask import data
@@ -558,11 +556,8 @@ def build(
         )
         if to_run:
             log(schedule.plan_line(to_run, at_once, share, environment, ray_address))
-        planned = prepare.tasks(profile, to_run)
-        if planned:
-            log(f"prepare: {len(planned)} long independent runs first, on every core, longest "
-                "first (python -m dlbook prepare) ...")  # fmt: skip
-            run["prepared"] = schedule.prepare(profile, folder, seed, to_run, log)
+        if (step := schedule.prepare(profile, folder, seed, to_run, log)) is not None:
+            run["prepared"] = step
         typical = {chapter.name: chapter.typical_seconds for chapter in CHAPTERS + PAGES}
         rank = schedule.priorities(graph, typical | schedule.last_seconds(previous_run))
         schedule.run_concurrently(

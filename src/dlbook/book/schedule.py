@@ -272,7 +272,7 @@ class environment:
                 os.environ[name] = value
 
 
-def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
+def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict | None:
     """Run the build's prepare step (``python -m dlbook prepare``, see ``dlbook.book.prepare``)
     for ``chapters``, on every core, in a process of its own, before chapters run side by side;
     quick when the cache has its results.
@@ -282,9 +282,17 @@ def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
 
     Returns
     -------
-    dict with ``status`` ("ok" or "failed"), ``seconds``, ``cpu_seconds``, ``tasks`` (how many
-    runs it made or found) and ``error``.
+    None when ``chapters`` need nothing prepared; else a dict with ``status`` ("ok" or
+    "failed"), ``seconds``, ``cpu_seconds``, ``tasks`` (how many runs it made or found) and
+    ``error``.
     """
+    from dlbook.book import prepare as steps
+
+    planned = steps.tasks(profile, chapters)
+    if not planned:
+        return None
+    runs = f"{len(planned)} long independent run{'s' if len(planned) != 1 else ''}"
+    log(f"prepare: {runs} first, on every core, longest first (python -m dlbook prepare) ...")
     command = [sys.executable, "-m", "dlbook", "prepare", "--profile", profile, "--seed",
                str(seed), "--data-dir", str(data_dir), "--chapters", ",".join(chapters)]  # fmt: skip
     cores = parallel.available_cores()
@@ -301,12 +309,11 @@ def prepare(profile: str, data_dir, seed: int, chapters, log=print) -> dict:
     else:
         log(f"prepare step FAILED after {seconds:.1f} s: {error}; the chapters compute what is "
             "missing themselves")  # fmt: skip
-    counted = [line for line in said if line.startswith("prepared ") and " runs in " in line]
     return {
         "status": "ok" if error is None else "failed",
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
-        "tasks": int(counted[-1].split()[1]) if counted else None,
+        "tasks": len(planned),
         "error": error,
     }
 
