@@ -201,6 +201,38 @@ def test_test_curves_count_only_the_test_split():
     assert curves["right"]["fpr"][-1] == 1.0 and curves["right"]["tpr"][-1] == 1.0
 
 
+def _cv_story_input(names_and_accuracies: dict[str, float], best: str) -> dict:
+    """A ``cross_validate`` result over two folds in which each model scores its accuracy."""
+    values = {"cv_folds": 2, "cv_images": 40}
+    per_fold, summary = {}, {}
+    for name, accuracy in names_and_accuracies.items():
+        per_fold[name] = pd.DataFrame({"accuracy": [accuracy - 0.01, accuracy + 0.01]})
+        summary[name] = {"accuracy": {"value": accuracy}}
+        values |= {f"{name}_cv_accuracy": accuracy, f"{name}_cv_accuracy_ci_low": accuracy - 0.02,
+                   f"{name}_cv_accuracy_ci_high": accuracy + 0.02, f"{name}_cv_roc_auc": 0.999,
+                   f"{name}_cv_precision": 0.99, f"{name}_cv_recall": 0.98}  # fmt: skip
+    return {"values": values, "best": best, "per_fold": per_fold, "summary": summary,
+            "fine_tune_seconds": 180.0}  # fmt: skip
+
+
+def test_cv_story_names_the_best_model_or_says_why_it_is_not_cross_validated():
+    from dlbook.experiments.mask_detection import evaluation
+
+    scored = _cv_story_input({"mobilenet_v2_torchvision": 0.992, "vgg16_torchvision": 0.98},
+                             best="mobilenet_v2_torchvision")  # fmt: skip
+    text = evaluation.story_cv(scored)
+    assert "not cross-validated" not in text and "99.20%" in text
+    left_out = _cv_story_input({"mobilenet_v2_torchvision_finetuned": 0.989, "vgg16_torchvision": 0.98},
+                               best="efficientnet_lite0_finetuned")  # fmt: skip
+    text = evaluation.story_cv(left_out)
+    assert "is not cross-validated at this budget" in text and "2 more fine-tunings" in text
+    assert "nested cross-validation" in text
+    # the best of the models that were cross-validated, fine-tuned or not, is the one quoted
+    assert (
+        "98.90%" in text and evaluation.display_name("mobilenet_v2_torchvision_finetuned") in text
+    )
+
+
 def test_per_fold_fine_tuning_takes_the_lite_model_and_the_best_port_on_validation():
     import pandas as pd
 
@@ -221,6 +253,7 @@ def test_per_fold_fine_tuning_takes_the_lite_model_and_the_best_port_on_validati
     )
     settings = {
         "cv_fine_tune": True,
+        "cv_fine_tune_backbone": True,
         "fine_tune_backbone": "efficientnet_lite0",
         "fine_tune_ports": ("mobilenet_v2_torchvision", "inception_v3_fid"),
         "cv_fine_tune_ports": "winner",
@@ -236,8 +269,12 @@ def test_per_fold_fine_tuning_takes_the_lite_model_and_the_best_port_on_validati
     assert names(evaluation.cv_fine_tuned(runs, table, settings)) == [
         "efficientnet_lite0_finetuned"
     ]
-    settings["cv_fine_tune"] = False
+    settings["cv_fine_tune_backbone"] = False
     assert evaluation.cv_fine_tuned(runs, table, settings) == []
+    settings.update(cv_fine_tune_backbone=True, cv_fine_tune=False)
+    assert evaluation.cv_fine_tuned(runs, table, settings) == []
+    settings.update(cv_fine_tune_backbone=False, cv_fine_tune_ports="winner", cv_fine_tune=True)
+    assert names(evaluation.cv_fine_tuned(runs, table, settings)) == ["inception_v3_fid_finetuned"]
     settings.update(cv_fine_tune=True, cv_fine_tune_ports="best")
     with pytest.raises(ValueError, match="cv_fine_tune_ports='best'"):
         evaluation.cv_fine_tuned(runs, table, settings)

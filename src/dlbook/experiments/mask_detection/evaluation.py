@@ -253,9 +253,9 @@ def cross_validate(chapter: Chapter, models: dict, evaluation: dict) -> dict:
 def cv_fine_tuned(runs: dict, table: pd.DataFrame, settings: dict) -> list[ModelRun]:
     """The fine-tuned runs cross-validated fold by fold (none unless ``cv_fine_tune``).
 
-    ``fine_tune_backbone``'s, and of the ``fine_tune_ports`` runs all of them
-    (``cv_fine_tune_ports == "all"``) or the one with the best validation accuracy on the
-    chapter's split (``"winner"``): fine-tuning costs minutes a fold.
+    ``fine_tune_backbone``'s when ``cv_fine_tune_backbone``, and of the ``fine_tune_ports``
+    runs all of them (``cv_fine_tune_ports == "all"``) or the one with the best validation
+    accuracy on the chapter's split (``"winner"``): fine-tuning costs minutes a fold.
     """
     tuned = {name: run for name, run in runs.items() if run.kind == "finetuned"}
     if not settings["cv_fine_tune"] or not tuned:
@@ -270,7 +270,11 @@ def cv_fine_tuned(runs: dict, table: pd.DataFrame, settings: dict) -> list[Model
         ports = []
     if ports and which == "winner":
         ports = [choose_best(table, ports)]
-    chosen = [name for name, run in tuned.items() if run.backbone == settings["fine_tune_backbone"]]
+    chosen = [
+        name
+        for name, run in tuned.items()
+        if settings["cv_fine_tune_backbone"] and run.backbone == settings["fine_tune_backbone"]
+    ]
     return [tuned[name] for name in chosen + ports]
 
 
@@ -322,15 +326,16 @@ def story_cv(cv: dict) -> str:
         f"Over {v['cv_folds']} grouped folds (every one of the {v['cv_images']:,} images held "
         "out once, near-duplicate groups never split)"
     )
-    heads = f" the best frozen-feature head, **{display_name(best_cv_model(cv))}**,"
+    heads = f" the best of the models cross-validated, **{display_name(best_cv_model(cv))}**,"
     if f"{best}_cv_accuracy" not in v:
         cost = cv.get("fine_tune_seconds")
         text = (
-            f"The best model, {display_name(best)}, is not cross-validated at this budget: "
-            f"fine-tuning once per fold would cost {v['cv_folds']} more fine-tunings"
+            f"The best model on validation, {display_name(best)}, is not cross-validated at "
+            f"this budget: fine-tuning once per fold would cost {v['cv_folds']} more "
+            "fine-tunings"
             + (f" of about {present.number(cost, 2)} s each" if cost else "")
-            + ", so its verdict rests on the test split above. "
-            + text
+            + ", so its figures are the single test split's above; the transfer claim is "
+            "judged by the nested cross-validation below. " + text
         )
         best = best_cv_model(cv)
     else:
