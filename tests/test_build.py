@@ -329,6 +329,8 @@ def test_a_first_build_starts_with_the_chapter_on_the_longest_chain():
     rank = build.schedule.priorities(graph, typical)
     chapters = [chapter.name for chapter in build.CHAPTERS]
     assert max(chapters, key=rank.get) == "mask_detection"  # 4b and 6 wait for it
+    # chapter 7 (4b waits for it too) before a chapter as long that nothing waits for
+    assert rank["future_work"] > rank["fundamentals"]
     assert build.schedule.last_seconds({"chapters": {"a": {"seconds": None}}}) == {}
 
 

@@ -71,13 +71,13 @@ class Chapter:
 
 
 CHAPTERS = (
-    Chapter("fundamentals", "01_fundamentals.ipynb", typical_seconds=700),
-    Chapter("optimization", "02_optimization.ipynb", typical_seconds=1100),
-    Chapter("architectures", "03_architectures.ipynb", typical_seconds=550),
-    Chapter("mask_detection", "04_mask_detection.ipynb", typical_seconds=1500),
-    Chapter("active_learning", "05_active_learning.ipynb", typical_seconds=450),
-    Chapter("conformal", "06_conformal.ipynb", typical_seconds=50),
-    Chapter("future_work", "07_future_work.ipynb", typical_seconds=250),
+    Chapter("fundamentals", "01_fundamentals.ipynb", typical_seconds=450),
+    Chapter("optimization", "02_optimization.ipynb", typical_seconds=650),
+    Chapter("architectures", "03_architectures.ipynb", typical_seconds=300),
+    Chapter("mask_detection", "04_mask_detection.ipynb", typical_seconds=850),
+    Chapter("active_learning", "05_active_learning.ipynb", typical_seconds=300),
+    Chapter("conformal", "06_conformal.ipynb", typical_seconds=40),
+    Chapter("future_work", "07_future_work.ipynb", typical_seconds=330),
     # built after chapter 7, whose fit model it compares, though the book shows it in chapter 4
     Chapter("real_photos", "04b_real_photos.ipynb", typical_seconds=250),
 )
