@@ -158,6 +158,15 @@ def test_story_label_audit_reports_the_audit_without_overclaiming():
     assert "makes no error" in none
 
 
+def test_figure_labels_name_ported_networks_as_the_tables_do():
+    from dlbook.plots.mask_detection import short_name
+
+    assert short_name("efficientnet_lite0_finetuned") == "Lite0 fine-tuned"
+    assert short_name("mobilenet_v2_torchvision_finetuned") == "MobileNetV2 fine-tuned"
+    assert short_name("inception_v3_fid") == "InceptionV3 (2015)"
+    assert short_name("custom_cnn") == "custom CNN"
+
+
 def test_figures_fit_the_page_and_the_reliability_diagram_skips_near_empty_bins():
     import matplotlib
 
