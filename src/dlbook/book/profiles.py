@@ -229,10 +229,10 @@ ARCHITECTURES = {
 # fine-tunes again per fold when ``cv_fine_tune`` (the smoke profile skips it): the ported
 # networks named by ``cv_fine_tune_ports`` (their claims are judged on those folds) and
 # ``fine_tune_backbone`` when ``cv_fine_tune_backbone``. The full profile leaves the latter out:
-# its five fine-tunings of two EfficientNet-Lite0 blocks at 224 px ran all ten epochs, about
-# 650 CPU seconds, the largest single cost of the cold build; no verdict reads them (the transfer
-# claim is judged by nested cross-validation of the frozen-feature heads), so the shipped model
-# keeps its test-split and external-test figures and the 45-minute build keeps its margin.
+# its five fine-tunings of two EfficientNet-Lite0 blocks at 224 px ran all ten epochs, 520 s of
+# chapter 4's wall time and about 470 CPU seconds of a cold build, the largest single cost in it
+# that no verdict reads (the transfer claim is judged by nested cross-validation of the
+# frozen-feature heads); the shipped model keeps its test-split and external-test figures.
 # The dissertation's networks (ported torchvision MobileNetV2 and VGG16, the 2015 InceptionV3)
 # run at ``backbone_image_sizes`` rather than ``image_size``: the crops' median short side is
 # 140 px, so 128 px keeps their detail, and VGG16 (30 GFLOP an image at 224 px, 10 at 128) runs
