@@ -22,16 +22,14 @@ SHORT_LABELS = {0: "without", 1: "with"}
 
 
 def short_name(model: str) -> str:
-    """A model's name short enough for a panel title: ``"efficientnet_lite0_finetuned"`` ->
-    ``"Lite0 fine-tuned"``, ``"inception_v3_fid"`` -> ``"InceptionV3 (2015)"`` (a ported
-    network's name as the chapter's tables give it)."""
-    from dlbook.experiments.mask_detection.classifiers import PORTED_NAMES
+    """A model's name short enough for a panel title: the chapter's ``display_name`` without
+    "EfficientNet-" and its comma, ``"efficientnet_lite0_finetuned"`` -> ``"Lite0 fine-tuned"``,
+    ``"inception_v3_fid"`` -> ``"InceptionV3 (2015)"``."""
+    from dlbook.experiments.mask_detection.classifiers import display_name
 
     if model == "custom_cnn":
         return "custom CNN"
-    base = model.removesuffix("_finetuned")
-    name = PORTED_NAMES.get(base, base.replace("efficientnet_lite", "Lite"))
-    return name + (" fine-tuned" if model.endswith("_finetuned") else "")
+    return display_name(model).removeprefix("EfficientNet-").replace(", fine-tuned", " fine-tuned")
 
 
 def _grid(count: int, panel_height: float, columns: int = COLUMNS):
